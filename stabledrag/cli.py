@@ -1,0 +1,169 @@
+"""`python -m stabledrag` — edit, generate and benchmark from the terminal.
+
+Sub-commands:
+  edit      --backend diffusion|gan   drag points on an image (diffusion) or a generated image (gan)
+  generate  --backend gan             render a GAN sample by seed
+  bench     tracking|speed|toy        benchmarks that print JSON
+
+Engine code is imported lazily so that `bench tracking` needs only torch.
+A `UserError` is printed as one line (exit code 2), never as a stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any, Optional, Sequence
+
+from .errors import UserError
+
+
+def _add_drag_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--drag", action="append", default=[], metavar="X,Y:X,Y",
+                   help="handle and target in image pixels; repeat for several points")
+    p.add_argument("--mask", default=None, help="PNG whose white (non-zero) pixels mark the editable region")
+    p.add_argument("--method", choices=["stabledrag", "baseline"], default="stabledrag",
+                   help="stabledrag (discriminative tracker + confident supervision) or baseline "
+                        "(nearest neighbour + plain: DragDiffusion / DragGAN)")
+    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--out", required=True, help="output image path (.png)")
+    p.add_argument("--report", default=None, help="write a JSON report (config, timings, trajectories)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any drag setting, e.g. --set tau=0.5 --set r_p=4")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for all sub-commands."""
+    parser = argparse.ArgumentParser(prog="python -m stabledrag", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug information")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    edit = sub.add_parser("edit", help="drag points on an image")
+    edit.add_argument("--backend", choices=["diffusion", "gan"], default="diffusion")
+    edit.add_argument("--model", default=None,
+                      help="diffusion: hub id, diffusers folder or .safetensors/.ckpt file; "
+                           "gan: .pkl or native checkpoint (default: the bundled toy model)")
+    edit.add_argument("--config-dir", default=None,
+                      help="diffusion single-file checkpoints: a local diffusers folder with the configs")
+    edit.add_argument("--image", default=None, help="input image (diffusion backend)")
+    edit.add_argument("--prompt", default="", help="text describing the image (diffusion)")
+    edit.add_argument("--lora-steps", type=int, default=None, help="identity-LoRA steps (diffusion)")
+    edit.add_argument("--drag-steps", type=int, default=None, help="maximum drag steps (diffusion)")
+    edit.add_argument("--steps", type=int, default=None, help="maximum drag steps (gan)")
+    edit.add_argument("--paste-back", action="store_true",
+                      help="diffusion: paste the input back outside the mask")
+    edit.add_argument("--w-space", action="store_true", help="gan: optimise W instead of W+")
+    edit.add_argument("--truncation", type=float, default=None, help="gan: truncation psi")
+    _add_drag_options(edit)
+
+    gen = sub.add_parser("generate", help="render a generated image")
+    gen.add_argument("--backend", choices=["gan"], default="gan")
+    gen.add_argument("--model", default=None, help=".pkl or native checkpoint (default: the bundled toy model)")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--truncation", type=float, default=None, help="truncation psi")
+    gen.add_argument("--device", default=None)
+    gen.add_argument("--out", required=True)
+
+    bench = sub.add_parser("bench", help="benchmarks (JSON on stdout)")
+    bsub = bench.add_subparsers(dest="bench", required=True)
+    bt = bsub.add_parser("tracking", help="synthetic tracker benchmark")
+    bt.add_argument("--cases", type=int, default=40, help="cases per scenario")
+    bt.add_argument("--seed", type=int, default=0)
+    bt.add_argument("--channels", type=int, default=64)
+    bt.add_argument("--size", type=int, default=64)
+    bt.add_argument("--out", default=None, help="also write the JSON here")
+    bs = bsub.add_parser("speed", help="per-phase timings with random weights at full size")
+    bs.add_argument("--backend", choices=["diffusion", "gan"], required=True)
+    bs.add_argument("--size", type=int, default=None, help="image size (diffusion; default 256 on CPU, 512 on GPU)")
+    bs.add_argument("--resolutions", default="512,1024", help="gan: comma-separated resolutions")
+    bs.add_argument("--steps", type=int, default=3, help="timed repetitions per phase")
+    bs.add_argument("--device", default=None)
+    bs.add_argument("--out", default=None)
+    by = bsub.add_parser("toy", help="ground-truth drag benchmark on the toy-faces world")
+    by.add_argument("--backend", choices=["diffusion", "gan"], required=True)
+    by.add_argument("--cases", type=int, default=None)
+    by.add_argument("--seed", type=int, default=10_000)
+    by.add_argument("--device", default=None)
+    by.add_argument("--sheet", default=None, help="PNG sheet of examples")
+    by.add_argument("--out", default=None)
+    return parser
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """`["tau=0.5", "r_p=4"]` -> `{"tau": 0.5, "r_p": 4}` (values parsed as JSON when possible)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"--set needs KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def emit_json(data: Any, path: Optional[str]) -> None:
+    """Print `data` as JSON and also write it to `path` if given."""
+    text = json.dumps(data, indent=2)
+    print(text)
+    if path:
+        with open(path, "w") as f:
+            f.write(text + "\n")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(_dispatch(args) or 0)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> Optional[int]:
+    if args.command == "bench":
+        if args.bench == "tracking":
+            from .bench.tracking import run_tracking_bench
+
+            emit_json(run_tracking_bench(cases=args.cases, seed=args.seed, channels=args.channels,
+                                         size=args.size), args.out)
+            return 0
+        if args.bench == "speed":
+            if args.backend == "gan":
+                from .bench.speed_gan import gan_speed
+
+                res = [int(r) for r in str(args.resolutions).split(",") if r.strip()]
+                emit_json(gan_speed(resolutions=res, steps=args.steps, device=args.device), args.out)
+            else:
+                from .bench.speed_diffusion import diffusion_speed
+
+                emit_json(diffusion_speed(size=args.size, steps=args.steps, device=args.device), args.out)
+            return 0
+        if args.bench == "toy":
+            from .bench.toy import toy_bench
+
+            emit_json(toy_bench(backend=args.backend, cases=args.cases, seed=args.seed, device=args.device,
+                                sheet=args.sheet), args.out)
+            return 0
+    if args.command == "generate":
+        from .gan.cli import generate_command
+
+        return generate_command(args)
+    if args.command == "edit":
+        if args.backend == "gan":
+            from .gan.cli import edit_command
+        else:
+            from .diffusion.cli import edit_command
+        return edit_command(args)
+    raise UserError(f"unknown command {args.command!r}")

@@ -1,0 +1,137 @@
+"""The drag configuration: every constant of the drag loop, tracker and supervision.
+
+One dataclass, `DragConfig`, with a preset per method:
+- "stabledrag": discriminative tracker + confident motion supervision (StableDrag);
+- "baseline":   nearest-neighbour tracker + plain supervision (DragGAN / DragDiffusion).
+Engines start from their own defaults (`for_engine`) and users may override any field.
+Distances and radii are in *feature* pixels of the backend's feature map.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+METHODS = ("stabledrag", "baseline")
+TRACKERS = ("discriminative", "nearest")
+SUPERVISIONS = ("confident", "plain")
+
+
+@dataclass
+class DragConfig:
+    """Everything the drag loop needs besides the backend and the points.
+
+    method: "stabledrag" or "baseline"; sets `tracker` and `supervision` unless they are given.
+    tracker: "discriminative" (StableDrag) or "nearest" (DragGAN/DragDiffusion).
+    supervision: "confident" (template patch below `tau`) or "plain".
+    r_m: motion-supervision patch radius (feature px). r_p: tracking search radius (feature px).
+    patch_shape: "square" (DragDiffusion) or "disk" (DragGAN) for the motion patch.
+    lr: Adam learning rate on the backend's parameters. max_steps: drag iterations at most.
+    stop_distance: stop when every handle is within this distance of its target (feature px).
+    supervise_min_distance: a handle this close to its target gets no motion loss.
+    lambda_mask: weight of the backend's mask loss.
+    nn_metric: "l1" or "l2" distance for nearest-neighbour matching.
+    train_radius: discriminative tracker's training window radius (feature px); None = 3 * r_p.
+    train_points: at most this many training positions per side of the window (strided beyond).
+    sigma: width of the Gaussian label peak (feature px).
+    ridge: ridge regulariser of the filter towards its template initialisation.
+    hard_negative_weight: extra loss weight on look-alike positions away from the handle.
+    fusion_weight: weight of the nearest-neighbour similarity fused with the filter response.
+    tau: confidence threshold below which confident supervision uses the template patch.
+    template_weight: weight of the template-patch loss when it is used.
+    motion_reduction: per handle, "sum" over patch positions (DragDiffusion) or "mean" (DragGAN).
+    """
+
+    method: str = "stabledrag"
+    tracker: str = ""
+    supervision: str = ""
+    r_m: float = 1.0
+    r_p: float = 3.0
+    patch_shape: str = "square"
+    lr: float = 0.01
+    max_steps: int = 80
+    stop_distance: float = 2.0
+    supervise_min_distance: float = 1.0
+    lambda_mask: float = 0.1
+    nn_metric: str = "l1"
+    train_radius: float | None = None
+    train_points: int = 25
+    sigma: float = 1.0
+    ridge: float = 0.1
+    hard_negative_weight: float = 4.0
+    fusion_weight: float = 0.5
+    tau: float = 0.6
+    template_weight: float = 1.0
+    motion_reduction: str = "sum"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if not self.tracker:
+            self.tracker = "discriminative" if self.method == "stabledrag" else "nearest"
+        if not self.supervision:
+            self.supervision = "confident" if self.method == "stabledrag" else "plain"
+        if self.tracker not in TRACKERS:
+            raise ValueError(f"tracker must be one of {TRACKERS}, got {self.tracker!r}")
+        if self.supervision not in SUPERVISIONS:
+            raise ValueError(f"supervision must be one of {SUPERVISIONS}, got {self.supervision!r}")
+        if self.patch_shape not in ("square", "disk"):
+            raise ValueError(f"patch_shape must be 'square' or 'disk', got {self.patch_shape!r}")
+        if self.motion_reduction not in ("sum", "mean"):
+            raise ValueError(f"motion_reduction must be 'sum' or 'mean', got {self.motion_reduction!r}")
+        if self.nn_metric not in ("l1", "l2"):
+            raise ValueError(f"nn_metric must be 'l1' or 'l2', got {self.nn_metric!r}")
+        for name in ("r_p", "lr", "sigma"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.r_m < 0 or self.max_steps < 0 or self.stop_distance < 0 or self.lambda_mask < 0:
+            raise ValueError("r_m, max_steps, stop_distance and lambda_mask must be >= 0")
+
+    @property
+    def effective_train_radius(self) -> float:
+        """Training-window radius of the discriminative tracker (feature px)."""
+        return self.train_radius if self.train_radius is not None else 3.0 * self.r_p
+
+    def replace(self, **changes: Any) -> "DragConfig":
+        """A copy with `changes` applied; changing `method` re-derives tracker and supervision
+        unless they are given too."""
+        if "method" in changes:
+            changes.setdefault("tracker", "")
+            changes.setdefault("supervision", "")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON reports."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DragConfig":
+        """Inverse of `to_dict`; unknown keys raise ValueError."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown drag settings: {sorted(unknown)}")
+        return cls(**data)
+
+
+def diffusion_defaults(method: str = "stabledrag", **overrides: Any) -> DragConfig:
+    """DragDiffusion's defaults (features at H/2 x W/2): r_m 1, r_p 3, Adam lr 0.01, <= 80 steps,
+    stop within 2 feature px, mask lambda 0.1, L1 tracking."""
+    base = dict(method=method, r_m=1.0, r_p=3.0, patch_shape="square", lr=0.01, max_steps=80,
+                stop_distance=2.0, supervise_min_distance=2.0, lambda_mask=0.1, nn_metric="l1")
+    base.update(overrides)
+    return DragConfig(**base)
+
+
+def gan_defaults(method: str = "stabledrag", image_height: int = 512, **overrides: Any) -> DragConfig:
+    """DragGAN's defaults for features at full image size: r_m 3 and r_p 12 scaled by H/512
+    (at least 1 and 2), disk patch, Adam lr 2e-3, stop within max(2 H/512, 1) px, mask lambda 20,
+    L2 tracking."""
+    s = image_height / 512.0
+    base = dict(method=method, r_m=float(max(1, round(3 * s))), r_p=float(max(2, round(12 * s))),
+                patch_shape="disk", lr=2e-3, max_steps=300, stop_distance=max(2.0 * s, 1.0),
+                supervise_min_distance=1.0, lambda_mask=20.0, nn_metric="l2",
+                motion_reduction="mean")
+    base.update(overrides)
+    return DragConfig(**base)

@@ -1,0 +1,61 @@
+"""Bilinear sampling of `C x H x W` feature maps at float `(x, y)` points.
+
+Pixel centres sit at integer coordinates: (0, 0) is the top-left pixel, (W-1, H-1) the
+bottom-right one. Points outside the map sample zeros and are flagged invalid.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def sample_features(feat: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Sample `feat` (`C x H x W`) bilinearly at `points` (`... x 2`, (x, y) pixels).
+
+    Returns `... x C`. Differentiable w.r.t. `feat`. Corners outside the map contribute zeros
+    (like `grid_sample(padding_mode="zeros", align_corners=True)`). Implemented as a gather of the
+    four corners along the flattened `H*W` axis, which is much faster than `grid_sample` on CPU
+    when C is large.
+    """
+    assert feat.ndim == 3, f"expected C x H x W, got {tuple(feat.shape)}"
+    c, h, w = feat.shape
+    lead = points.shape[:-1]
+    pts = points.reshape(-1, 2).to(device=feat.device, dtype=torch.float32)
+    x, y = pts[:, 0], pts[:, 1]
+    x0, y0 = torch.floor(x), torch.floor(y)
+    fx, fy = x - x0, y - y0
+    flat = feat.reshape(c, h * w)
+    need_x1, need_y1 = bool((fx > 0).any()), bool((fy > 0).any())  # integer points need one corner
+    out = None
+    for dx, dy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        if (dx and not need_x1) or (dy and not need_y1):
+            continue
+        xi, yi = x0 + dx, y0 + dy
+        ok = (xi >= 0) & (xi <= w - 1) & (yi >= 0) & (yi <= h - 1)
+        idx = (yi.clamp(0, h - 1) * w + xi.clamp(0, w - 1)).long()
+        term = flat.index_select(1, idx) * (wgt * ok).to(feat.dtype)[None]
+        out = term if out is None else out + term
+    return out.transpose(0, 1).reshape(*lead, c)
+
+
+def inside(points: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Boolean mask `...` of points (`... x 2`, (x, y)) inside a map of `size = (W, H)`."""
+    w, h = size
+    eps = 1e-4
+    x, y = points[..., 0], points[..., 1]
+    return (x >= -eps) & (x <= w - 1 + eps) & (y >= -eps) & (y <= h - 1 + eps)
+
+
+def square_offsets(radius: float, step: float = 1.0, device=None) -> torch.Tensor:
+    """Integer-lattice offsets `M x 2` (x, y) of the square `[-radius, radius]^2` with spacing `step`,
+    always containing (0, 0), ordered row-major."""
+    n = int(radius // step)
+    r = torch.arange(-n, n + 1, device=device, dtype=torch.float32) * step
+    yy, xx = torch.meshgrid(r, r, indexing="ij")
+    return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
+
+
+def disk_offsets(radius: float, device=None) -> torch.Tensor:
+    """Integer offsets `M x 2` (x, y) with norm <= radius (always contains (0, 0))."""
+    sq = square_offsets(radius, 1.0, device)
+    return sq[sq.norm(dim=1) <= radius + 1e-6]

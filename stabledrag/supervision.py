@@ -1,0 +1,104 @@
+"""Motion supervision and mask losses.
+
+Motion loss for handle p moving towards target t, with d = (t - p) / |t - p| and the patch
+Omega(p, r_m):  L = | F(Omega(p) + d) - source |_1, where the shifted features are sampled bilinearly
+(with gradient) and `source` is
+- plain supervision: stopgrad(F(Omega(p)))  (DragGAN, DragDiffusion);
+- confident supervision (StableDrag), for handles whose tracking confidence fell below tau:
+  the template patch stopgrad(F0(Omega(p^0))), so the content pushed forward is the original
+  handle content, not a patch that has already drifted.
+All points are `(x, y)` in feature pixels.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .sampling import disk_offsets, sample_features, square_offsets
+
+
+def patch_offsets(radius: float, shape: str = "square", device=None) -> torch.Tensor:
+    """Offsets `P x 2` (x, y) of the motion patch: a `(2r+1)^2` square or a disk of radius r."""
+    return square_offsets(radius, 1.0, device) if shape == "square" else disk_offsets(radius, device)
+
+
+def motion_loss(
+    feat: torch.Tensor,
+    feat0: torch.Tensor,
+    handles: torch.Tensor,
+    targets: torch.Tensor,
+    handles0: torch.Tensor,
+    radius: float,
+    shape: str = "square",
+    use_template: Optional[torch.Tensor] = None,
+    template_weight: float = 1.0,
+    min_distance: float = 1.0,
+    reduction: str = "sum",
+) -> torch.Tensor:
+    """Shifted-patch L1 motion loss summed over handles.
+
+    feat: current `C x H x W` features (with grad). feat0: step-0 features (template source).
+    handles, targets, handles0: `N x 2` (x, y) feature px (current handles, targets, initial handles).
+    use_template: `N` bool; True uses the template patch as source (confident supervision).
+    template_weight: multiplies the loss of handles supervised by their template.
+    min_distance: handles at most this close to their target get no loss.
+    reduction: per handle, "sum" = sum over patch positions of the channel-mean |.| (DragDiffusion),
+    "mean" = mean over positions and channels (DragGAN).
+    Returns a scalar (0 with grad when no handle needs supervision).
+    """
+    n = handles.shape[0]
+    handles = handles.to(feat.device, feat.dtype)
+    targets = targets.to(feat.device, feat.dtype)
+    delta = targets - handles
+    dist = delta.norm(dim=1)
+    active = dist > min_distance
+    if not bool(active.any()):
+        return feat.sum() * 0.0
+    direction = delta / dist.clamp_min(1e-8)[:, None]
+    offs = patch_offsets(radius, shape, feat.device).to(feat.dtype)  # P x 2
+    patch = handles[:, None, :] + offs[None]  # N x P x 2
+    shifted = sample_features(feat, patch + direction[:, None, :])  # N x P x C
+    source = sample_features(feat.detach(), patch)
+    weights = torch.ones(n, device=feat.device, dtype=feat.dtype)
+    if use_template is not None and bool(use_template.any()):
+        use_template = use_template.to(feat.device)
+        tmpl_patch = handles0.to(feat.device, feat.dtype)[:, None, :] + offs[None]
+        template = sample_features(feat0.detach().to(feat.dtype), tmpl_patch)
+        source = torch.where(use_template[:, None, None], template, source)
+        weights = torch.where(use_template, weights * template_weight, weights)
+    per_pos = (shifted - source).abs().mean(-1)  # N x P
+    per_handle = per_pos.sum(1) if reduction == "sum" else per_pos.mean(1)
+    return (per_handle * weights * active.to(feat.dtype)).sum()
+
+
+def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize an `H x W` mask (bool or float) to `size = (W, H)` by nearest neighbour; float result."""
+    m = mask.float()[None, None]
+    return F.interpolate(m, size=(size[1], size[0]), mode="nearest")[0, 0]
+
+
+def feature_mask_loss(feat: torch.Tensor, feat0: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """DragGAN's mask term: mean over all elements of |F - F0| on the region to keep.
+
+    feat, feat0: `C x H x W`; keep: `H x W` (1 = must stay, 0 = editable), resized if needed.
+    """
+    if keep.shape != feat.shape[1:]:
+        keep = resize_mask(keep, (feat.shape[2], feat.shape[1]))
+    keep = keep.to(feat.device, feat.dtype)
+    return ((feat - feat0.detach()) * keep[None]).abs().mean()
+
+
+def latent_mask_loss(latent: torch.Tensor, latent0: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """DragDiffusion's mask term: sum of |x - x0| on the region to keep.
+
+    latent, latent0: `B x C x h x w` (e.g. one-step-denoised latents); keep: `H x W` (1 = keep),
+    resized to `h x w` by nearest neighbour.
+    """
+    h, w = latent.shape[-2:]
+    if keep.shape != (h, w):
+        keep = resize_mask(keep, (w, h))
+    keep = keep.to(latent.device, latent.dtype)
+    return ((latent - latent0.detach()).abs() * keep).sum()

@@ -1,0 +1,255 @@
+"""Point trackers: where did each handle go after an optimisation step?
+
+Both trackers share one interface:
+    tracker.fit(F0, handles)                 # once, on the step-0 feature map
+    handles, confidence = tracker.track(F, handles)
+with `F` a `C x H x W` feature map and `handles` an `N x 2` float tensor of `(x, y)` in feature
+pixels. `confidence` is `N` values in [0, 1].
+
+- `NearestNeighbourTracker` (DragGAN / DragDiffusion): argmin over the `(2r+1)^2` search window of the
+  distance between the feature there and the handle's template `f_i = F0(p_i^0)`.
+- `DiscriminativeTracker` (StableDrag): per handle a 1x1 filter `z_i` over the C channels, initialised
+  from the template and learned once on F0 by weighted ridge regression to answer a Gaussian peak at
+  the handle and ~0 elsewhere, with look-alike positions (high template similarity away from the
+  handle) weighted up so the filter learns what separates the handle from its distractors. At
+  tracking time the filter response is fused with the nearest-neighbour similarity; the calibrated
+  peak response (times a peak-to-sidelobe margin) is the confidence.
+
+Everything is vectorised over handles and window positions.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import torch
+
+from .config import DragConfig
+
+from .sampling import inside, sample_features, square_offsets
+
+
+class Tracker(Protocol):
+    """The tracker interface (see module docstring)."""
+
+    radius: float
+
+    def fit(self, f0: torch.Tensor, handles: torch.Tensor) -> None:
+        """Learn whatever is needed from the step-0 map `f0` (`C x H x W`) at `handles` (`N x 2`)."""
+
+    def track(self, feat: torch.Tensor, handles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return new handles (`N x 2`, (x, y)) and confidences (`N`) on map `feat`."""
+
+
+def _window(handles: torch.Tensor, radius: float, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Search-window positions `N x M x 2` around `handles` and their validity `N x M`."""
+    offsets = square_offsets(radius, 1.0, device=handles.device)
+    pos = handles[:, None, :] + offsets[None]
+    return pos, inside(pos, size)
+
+
+def _distance(feats: torch.Tensor, templates: torch.Tensor, metric: str) -> torch.Tensor:
+    """Distances `N x M` between `feats` (`N x M x C`) and `templates` (`N x C`)."""
+    diff = feats - templates[:, None, :]
+    return diff.abs().sum(-1) if metric == "l1" else diff.norm(dim=-1)
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity along the last dim (broadcasting), 0 for zero vectors."""
+    return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1e-8)
+
+
+def _spd_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Solve `a x = b` for batched symmetric positive-definite `a` (`N x K x K`) by Cholesky.
+
+    (Also sidesteps an MKL batched-LU failure seen with torch 2.13 CPU after set_num_threads.)
+    """
+    return torch.cholesky_solve(b, torch.linalg.cholesky(a))
+
+
+class NearestNeighbourTracker:
+    """DragGAN / DragDiffusion point tracking: nearest template match in a square window.
+
+    radius: search radius r_p (feature px). metric: "l1" (DragDiffusion) or "l2" (DragGAN).
+    Confidence: cosine similarity of the best match to the template, clamped to [0, 1] (reported,
+    not used by plain supervision).
+    """
+
+    def __init__(self, radius: float = 3.0, metric: str = "l1") -> None:
+        self.radius = float(radius)
+        self.metric = metric
+        self.templates: torch.Tensor | None = None
+
+    def fit(self, f0: torch.Tensor, handles: torch.Tensor) -> None:
+        """Store the templates `f_i = F0(p_i^0)` (`N x C`)."""
+        self.templates = sample_features(f0.detach(), handles.to(f0.device)).float()
+
+    def track(self, feat: torch.Tensor, handles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Move each handle to the window position whose feature is nearest to its template."""
+        assert self.templates is not None, "call fit() first"
+        feat = feat.detach()
+        size = (feat.shape[2], feat.shape[1])
+        pos, valid = _window(handles.to(feat.device), self.radius, size)
+        feats = sample_features(feat, pos).float()
+        dist = _distance(feats, self.templates, self.metric).masked_fill(~valid, math.inf)
+        idx = dist.argmin(dim=1)
+        ar = torch.arange(len(idx), device=idx.device)
+        best = pos[ar, idx]
+        conf = _cosine(feats[ar, idx], self.templates).clamp(0, 1)
+        return best, conf
+
+
+class DiscriminativeTracker:
+    """StableDrag's discriminative point tracker (see module docstring).
+
+    radius: search radius r_p (feature px). train_radius: training-window radius (> radius, so the
+    training set holds background and distractors). train_points: at most this many training
+    positions per window side (the lattice is strided beyond). sigma: Gaussian label width.
+    ridge: regularisation towards the template initialisation, relative to the data's mean
+    eigenvalue. hard_negative_weight: extra weight `w * max(0, cos)^2` on positions farther than
+    2 sigma from the handle that look like it. fusion_weight: beta in
+    `score = response + beta * nn_similarity`. metric: distance for the nearest-neighbour term.
+    """
+
+    def __init__(
+        self,
+        radius: float = 3.0,
+        train_radius: float | None = None,
+        train_points: int = 25,
+        sigma: float = 1.0,
+        ridge: float = 0.1,
+        hard_negative_weight: float = 4.0,
+        fusion_weight: float = 0.5,
+        metric: str = "l1",
+    ) -> None:
+        self.radius = float(radius)
+        self.train_radius = float(train_radius if train_radius is not None else 3 * radius)
+        if self.train_radius < self.radius:
+            raise ValueError("train_radius must be >= radius")
+        self.train_points = int(train_points)
+        self.sigma = float(sigma)
+        self.ridge = float(ridge)
+        self.hard_negative_weight = float(hard_negative_weight)
+        self.fusion_weight = float(fusion_weight)
+        self.metric = metric
+        self.filters: torch.Tensor | None = None  # N x C
+        self.means: torch.Tensor | None = None  # N x C
+        self.scales: torch.Tensor | None = None  # N
+        self.templates: torch.Tensor | None = None  # N x C (raw features, for the NN term)
+        self.peak0: torch.Tensor | None = None  # N
+        self.margin0: torch.Tensor | None = None  # N
+
+    # -- learning ----------------------------------------------------------------------------
+    def _normalise(self, x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """Centre by the per-handle training mean and divide by the per-handle scale (the norm of
+        the centred template), so the template maps to a unit vector while magnitudes elsewhere keep
+        their meaning (a blob's falloff still lowers the response): `N x M x C`."""
+        return (x - mean[:, None, :]) / scale[:, None, None]
+
+    def fit(self, f0: torch.Tensor, handles: torch.Tensor) -> None:
+        """Learn one filter per handle on `f0` (`C x H x W`) around `handles` (`N x 2`), then freeze it."""
+        f0 = f0.detach().float()
+        handles = handles.to(f0.device).float()
+        size = (f0.shape[2], f0.shape[1])
+        side = 2 * math.floor(self.train_radius) + 1
+        step = max(1.0, math.ceil(side / self.train_points))
+        offsets = square_offsets(self.train_radius, step, device=f0.device)  # M x 2
+        pos = handles[:, None, :] + offsets[None]
+        valid = inside(pos, size).float()  # N x M
+        raw = sample_features(f0, pos)  # N x M x C
+        self.templates = sample_features(f0, handles)  # N x C
+        mean = (raw * valid[..., None]).sum(1) / valid.sum(1, keepdim=True).clamp_min(1)
+        scale = (self.templates - mean).norm(dim=-1).clamp_min(1e-6)
+        x = self._normalise(raw, mean, scale)  # N x M x C
+        t = self._normalise(self.templates[:, None, :], mean, scale)[:, 0]  # N x C, unit norm
+
+        d2 = (offsets ** 2).sum(-1)
+        label = torch.exp(-d2 / (2 * self.sigma ** 2))[None].expand_as(valid)  # N x M
+        far = (d2.sqrt() > 2 * self.sigma)[None]
+        look_alike = _cosine(x, t[:, None, :]).clamp_min(0) ** 2
+        weight = valid * (1 + self.hard_negative_weight * look_alike * far)
+
+        z0 = t  # response 1 at the template, a scaled projection elsewhere
+        resid = label - (x @ z0[..., None])[..., 0]  # N x M
+        sw = weight.sqrt()
+        xw = x * sw[..., None]
+        rw = resid * sw
+        n, m, c = x.shape
+        lam = (self.ridge * weight.sum(1) / c).clamp_min(1e-6)  # N
+        if m <= c:  # dual: u = Xw^T (Xw Xw^T + lam I)^-1 rw
+            gram = xw @ xw.transpose(1, 2) + lam[:, None, None] * torch.eye(m, device=x.device)
+            alpha = _spd_solve(gram, rw[..., None])
+            u = (xw.transpose(1, 2) @ alpha)[..., 0]
+        else:  # primal: (Xw^T Xw + lam I) u = Xw^T rw
+            a = xw.transpose(1, 2) @ xw + lam[:, None, None] * torch.eye(c, device=x.device)
+            u = _spd_solve(a, xw.transpose(1, 2) @ rw[..., None])[..., 0]
+        self.filters = z0 + u
+        self.means = mean
+        self.scales = scale
+
+        # Calibrate on the training map itself: response at the handle, and its margin over the
+        # strongest response elsewhere in a search window.
+        self.peak0 = torch.ones(n, device=f0.device)
+        self.margin0 = torch.ones(n, device=f0.device)
+        resp, valid_w, pos_w, _ = self._response(f0, handles)
+        centre = resp[:, resp.shape[1] // 2]
+        self.peak0 = centre.clamp_min(1e-3)
+        self.margin0 = self._margin(resp / self.peak0[:, None], valid_w, pos_w, handles).clamp_min(1e-3)
+
+    # -- tracking ----------------------------------------------------------------------------
+    def _response(self, feat: torch.Tensor, handles: torch.Tensor):
+        """Filter response `N x M` over the search windows, their validity, positions and raw features."""
+        assert self.filters is not None and self.means is not None, "call fit() first"
+        size = (feat.shape[2], feat.shape[1])
+        pos, valid = _window(handles, self.radius, size)
+        raw = sample_features(feat, pos)
+        x = self._normalise(raw, self.means, self.scales)
+        resp = (x @ self.filters[..., None])[..., 0]
+        return resp, valid, pos, raw
+
+    def _margin(self, resp: torch.Tensor, valid: torch.Tensor, pos: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+        """1 - (strongest response farther than 2 sigma + 1 px from `at`) / (response peak)."""
+        peak = resp.masked_fill(~valid, -math.inf).amax(1)
+        away = (pos - at[:, None, :]).norm(dim=-1) > 2 * self.sigma + 1
+        side = resp.masked_fill(~(valid & away), -math.inf).amax(1)
+        side = torch.where(torch.isfinite(side), side, torch.zeros_like(side)).clamp_min(0)
+        return 1 - side / peak.clamp_min(1e-6)
+
+    def track(self, feat: torch.Tensor, handles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score the window with the filter fused with NN similarity; argmax -> new handle.
+        Confidence = clamp(response / peak0) * clamp(margin / margin0), ~1 on a clean re-find."""
+        assert self.peak0 is not None and self.margin0 is not None and self.templates is not None
+        feat = feat.detach().float()
+        handles = handles.to(feat.device).float()
+        resp, valid, pos, raw = self._response(feat, handles)
+        # The filter was trained to answer 1 at the handle; a larger answer is not "more handle"
+        # (a linear filter grows without bound along smooth feature gradients), so the response is
+        # capped at the trained peak and the nearest-neighbour term breaks ties among capped places.
+        resp = (resp / self.peak0[:, None]).clamp_max(1.0)
+        dist = _distance(raw, self.templates, self.metric)
+        dmax = dist.masked_fill(~valid, 0).amax(1, keepdim=True).clamp_min(1e-8)
+        nn_sim = 1 - dist / dmax
+        score = (resp + self.fusion_weight * nn_sim).masked_fill(~valid, -math.inf)
+        idx = score.argmax(1)
+        ar = torch.arange(len(idx), device=idx.device)
+        best = pos[ar, idx]
+        margin = self._margin(resp, valid, pos, best)
+        conf = resp[ar, idx].clamp(0, 1) * (margin / self.margin0).clamp(0, 1)
+        return best, conf
+
+
+def make_tracker(config: DragConfig) -> Tracker:
+    """The tracker named by `config.tracker`, built with the config's constants."""
+    if config.tracker == "nearest":
+        return NearestNeighbourTracker(radius=config.r_p, metric=config.nn_metric)
+    return DiscriminativeTracker(
+        radius=config.r_p,
+        train_radius=config.effective_train_radius,
+        train_points=config.train_points,
+        sigma=config.sigma,
+        ridge=config.ridge,
+        hard_negative_weight=config.hard_negative_weight,
+        fusion_weight=config.fusion_weight,
+        metric=config.nn_metric,
+    )
