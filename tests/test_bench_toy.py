@@ -1,0 +1,69 @@
+"""The toy benchmark's scoring, checked with ground-truth edits from the renderer."""
+
+import numpy as np
+import pytest
+
+from stabledrag.bench.toy import edit_mask, make_cases, outside_fidelity, score, summarise
+from stabledrag.toy.detect import detect
+from stabledrag.toy.render import edit, render, sample_params
+
+
+@pytest.fixture(scope="module")
+def face():
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        params = sample_params(rng)
+        img, geo = render(params)
+        det = detect(img)
+        if det.complete:
+            return params, img, det
+    pytest.fail("no complete face rendered")
+
+
+def test_cases_start_at_detected_parts(face):
+    _, img, det = face
+    cases = make_cases(det, 0, np.random.default_rng(0), img.shape[0])
+    kinds = {c.kind for c in cases}
+    assert {"eye_short", "eye_long", "mouth_corner", "eye_distractor"} <= kinds
+    for c in cases:
+        assert c.handle == pytest.approx(det.keypoints()[c.part])
+    distractor = next(c for c in cases if c.kind == "eye_distractor")
+    # the target lies between the eyes, so the right eye is inside a tracking window there
+    assert np.linalg.norm(np.subtract(distractor.target, det.right_eye)) < np.linalg.norm(
+        np.subtract(det.left_eye, det.right_eye))
+
+
+def test_true_edit_succeeds_and_no_edit_fails(face):
+    params, img, det = face
+    cases = make_cases(det, 0, np.random.default_rng(1), img.shape[0])
+    case = next(c for c in cases if c.kind == "eye_long")
+    dx, dy = case.target[0] - case.handle[0], case.target[1] - case.handle[1]
+    moved, _ = render(edit(params, **{case.part: (dx, dy)}))
+    good = score(case, img, moved, 1.0, "reached")
+    assert good["success"] and good["final_distance_px"] <= 1.5
+    assert good["psnr"] > 40  # only the capsule around the eye changed
+    bad = score(case, img, img, 1.0, "max_steps")
+    assert not bad["success"] and bad["final_distance_px"] == pytest.approx(bad["start_distance_px"], abs=1.0)
+    s = summarise([good, bad])
+    assert s["n"] == 2 and s["success_rate"] == 0.5
+
+
+def test_fidelity_only_counts_outside():
+    src = np.zeros((32, 32, 3), np.uint8)
+    out = src.copy()
+    editable = np.zeros((32, 32), bool)
+    editable[:, :16] = True
+    out[:, :16] = 255  # change only the editable half
+    f = outside_fidelity(src, out, editable)
+    assert f["psnr"] == 99.0 and f["ssim"] > 0.9
+    out[:, 16:] = 40
+    assert outside_fidelity(src, out, editable)["psnr"] < 20
+    assert outside_fidelity(src, out, None) == {"psnr": None, "ssim": None}
+
+
+def test_edit_mask_capsule():
+    from stabledrag.bench.toy import ToyCase
+
+    m = edit_mask(ToyCase(0, "eye_short", "left_eye", (40.0, 40.0), (60.0, 40.0)), 128)
+    assert m[40, 50] and m[40 + 13, 50] and not m[40 + 16, 50] and not m[40, 80]
+    assert edit_mask(ToyCase(0, "head", "head", (40.0, 40.0), (50.0, 40.0)), 128) is None
