@@ -26,15 +26,23 @@ def sample_features(feat: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     fx, fy = x - x0, y - y0
     flat = feat.reshape(c, h * w)
     need_x1, need_y1 = bool((fx > 0).any()), bool((fy > 0).any())  # integer points need one corner
-    out = None
-    for dx, dy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-        if (dx and not need_x1) or (dy and not need_y1):
-            continue
+    corners = [(0, 0, (1 - fx) * (1 - fy))]
+    if need_x1:
+        corners.append((1, 0, fx * (1 - fy)))
+    if need_y1:
+        corners.append((0, 1, (1 - fx) * fy))
+    if need_x1 and need_y1:
+        corners.append((1, 1, fx * fy))
+    idx, wgt = [], []
+    for dx, dy, w_c in corners:
         xi, yi = x0 + dx, y0 + dy
         ok = (xi >= 0) & (xi <= w - 1) & (yi >= 0) & (yi <= h - 1)
-        idx = (yi.clamp(0, h - 1) * w + xi.clamp(0, w - 1)).long()
-        term = flat.index_select(1, idx) * (wgt * ok).to(feat.dtype)[None]
-        out = term if out is None else out + term
+        idx.append((yi.clamp(0, h - 1) * w + xi.clamp(0, w - 1)).long())
+        wgt.append(w_c * ok)
+    # One gather for all corners: its backward allocates one map-sized gradient buffer, not four.
+    k = len(corners)
+    gathered = flat.index_select(1, torch.cat(idx)).view(c, k, -1)
+    out = (gathered * torch.stack(wgt).to(feat.dtype)[None]).sum(1)
     return out.transpose(0, 1).reshape(*lead, c)
 
 

@@ -1,0 +1,176 @@
+"""Speed of StableDrag-GAN at the official 512 / 1024 architectures, with random weights.
+
+`gan_speed()` builds generators shaped like the official FFHQ/AFHQ models (channel_base 32768,
+channel_max 512, 8 mapping layers, conv_clamp 256) and times, per resolution and device:
+
+- `forward_image_s`: a full generator forward (no grad), i.e. one rendered image;
+- `forward_features_s`: the drag forward alone (synthesis up to the drag block + resize, no grad);
+- `session_start_s`: starting a drag (step-0 features + tracker fit);
+- `drag_step_s`: one drag iteration (forward with features + tracking + motion loss +
+  backward + Adam), mean over the timed steps after the first (which has no tracking);
+- `preview_s`: finishing the image from the drag block for a live preview;
+- `peak_memory_mb`: peak resident memory (CPU) or peak allocated CUDA memory during the run.
+
+Wall-clock times on a shared CPU include waiting for other processes; `drag_step_process_cpu_s`
+(this process's CPU seconds per step, all threads) shows how much of it was real work.
+
+Weights are random, so only the timings mean anything. The result is a JSON-ready dict.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+
+from ..config import gan_defaults
+from ..drag import DragSession
+from ..gan.backend import GanBackend
+from ..gan.networks import Generator, GeneratorConfig
+from ..points import from_pairs
+
+log = logging.getLogger(__name__)
+
+
+def official_config(resolution: int) -> GeneratorConfig:
+    """The architecture of the official 512/1024 StyleGAN2 generators (config-F widths)."""
+    return GeneratorConfig(z_dim=512, w_dim=512, img_resolution=resolution, mapping_layers=8,
+                           channel_base=32768, channel_max=512, num_fp16_res=4, conv_clamp=256)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], Any], device: torch.device, repeats: int) -> tuple[float, Any]:
+    """Mean seconds of `repeats` calls of `fn` (and its last result)."""
+    out = None
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        out = fn()
+    _sync(device)
+    return (time.perf_counter() - t0) / max(1, repeats), out
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:  # Linux: writing 5 resets the process's peak RSS (VmHWM)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _peak_mb(device: torch.device) -> Optional[float]:
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def measure(resolution: int, device: torch.device, steps: int = 3, methods: Sequence[str] = ("stabledrag", "baseline"),
+            seed: int = 0) -> dict[str, Any]:
+    """Timings for one resolution on one device (see the module docstring)."""
+    torch.manual_seed(seed)
+    _reset_peak(device)
+    G = Generator(official_config(resolution)).to(device)
+    res: dict[str, Any] = {
+        "resolution": resolution,
+        "device": str(device),
+        "num_ws": G.num_ws,
+        "parameters_M": round(sum(p.numel() for p in G.parameters()) / 1e6, 2),
+        "feature_res": G.config.drag_feature_res,
+        "feature_channels": G.config.channels(G.config.drag_feature_res),
+    }
+    with torch.no_grad():
+        ws = G.mapping(torch.randn(1, G.z_dim, device=device), None, truncation_psi=0.7)
+        G.synthesis(ws)  # warm-up
+        res["forward_image_s"], _ = _timed(lambda: G.synthesis(ws), device, steps)
+    backend = GanBackend(G, ws)
+    with torch.no_grad():
+        res["forward_features_s"], out = _timed(lambda: backend.features(backend.initial_state()), device, steps)
+        res["preview_s"], _ = _timed(lambda: backend.preview(None, out), device, steps)
+    del out
+
+    c = resolution / 2
+    points = from_pairs([((c, c), (min(c + max(0.05 * resolution, 3.0), resolution - 1.0), c))])
+    res["methods"] = {}
+    for method in methods:
+        config = gan_defaults(method, resolution, max_steps=steps + 1)
+        _sync(device)
+        t0 = time.perf_counter()
+        session = DragSession(GanBackend(G, ws), points, config)
+        _sync(device)
+        start = time.perf_counter() - t0
+        times, cpu_times = [], []
+        for _ in range(steps + 1):
+            _sync(device)
+            t0, c0 = time.perf_counter(), time.process_time()
+            rec = session.step()
+            _sync(device)
+            if rec is None:
+                break
+            times.append(time.perf_counter() - t0)
+            cpu_times.append(time.process_time() - c0)
+        timed = times[1:] or times  # the first step has no tracking
+        timed_cpu = cpu_times[1:] or cpu_times
+        res["methods"][method] = {
+            "session_start_s": round(start, 4),
+            "drag_step_s": round(sum(timed) / max(1, len(timed)), 4),
+            # CPU seconds of this process per step (all threads): on a shared machine, divide by
+            # the thread count for what an idle machine would take.
+            "drag_step_process_cpu_s": round(sum(timed_cpu) / max(1, len(timed_cpu)), 4),
+            "first_step_s": round(times[0], 4) if times else None,
+            "timed_steps": len(timed),
+            "phase_totals_s": {k: round(v, 4) for k, v in session.result().timings.items()},
+        }
+        del session
+    for key in ("forward_image_s", "forward_features_s", "preview_s"):
+        res[key] = round(res[key], 4)
+    res["peak_memory_mb"] = _peak_mb(device)
+    del G, backend
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return res
+
+
+def gan_speed(resolutions: Sequence[int] = (512, 1024), steps: int = 3, device: Optional[str] = None,
+              methods: Sequence[str] = ("stabledrag", "baseline")) -> dict[str, Any]:
+    """Time the GAN drag at each resolution on CPU and, when available, CUDA (or only `device`).
+
+    steps: timed repetitions per phase (1-3 keep a CPU run to a few minutes). Returns a
+    JSON-ready dict `{"environment": {...}, "results": [per resolution and device]}`.
+    """
+    if device:
+        devices = [torch.device(device)]
+    else:
+        devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    env = {
+        "torch": torch.__version__,
+        "cpu_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "steps": steps,
+        "architecture": "StyleGAN2 config-F widths (channel_base 32768, channel_max 512, 8 mapping layers), random weights",
+    }
+    results = []
+    for dev in devices:
+        for r in resolutions:
+            log.info("timing %d px on %s", r, dev)
+            results.append(measure(int(r), dev, steps=steps, methods=methods))
+    return {"environment": env, "results": results}

@@ -1,0 +1,127 @@
+"""`python -m stabledrag generate|edit --backend gan`: the GAN engine's command-line functions.
+
+Both receive the argparse Namespace built by `stabledrag.cli.build_parser` and return an exit
+code; problems a person can fix raise `UserError` (printed as one line by `stabledrag.cli`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from ..errors import UserError
+from ..points import parse_drags, validate
+from ..progress import TerminalProgress
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRUNCATION = 0.7  # DragGAN's psi; pass --truncation 1 for the official generate.py image
+
+
+def _save_png(img: np.ndarray, out: str) -> Path:
+    from PIL import Image
+
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        Image.fromarray(img).save(path)
+    except (ValueError, OSError) as e:
+        raise UserError(f"Could not write the image to {path}: {e}") from e
+    return path
+
+
+def load_mask(path: Optional[str], size: tuple[int, int]) -> Optional[np.ndarray]:
+    """Read an editable-region PNG (white / non-zero = editable) as an `H x W` bool array at
+    `size = (W, H)`; resized with nearest-neighbour when its size differs. None -> None."""
+    if not path:
+        return None
+    from PIL import Image
+
+    try:
+        im = Image.open(path).convert("L")
+    except (OSError, ValueError) as e:
+        raise UserError(f"Could not read the mask {path}: {e}") from e
+    if im.size != tuple(size):
+        log.warning("mask %s is %dx%d, resizing to %dx%d", path, *im.size, *size)
+        im = im.resize(tuple(size), Image.NEAREST)
+    mask = np.asarray(im) > 0
+    if not mask.any():
+        raise UserError(f"The mask {path} marks nothing as editable (it has no white pixels).")
+    return mask
+
+
+def _editor(args: argparse.Namespace):
+    from .checkpoints import load_generator
+    from .editor import GanEditor
+
+    G = load_generator(getattr(args, "model", None), getattr(args, "device", None))
+    return GanEditor(G)
+
+
+def generate_command(args: argparse.Namespace) -> int:
+    """Render `G(seed)` with truncation `args.truncation` (default 0.7) to `args.out` (PNG)."""
+    editor = _editor(args)
+    psi = DEFAULT_TRUNCATION if args.truncation is None else float(args.truncation)
+    seed = 0 if args.seed is None else int(args.seed)
+    img = editor.generate(seed, psi)
+    path = _save_png(img, args.out)
+    print(f"wrote {path} ({img.shape[1]}x{img.shape[0]}, seed {seed}, truncation {psi})")
+    return 0
+
+
+def edit_command(args: argparse.Namespace) -> int:
+    """Generate `args.seed`, drag `args.drag` ("x,y:x,y" image px) with `args.method`, write the
+    result to `args.out` and, with `args.report`, a JSON report (config, timings, trajectories,
+    final distances). Exit code 0 when the drag ran (reached or out of steps), 1 if it diverged."""
+    from ..cli import parse_overrides
+
+    points = parse_drags(args.drag)
+    overrides: dict[str, Any] = parse_overrides(args.set)
+    editor = _editor(args)
+    psi = DEFAULT_TRUNCATION if args.truncation is None else float(args.truncation)
+    seed = 0 if args.seed is None else int(args.seed)
+    editor.generate(seed, psi)
+    validate(points, editor.image_size)
+    mask = load_mask(args.mask, editor.image_size)
+    if args.steps is not None:
+        overrides.setdefault("max_steps", int(args.steps))
+    try:
+        config = editor.default_config(args.method, **overrides)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"Bad drag setting in --set: {e}") from e
+
+    progress = TerminalProgress(disable=bool(args.quiet))
+    try:
+        session = editor.session(points, config, mask=mask, w_plus=not args.w_space, progress=progress)
+        result = session.run()
+    finally:
+        progress.close()
+    path = _save_png(editor.image(), args.out)
+
+    summary = {
+        "backend": "gan",
+        "model": args.model or "toy (assets/models/toy_gan)",
+        "seed": seed,
+        "truncation_psi": psi,
+        "device": str(editor.device),
+        "w_space": "W" if args.w_space else "W+",
+        "feature_res": session.backend.feature_res,
+        "image_size": list(editor.image_size),
+        "mask": args.mask,
+        "output": str(path),
+        **result.to_dict(),
+    }
+    if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(json.dumps(summary, indent=2) + "\n")
+    dists = ", ".join(f"{d:.1f}" for d in result.distances.tolist())
+    print(f"wrote {path}: {result.status} after {result.steps} steps; distances to targets (px): {dists}")
+    if result.error:
+        print(result.error, file=sys.stderr)
+    return 1 if result.status == "diverged" else 0

@@ -1,0 +1,178 @@
+"""`GanEditor`: the step-wise StableDrag-GAN editing API used by the UI and the CLI.
+
+    editor = GanEditor(load_generator(None))
+    img = editor.generate(seed=3)                      # sets w0 and the current latent
+    sess = editor.session(points, mask=editable)       # starts from the *current* latent
+    for rec in sess.frames(every=5): show(sess.last_preview)   # stop iterating = pause
+    editor.image()                                     # the current (dragged) latent's image
+    editor.reset()                                     # back to the generated latent
+
+The editor's current latent follows the latest session, so Stop + Start continues the edit.
+Latents can be saved/loaded as `.npy` or `.pt` (`1 x num_ws x w_dim`, float32).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from ..config import DragConfig, gan_defaults
+from ..device import resolve_device
+from ..drag import DragSession
+from ..errors import UserError
+from ..points import DragPoints, validate
+from ..progress import CancelToken, ProgressCallback
+from .backend import DEFAULT_OPT_WS, GanBackend, GanState
+from .networks import Generator, to_uint8
+
+log = logging.getLogger(__name__)
+
+
+class GanEditor:
+    """Generate an image by seed, drag points on it, reset.
+
+    generator: a loaded `Generator` (moved to `device` when given).
+    feature_res: drag block resolution (None = the generator's default).
+    n_opt: leading W+ vectors optimised (DragGAN: 6). noise_mode: "const" by default.
+    """
+
+    def __init__(self, generator: Generator, device: Any = None, feature_res: Optional[int] = None,
+                 n_opt: int = DEFAULT_OPT_WS, noise_mode: str = "const") -> None:
+        if device is not None and resolve_device(device) != generator.device:
+            # A copy, because generators are shared (load_generator caches them per device).
+            generator = copy.deepcopy(generator).to(resolve_device(device))
+        self.G = generator
+        self.device = generator.device
+        self.feature_res = feature_res
+        self.n_opt = n_opt
+        self.noise_mode = noise_mode
+        self.seed: Optional[int] = None
+        self.truncation_psi: Optional[float] = None
+        self._w0: Optional[torch.Tensor] = None
+        self._w: Optional[torch.Tensor] = None
+        self._state: Optional[GanState] = None
+        self.last_session: Optional[DragSession] = None
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """`(W, H)` of the generated images."""
+        r = self.G.img_resolution
+        return (r, r)
+
+    # -- latents --------------------------------------------------------------------------------
+    def generate(self, seed: int, truncation_psi: float = 0.7) -> np.ndarray:
+        """Map `z = RandomState(seed).randn(1, z_dim)` to W+ with truncation `truncation_psi`; make it
+        both the reference latent (`reset`) and the current one. Returns `H x W x 3` uint8."""
+        if self.G.c_dim > 0:
+            raise UserError("This generator is class-conditional, which the editor does not support yet.")
+        with torch.no_grad():
+            ws = self.G.mapping(self.G.seed_to_z(seed), None, truncation_psi=truncation_psi)
+        self.seed, self.truncation_psi = int(seed), float(truncation_psi)
+        self.set_latent(ws, as_reference=True)
+        return self.image()
+
+    def set_latent(self, ws: torch.Tensor, as_reference: bool = True) -> None:
+        """Use `ws` as the current latent (and as the reset point when `as_reference`).
+
+        Accepts `1 x num_ws x w_dim`, `num_ws x w_dim`, or a single w (`w_dim` / `1 x w_dim`),
+        which is broadcast to every layer."""
+        ws = torch.as_tensor(ws).detach().to(self.device, torch.float32)
+        n, d = self.G.num_ws, self.G.w_dim
+        if ws.shape[-1] != d:
+            raise UserError(f"The latent has {ws.shape[-1]} values per vector but this model uses {d}.")
+        ws = ws.reshape(-1, d)
+        if ws.shape[0] == 1:
+            ws = ws.expand(n, d)
+        if ws.shape[0] != n:
+            raise UserError(f"The latent has {ws.shape[0]} vectors but this model uses {n} (W+) or 1 (W).")
+        ws = ws.reshape(1, n, d).clone()
+        self._w = ws
+        self._state = None
+        if as_reference or self._w0 is None:
+            self._w0 = ws.clone()
+
+    def latent(self) -> torch.Tensor:
+        """The current W+ latent, `1 x num_ws x w_dim` (detached)."""
+        if self._state is not None:
+            return self._state.ws().detach().clone()
+        if self._w is None:
+            raise UserError("No image yet: generate one from a seed first.")
+        return self._w.clone()
+
+    def save_latent(self, path: str | Path) -> Path:
+        """Write the current latent to `.npy` (numpy) or `.pt` (a torch tensor)."""
+        path = Path(path)
+        w = self.latent().cpu()
+        if path.suffix == ".pt":
+            torch.save(w, path)
+        else:
+            path = path.with_suffix(".npy") if path.suffix != ".npy" else path
+            np.save(path, w.numpy())
+        return path
+
+    def load_latent(self, path: str | Path, as_reference: bool = True) -> np.ndarray:
+        """Read a latent written by `save_latent` (or DragGAN/PTI: a tensor of ws) and render it.
+        `.pt` files are read with `torch.load(weights_only=True)` (no code runs)."""
+        path = Path(path)
+        try:
+            if path.suffix == ".npy":
+                w = torch.from_numpy(np.load(path, allow_pickle=False))
+            else:
+                w = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # numpy/torch raise many error types for unreadable files
+            raise UserError(f"Could not read a latent from {path}: {e}") from e
+        if not isinstance(w, torch.Tensor):
+            raise UserError(f"{path} does not hold a latent tensor.")
+        self.set_latent(w, as_reference=as_reference)
+        return self.image()
+
+    # -- rendering ------------------------------------------------------------------------------
+    def image(self) -> np.ndarray:
+        """Render the current latent: `H x W x 3` uint8."""
+        with torch.no_grad():
+            img, _ = self.G.synthesis(self.latent(), noise_mode=self.noise_mode)
+        return to_uint8(img)
+
+    def reset(self) -> np.ndarray:
+        """Go back to the generated (reference) latent; returns its image."""
+        if self._w0 is None:
+            raise UserError("No image yet: generate one from a seed first.")
+        self._w = self._w0.clone()
+        self._state = None
+        self.last_session = None
+        return self.image()
+
+    # -- dragging -------------------------------------------------------------------------------
+    def default_config(self, method: str = "stabledrag", **overrides: Any) -> DragConfig:
+        """`gan_defaults(method, image height)` with `overrides`."""
+        return gan_defaults(method, self.image_size[1], **overrides)
+
+    def backend(self, mask: Any = None, w_plus: bool = True) -> GanBackend:
+        """A `GanBackend` starting from the current latent."""
+        try:
+            return GanBackend(self.G, self.latent(), mask=mask, w_plus=w_plus, n_opt=self.n_opt,
+                              feature_res=self.feature_res, noise_mode=self.noise_mode)
+        except ValueError as e:
+            raise UserError(str(e)) from e
+
+    def session(self, points: DragPoints, config: Optional[DragConfig] = None, mask: Any = None,
+                w_plus: bool = True, progress: Optional[ProgressCallback] = None,
+                cancel: Optional[CancelToken] = None, preview_every: int = 0) -> DragSession:
+        """Start a drag of `points` (image px `(x, y)`) from the current latent.
+
+        mask: `H x W` bool, True = editable (None = everything may change). The editor's current
+        latent follows the session's state, so a later `session()` continues from where this one
+        stopped. Returns the `DragSession` (call `step()`, `frames(every)`, `run()`).
+        """
+        validate(points, self.image_size)
+        cfg = config if config is not None else self.default_config()
+        backend = self.backend(mask=mask, w_plus=w_plus)
+        sess = DragSession(backend, points, cfg, progress=progress, cancel=cancel, preview_every=preview_every)
+        self._state = sess.state
+        self.last_session = sess
+        return sess
