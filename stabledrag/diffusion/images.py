@@ -1,0 +1,115 @@
+"""Images in and out of a Stable Diffusion model: any PIL image -> a valid model-size RGB image.
+
+SD's VAE divides image sides by 8 and its UNet halves the latent 3 more times, so both image
+sides must be multiples of 64 (`size_multiple(pipe)`). `prepare_image` converts any PIL image
+(RGBA, LA, P, L, 16-bit, float, huge) to RGB and resizes it so its long side is the model's
+resolution and both sides are multiples of that number, returning the per-axis scale that maps
+points: model_xy = original_xy * scale. Both the LoRA tuner and the drag backend use it, so the
+LoRA is trained on exactly the pixels that are later inverted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+DEFAULT_MULTIPLE = 64
+
+
+def size_multiple(pipe: Any) -> int:
+    """Both image sides must be a multiple of this for `pipe`: VAE factor x 2**(UNet downsamples).
+
+    64 for SD 1.x/2.x (8 x 2**3) and for the tiny test pipelines.
+    """
+    vae_factor = int(getattr(pipe, "vae_scale_factor", 8))
+    n_down = len(pipe.unet.config.down_block_types)
+    return vae_factor * 2 ** max(0, n_down - 1)
+
+
+def model_resolution(pipe: Any) -> int:
+    """The model's native image side in pixels: UNet sample_size x VAE factor (512 for SD 1.5)."""
+    return int(pipe.unet.config.sample_size) * int(getattr(pipe, "vae_scale_factor", 8))
+
+
+def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Any PIL image as 8-bit RGB. Transparency is flattened onto `background` (white by default);
+    16-bit / 32-bit integer and float greyscale are rescaled by their own range, not clipped."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+        scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo) * 255.0
+        return Image.fromarray(np.nan_to_num(scaled).round().astype(np.uint8), "L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, background + (255,))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def valid_size(width: int, height: int, target_long_side: int,
+               multiple: int = DEFAULT_MULTIPLE) -> tuple[int, int]:
+    """(width, height) with the long side = `target_long_side` rounded to `multiple`, the aspect
+    ratio kept as closely as the grid allows, and each side at least `multiple`."""
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image has no pixels: {width}x{height}")
+    if multiple <= 0:
+        raise ValueError(f"multiple must be > 0, got {multiple}")
+    long_side = max(multiple, int(round(target_long_side / multiple)) * multiple)
+    s = long_side / max(width, height)
+
+    def snap(v: int) -> int:
+        return max(multiple, int(round(v * s / multiple)) * multiple)
+
+    return snap(width), snap(height)
+
+
+def prepare_image(image: Image.Image, target_long_side: int,
+                  multiple: int = DEFAULT_MULTIPLE) -> tuple[Image.Image, tuple[float, float]]:
+    """Convert `image` to RGB and resize it to a size the model accepts.
+
+    target_long_side: the long side in pixels (normally `model_resolution(pipe)`, 512 for SD 1.5);
+    it is rounded to `multiple`, and the short side follows the aspect ratio, snapped to `multiple`.
+    Returns (rgb_image, (scale_x, scale_y)) with model_xy = original_xy * scale, per axis because
+    snapping can change the aspect ratio slightly. An image already at the right size and RGB
+    is returned unchanged (same pixels).
+    """
+    rgb = to_rgb(image)
+    w, h = valid_size(rgb.width, rgb.height, target_long_side, multiple)
+    if (w, h) != rgb.size:
+        # reducing_gap makes huge downscales fast (box-reduce first) while staying antialiased.
+        rgb = rgb.resize((w, h), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return rgb, (w / image.width, h / image.height)
+
+
+def scale_points(points: Sequence[Sequence[float]] | np.ndarray | torch.Tensor,
+                 scale: tuple[float, float]) -> Any:
+    """Multiply (x, y) points (N x 2) by (scale_x, scale_y); use 1/scale to go back.
+    Returns the same kind of object as given (tensor, array, or list of tuples)."""
+    sx, sy = scale
+    if isinstance(points, torch.Tensor):
+        return points * points.new_tensor([sx, sy])
+    if isinstance(points, np.ndarray):
+        return points * np.array([sx, sy], dtype=points.dtype if points.dtype.kind == "f" else float)
+    return [(float(x) * sx, float(y) * sy) for x, y in points]
+
+
+def pil_to_tensor(image: Image.Image, device: Optional[torch.device | str] = None,
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """RGB PIL image -> 1 x 3 x H x W tensor in [-1, 1] (the VAE's input range)."""
+    arr = np.asarray(to_rgb(image), dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).to(device=device, dtype=dtype)
+
+
+def tensor_to_pil(x: torch.Tensor) -> Image.Image:
+    """1 x 3 x H x W (or 3 x H x W) tensor in [-1, 1] -> RGB PIL image (values clipped)."""
+    if x.dim() == 4:
+        x = x[0]
+    arr = ((x.detach().float().cpu().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+    return Image.fromarray(arr.permute(1, 2, 0).numpy(), "RGB")
