@@ -1,0 +1,101 @@
+"""UNet features for the drag: the output of one block (DragDiffusion: `up_blocks.2`), captured by a
+forward hook and resized bilinearly to half the image size.
+
+The forward can be *cut*: when nothing downstream needs the noise prediction (no mask term, no
+preview), the hook raises a private exception right after storing the block's output, so the
+remaining up blocks and the output head are never run (nor back-propagated through). The stored
+tensor keeps its autograd graph, so the features and their gradient w.r.t. the latent are exactly
+those of the full forward (tests/test_diffusion_features.py checks this).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _StopForward(Exception):
+    """Raised inside the UNet by the feature hook to skip everything after the feature block."""
+
+
+def resolve_block(unet: nn.Module, name: str) -> nn.Module:
+    """The sub-module of `unet` called `name` (dotted, e.g. "up_blocks.2" or "mid_block").
+
+    Raises ValueError listing the UNet's top-level blocks when there is no such module.
+    """
+    try:
+        return unet.get_submodule(name)
+    except AttributeError:
+        blocks = [f"down_blocks.{i}" for i in range(len(getattr(unet, "down_blocks", [])))]
+        blocks += ["mid_block"] + [f"up_blocks.{i}" for i in range(len(getattr(unet, "up_blocks", [])))]
+        raise ValueError(f"The UNet has no block {name!r}; feature blocks are e.g. {', '.join(blocks)}") from None
+
+
+def _first_tensor(output: Any) -> torch.Tensor:
+    # Down blocks return (hidden, residuals); up and mid blocks return the tensor itself.
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    if hasattr(output, "sample"):
+        return output.sample
+    raise TypeError(f"cannot take features from a block output of type {type(output).__name__}")
+
+
+class FeatureExtractor:
+    """Runs the UNet and returns the features of one block, optionally with the noise prediction.
+
+    unet: a diffusers `UNet2DConditionModel` (LoRA-wrapped or not).
+    block: dotted module name whose output is the feature map (DragDiffusion: "up_blocks.2").
+    out_size: `(H, W)` the features are resized to (DragDiffusion: half the image size).
+    """
+
+    def __init__(self, unet: nn.Module, block: str = "up_blocks.2", out_size: Optional[tuple[int, int]] = None) -> None:
+        self.unet = unet
+        self.block = block
+        self.out_size = out_size
+        self._module = resolve_block(unet, block)
+        self._stored: Optional[torch.Tensor] = None
+        self._cut = False
+        #: Forward passes run, split by kind — lets tests and benchmarks see what work was done.
+        self.counts = {"cut": 0, "full": 0}
+
+    def _hook(self, module: nn.Module, args: Any, output: Any) -> None:
+        self._stored = _first_tensor(output)
+        if self._cut:
+            raise _StopForward()
+
+    def __call__(
+        self, latent: torch.Tensor, t: int, emb: torch.Tensor, need_noise: bool = False
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Features of `latent` (`B x 4 x h x w`) at timestep `t` with text embedding `emb` (`1|B x 77 x D`).
+
+        Returns `(features B x C x H x W float32 at out_size (or block size), noise prediction
+        B x 4 x h x w float32 or None)`. With `need_noise=False` the forward stops after the block.
+        Gradients flow to `latent` when autograd is enabled.
+        """
+        if emb.shape[0] != latent.shape[0]:
+            emb = emb.expand(latent.shape[0], *emb.shape[1:])
+        self._stored = None
+        self._cut = not need_noise
+        handle = self._module.register_forward_hook(self._hook)
+        noise: Optional[torch.Tensor] = None
+        try:
+            noise = self.unet(latent.to(self.unet.dtype), t, encoder_hidden_states=emb).sample.float()
+        except _StopForward:
+            pass
+        finally:
+            handle.remove()
+            self._cut = False
+        self.counts["full" if need_noise else "cut"] += 1
+        feats = self._stored
+        self._stored = None
+        if feats is None:
+            raise RuntimeError(f"block {self.block!r} did not run during the UNet forward")
+        feats = feats.float()
+        if self.out_size is not None and tuple(feats.shape[-2:]) != tuple(self.out_size):
+            feats = F.interpolate(feats, size=self.out_size, mode="bilinear", align_corners=False)
+        return feats, noise

@@ -1,0 +1,196 @@
+"""Latent round trip of StableDrag-Diff: VAE encode/decode, prompt encoding, DDIM inversion to an
+intermediate step and DDIM denoising back from it (DragDiffusion §3, methods.md §2.1).
+
+Conventions:
+- latents are `B x 4 x H/8 x W/8` tensors already multiplied by the VAE's scaling factor;
+- images enter as `1 x 3 x H x W` in [-1, 1] and leave as `H x W x 3` uint8 arrays;
+- prompt embeddings are `1 x 77 x D` (no classifier-free guidance: guidance scale 1 throughout).
+
+Both schedulers are built from the pipeline's own scheduler config, so a model shipped with a
+PNDM or Euler scheduler is still inverted with DDIM over the same noise schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+from diffusers import DDIMInverseScheduler, DDIMScheduler
+
+from ..progress import CancelToken, ProgressCallback, report
+
+log = logging.getLogger(__name__)
+
+#: Called after every denoising step with (step index, latents) — e.g. to preview.
+StepCallback = Callable[[int, torch.Tensor], None]
+
+
+@dataclass
+class InversionConfig:
+    """DDIM inversion settings.
+
+    num_steps: DDIM steps of the full schedule (DragDiffusion: 50).
+    strength: fraction of the schedule that is inverted; `round(strength * num_steps)` inverse
+      steps are run (0.7 of 50 = 35, which lands on t = 681 for SD's scheduler).
+    """
+
+    num_steps: int = 50
+    strength: float = 0.7
+
+    def __post_init__(self) -> None:
+        if self.num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {self.num_steps}")
+        if not 0.0 < self.strength <= 1.0:
+            raise ValueError(f"strength must be in (0, 1], got {self.strength}")
+        if self.inverse_steps < 1:
+            raise ValueError(f"strength {self.strength} of {self.num_steps} steps inverts nothing")
+
+    @property
+    def inverse_steps(self) -> int:
+        """Number of inverse (and later denoising) DDIM steps."""
+        return int(round(self.strength * self.num_steps))
+
+
+def make_schedulers(scheduler_config: Any, cfg: InversionConfig) -> tuple[DDIMScheduler, DDIMInverseScheduler]:
+    """A forward DDIM and an inverse DDIM scheduler, both set to `cfg.num_steps` steps.
+
+    `scheduler_config` is any diffusers scheduler config (e.g. `pipe.scheduler.config`).
+    """
+    # Latents exceed [-1, 1]: clipping the predicted x0 (some configs ask for it) would corrupt them.
+    overrides: dict[str, Any] = {"clip_sample": False}
+    if dict(scheduler_config).get("timestep_spacing", "leading") not in ("leading", "trailing"):
+        overrides["timestep_spacing"] = "leading"  # the inverse scheduler knows only these two
+    fwd = DDIMScheduler.from_config(scheduler_config, **overrides)
+    inv = DDIMInverseScheduler.from_config(scheduler_config, **overrides)
+    fwd.set_timesteps(cfg.num_steps)
+    inv.set_timesteps(cfg.num_steps)
+    return fwd, inv
+
+
+def start_timestep(scheduler: DDIMScheduler, cfg: InversionConfig) -> int:
+    """The diffusion timestep of the inverted latent (681 for SD 1.5 at 50 steps, strength 0.7)."""
+    return int(scheduler.timesteps[cfg.num_steps - cfg.inverse_steps])
+
+
+def denoise_timesteps(scheduler: DDIMScheduler, cfg: InversionConfig) -> list[int]:
+    """The forward timesteps that take the inverted latent back to t = 0 (descending)."""
+    return [int(t) for t in scheduler.timesteps[cfg.num_steps - cfg.inverse_steps:]]
+
+
+@torch.no_grad()
+def encode_prompt(pipe: Any, prompt: str) -> torch.Tensor:
+    """Text embedding `1 x 77 x D` of `prompt` from the pipeline's CLIP tokenizer and encoder."""
+    tok = pipe.tokenizer
+    ids = tok(prompt, padding="max_length", max_length=tok.model_max_length, truncation=True,
+              return_tensors="pt").input_ids
+    enc = pipe.text_encoder
+    return enc(ids.to(enc.device))[0].to(pipe.unet.dtype)
+
+
+def image_to_tensor(image: Any) -> torch.Tensor:
+    """RGB PIL image (or `H x W x 3` uint8 array) -> `1 x 3 x H x W` float32 in [-1, 1]."""
+    arr = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image, dtype=np.float32)
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0) / 127.5 - 1.0
+
+
+def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
+    """`1 x 3 x H x W` (or `3 x H x W`) in [-1, 1] -> `H x W x 3` uint8."""
+    if x.ndim == 4:
+        x = x[0]
+    x = ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round()
+    return x.permute(1, 2, 0).to(torch.uint8).cpu().numpy()
+
+
+@torch.no_grad()
+def encode_image(vae: Any, image: Any) -> torch.Tensor:
+    """RGB image of a VAE-valid size -> latent `1 x 4 x H/8 x W/8` (mean of the posterior, scaled)."""
+    x = image_to_tensor(image).to(vae.device, vae.dtype)
+    return vae.encode(x).latent_dist.mean * vae.config.scaling_factor
+
+
+def decode_latent(vae: Any, latent: torch.Tensor) -> torch.Tensor:
+    """Latent `B x 4 x h x w` -> images `B x 3 x 8h x 8w` in [-1, 1] (gradients flow if enabled)."""
+    return vae.decode(latent.to(vae.dtype) / vae.config.scaling_factor).sample
+
+
+def _predict(unet: Any, latent: torch.Tensor, t: int, emb: torch.Tensor) -> torch.Tensor:
+    if emb.shape[0] != latent.shape[0]:
+        emb = emb.expand(latent.shape[0], *emb.shape[1:])
+    return unet(latent.to(unet.dtype), t, encoder_hidden_states=emb).sample
+
+
+@torch.no_grad()
+def ddim_invert(
+    unet: Any,
+    scheduler_config: Any,
+    latent: torch.Tensor,
+    emb: torch.Tensor,
+    cfg: InversionConfig,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+) -> tuple[torch.Tensor, int]:
+    """DDIM-invert a clean latent `1 x 4 x h x w` for `cfg.inverse_steps` steps (guidance 1).
+
+    Each inverse step predicts the noise at the *target* (noisier) timestep, as diffusers' inverse
+    pipelines and DragDiffusion do. Reports phase "inversion". Returns `(z_t, t)` with `z_t` in
+    float32 and `t` the timestep it sits at.
+    """
+    fwd, inv = make_schedulers(scheduler_config, cfg)
+    n = cfg.inverse_steps
+    z = latent.float()
+    report(progress, "inversion", 0, n)
+    for i, t in enumerate(inv.timesteps[:n]):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        eps = _predict(unet, z, int(t), emb).float()
+        z = inv.step(eps, t, z).prev_sample
+        report(progress, "inversion", i + 1, n, {"t": int(t)})
+    t_end = start_timestep(fwd, cfg)
+    if int(inv.timesteps[n - 1]) != t_end:  # both schedules are built from one config: a bug if not
+        raise RuntimeError(f"inverse schedule ends at {int(inv.timesteps[n - 1])}, forward starts at {t_end}")
+    return z, t_end
+
+
+@torch.no_grad()
+def ddim_denoise(
+    unet: Any,
+    scheduler_config: Any,
+    latents: torch.Tensor,
+    emb: torch.Tensor,
+    cfg: InversionConfig,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+    on_step: Optional[StepCallback] = None,
+) -> torch.Tensor:
+    """DDIM-denoise latents `B x 4 x h x w` (all at the inverted step) to t = 0, guidance 1.
+
+    The batch is denoised together, so an attention processor that couples batch elements (the
+    reference-latent control of `attention.reference_attention`) sees every branch. Reports phase
+    "denoise". Returns float32 clean latents `B x 4 x h x w`.
+    """
+    fwd, _ = make_schedulers(scheduler_config, cfg)
+    steps = denoise_timesteps(fwd, cfg)
+    z = latents.float()
+    report(progress, "denoise", 0, len(steps))
+    for i, t in enumerate(steps):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        eps = _predict(unet, z, t, emb).float()
+        z = fwd.step(eps, t, z, eta=0.0).prev_sample
+        report(progress, "denoise", i + 1, len(steps), {"t": t})
+        if on_step is not None:
+            on_step(i, z)
+    return z
+
+
+def one_step(scheduler: DDIMScheduler, model_output: torch.Tensor, t: int, latent: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One deterministic DDIM step from `t`, differentiable: returns `(x_{t-1}, predicted x_0)`.
+
+    `scheduler` must have its timesteps set (see `make_schedulers`); shapes `B x 4 x h x w`.
+    """
+    out = scheduler.step(model_output, t, latent, eta=0.0)
+    return out.prev_sample, out.pred_original_sample
