@@ -1,35 +1,50 @@
-"""StableDrag Studio web app (placeholder until the app lands): starts a Gradio page with the two tabs.
+"""StableDrag Studio web app: tabs "StableDrag-Diff" and "StableDrag-GAN".
 
-Usage: python app.py [--host H] [--port P] [--share]
+Usage: python app.py [--host H] [--port P] [--share] [--diffusion-model M] [--gan-model CKPT]
+                     [--device D] [--models-dir DIR]
+
+Runs offline on a CPU with the bundled toy models; any Stable Diffusion 1.x/2.x model (diffusers
+folder, single file, or SD 1.5 from the hub where it is reachable) and any StyleGAN2 checkpoint
+can be named instead. The page itself lives in `stabledrag.webapp.ui`; this file only starts it.
 """
 
 from __future__ import annotations
 
-import argparse
+# On a ZeroGPU Space `spaces` must be imported before anything touches CUDA.
+from stabledrag.webapp.spaces_compat import on_spaces
+
+import logging
+import sys
+from typing import Optional, Sequence
 
 
-def build_demo():
-    """The Gradio Blocks page."""
-    import gradio as gr
+def build_demo(argv: Optional[Sequence[str]] = None):
+    """The Gradio Blocks page for the command-line arguments `argv` (None: no arguments)."""
+    from stabledrag.webapp.args import parse_args
+    from stabledrag.webapp.ui import build_demo as build
 
-    with gr.Blocks(title="StableDrag Studio") as demo:
-        gr.Markdown("# StableDrag Studio\nStable point-based image editing. The editor tabs are being built.")
-        with gr.Tab("StableDrag-Diff"):
-            gr.Markdown("Drag points on real photos with Stable Diffusion (coming in this release).")
-        with gr.Tab("StableDrag-GAN"):
-            gr.Markdown("Drag points on StyleGAN2 images, live (coming in this release).")
-    return demo
+    return build(parse_args(list(argv or [])))
 
 
-def main(argv=None) -> None:
-    """Parse arguments and launch the server."""
-    p = argparse.ArgumentParser(description="StableDrag Studio web app")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--share", action="store_true")
-    args = p.parse_args(argv)
-    build_demo().launch(server_name=args.host, server_port=args.port, share=args.share)
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Parse arguments, build the page and serve it until interrupted."""
+    from stabledrag.errors import UserError
+    from stabledrag.webapp.args import parse_args
+    from stabledrag.webapp.ui import build_demo as build, launch_kwargs
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests
+    options = parse_args(argv)
+    if on_spaces():
+        options.host = "0.0.0.0"  # Spaces route to the container's port 7860
+    try:
+        demo = build(options)
+    except UserError as e:  # e.g. --device cuda on a machine without CUDA
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    demo.launch(**launch_kwargs(options))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

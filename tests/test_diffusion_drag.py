@@ -14,13 +14,6 @@ from stabledrag.drag import Backend, DragSession, drag
 from stabledrag.points import from_pairs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models run many small ops: one thread avoids oversubscription on a busy 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,6 @@ from stabledrag.points import DragPoints, from_pairs
 from stabledrag.progress import CancelToken, Cancelled
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models run many small ops: one thread avoids oversubscription on a busy 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,6 @@ from stabledrag.diffusion.inversion import (InversionConfig, ddim_denoise, ddim_
 from stabledrag.diffusion.tiny import SD15_SCHEDULER_CONFIG, build_tiny_pipeline
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models run many small ops: one thread avoids oversubscription on a busy 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

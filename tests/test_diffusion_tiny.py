@@ -14,14 +14,6 @@ from stabledrag.diffusion.tiny import (build_tiny_pipeline, save_tiny_pipeline, 
                                        tiny_tokenizer_vocab)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models are dominated by per-op overhead; a second intra-op thread on a shared 2-core
-    machine mostly spins, so this file runs single-threaded."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

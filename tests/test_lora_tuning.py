@@ -21,14 +21,6 @@ from stabledrag.progress import CancelToken, Cancelled
 FAST = IdentityLoraConfig(steps=1, batch_size=1, lr=1e-2, rank=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models are dominated by per-op overhead; on a shared 2-core machine a second
-    intra-op thread mostly spins (measured 5-10x slower), so this file runs single-threaded."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _image(seed: int, size=(64, 64), mode="RGB") -> Image.Image:

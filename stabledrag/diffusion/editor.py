@@ -39,7 +39,7 @@ from .backend import DiffusionBackend
 from .features import resolve_block
 from .images import model_resolution, prepare_image, size_multiple, to_rgb
 from .inversion import (InversionConfig, ddim_denoise, ddim_invert, decode_latent, encode_image,
-                        encode_prompt, make_schedulers, start_timestep, tensor_to_uint8)
+                        encode_prompt, make_schedulers, tensor_to_uint8)
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,327 @@
+"""The StableDrag-Diff tab's handlers: plain functions returning `View`s (see `views`).
+
+Flow: load an image (upload or example) -> paint the editable region (optional) -> click handle /
+target pairs -> Run: identity LoRA, DDIM inversion, drag (live preview), denoise -> result beside
+the input, PNG and GIF downloads -> export / import the session.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+from PIL import Image
+
+from ..errors import UserError
+from ..points import from_clicks, scale_points, validate
+from ..progress import Cancelled, CancelToken, Progress
+from . import drawing
+from .examples import Example, load_example
+from .masks import editor_value, mask_from_editor
+from .messages import STOPPED_MESSAGE
+from .runner import Finished, stream_work
+from .session_io import SessionData, read_session, write_session
+from .state import DiffState, clicks_to_text, require_image
+from .views import (View, add_frame, canvas_for, check_handles_in_region, click_status, new_output_path,
+                    progress_html, save_gif, save_png)
+
+log = logging.getLogger(__name__)
+
+METHODS = {"StableDrag": "stabledrag", "DragDiffusion (baseline)": "baseline"}
+PHASE_NAMES = {"lora": "Fine-tuning the identity LoRA", "inversion": "DDIM inversion", "drag": "Dragging",
+               "denoise": "Denoising"}
+#: Images with more pixels than this are refused outright (a 50 MP photo is never needed here).
+MAX_PIXELS = 50_000_000
+#: Lighter defaults without a GPU (measured on the 2-core CPU: 40 LoRA steps of the toy SD took 300 s).
+CPU_LORA_STEPS, CPU_DDIM_STEPS, CPU_DRAG_STEPS = 20, 25, 40
+
+
+@dataclass
+class DiffSettings:
+    """The tab's settings (the "Advanced settings" panel), defaults as DragDiffusion's.
+
+    method: "stabledrag" or "baseline". lora_steps / lora_lr / lora_rank: identity LoRA.
+    inversion_strength / ddim_steps: DDIM inversion. drag_steps / drag_lr: latent optimisation.
+    r_m / r_p: motion patch and tracking radii (feature px). tau: confidence threshold of confident
+    supervision. lambda_mask: weight of the mask loss. seed: seeds LoRA training and the edit.
+    preview_every: decode a live preview every k drag steps (0 = none).
+    """
+
+    method: str = "stabledrag"
+    lora_steps: int = 80
+    lora_lr: float = 5e-4
+    lora_rank: int = 16
+    inversion_strength: float = 0.7
+    ddim_steps: int = 50
+    drag_steps: int = 80
+    drag_lr: float = 0.01
+    r_m: float = 1.0
+    r_p: float = 3.0
+    tau: float = 0.6
+    lambda_mask: float = 0.1
+    seed: int = 42
+    preview_every: int = 4
+
+    @staticmethod
+    def names() -> list[str]:
+        """Field names in the order the UI lists them."""
+        return [f.name for f in dataclasses.fields(DiffSettings)]
+
+    @classmethod
+    def defaults_for(cls, device_type: str) -> "DiffSettings":
+        """DragDiffusion's defaults on a GPU. Elsewhere fewer LoRA, DDIM and drag steps (20 / 25 /
+        40), so that a CPU edit of the bundled toy model takes minutes rather than a quarter hour."""
+        if device_type == "cuda":
+            return cls()
+        return cls(lora_steps=CPU_LORA_STEPS, ddim_steps=CPU_DDIM_STEPS, drag_steps=CPU_DRAG_STEPS)
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> "DiffSettings":
+        """From UI values; a method label ("StableDrag") is mapped to its key; bad values -> UserError."""
+        known = {k: v for k, v in values.items() if k in cls.names()}
+        if known.get("method") in METHODS:
+            known["method"] = METHODS[known["method"]]
+        try:
+            s = cls(**known)
+            for name in ("lora_steps", "lora_rank", "ddim_steps", "drag_steps", "seed", "preview_every"):
+                setattr(s, name, int(getattr(s, name)))
+        except (TypeError, ValueError) as e:
+            raise UserError(f"A setting is not a number: {e}") from None
+        if s.method not in METHODS.values():
+            raise UserError(f"Unknown method {s.method!r}: choose StableDrag or the DragDiffusion baseline.")
+        return s
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (method as its key)."""
+        return dataclasses.asdict(self)
+
+    def edit_config(self) -> Any:
+        """The engine's `DiffusionEditConfig` for these settings (UserError for invalid values)."""
+        from ..config import diffusion_defaults
+        from ..diffusion.editor import DiffusionEditConfig
+
+        try:
+            cfg = DiffusionEditConfig(drag=diffusion_defaults(self.method), seed=self.seed)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        return cfg.with_overrides({
+            "lora.steps": self.lora_steps, "lora.lr": self.lora_lr, "lora.rank": self.lora_rank,
+            "inversion.strength": self.inversion_strength, "inversion.num_steps": self.ddim_steps,
+            "max_steps": self.drag_steps, "lr": self.drag_lr, "r_m": self.r_m, "r_p": self.r_p, "tau": self.tau,
+            "lambda_mask": self.lambda_mask,
+        })
+
+
+def method_label(key: str) -> str:
+    """The menu label of a method key."""
+    return next((label for label, k in METHODS.items() if k == key), key)
+
+
+# -- loading images ---------------------------------------------------------------------------------
+
+
+def _as_rgb(image: Any) -> np.ndarray:
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB"))
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise UserError("That file is not an image this app can use; upload a PNG, JPEG or WebP picture.")
+    if arr.dtype != np.uint8:
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = ((arr - lo) / (hi - lo or 1.0) * 255).round().astype(np.uint8)
+    if arr.shape[2] == 4:  # flatten transparency onto white, as the engines do
+        a = arr[..., 3:4].astype(np.float32) / 255.0
+        arr = (arr[..., :3] * a + 255 * (1 - a)).round().astype(np.uint8)
+    return np.ascontiguousarray(arr)
+
+
+def decode_upload(blob: Optional[bytes]) -> np.ndarray:
+    """An uploaded file's bytes -> `H x W x 3` uint8 (EXIF rotation applied, first frame of an
+    animation). UserError naming the problem for anything that is not a readable picture."""
+    import io
+
+    from PIL import ImageOps, UnidentifiedImageError
+
+    if not blob:
+        raise UserError("The uploaded file is empty.")
+    try:
+        with Image.open(io.BytesIO(blob)) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise UserError(f"The image is too large ({im.width}x{im.height} pixels); use one under "
+                                f"{MAX_PIXELS // 1_000_000} megapixels.")
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            return _as_rgb(im.convert("RGBA") if im.mode in ("RGBA", "LA", "PA", "P") else im.convert("RGB"))
+    except UnidentifiedImageError:
+        raise UserError("That file is not a picture this app can read: upload a PNG, JPEG, WebP, BMP or TIFF "
+                        "image (HEIC and SVG are not supported; convert them first).") from None
+    except Image.DecompressionBombError:
+        raise UserError(f"The image is too large; use one under {MAX_PIXELS // 1_000_000} megapixels.") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise UserError(f"The image file is damaged or truncated ({e}); export it again and upload the copy.") from None
+
+
+def fit_image(image: Any, max_side: int) -> tuple[np.ndarray, str]:
+    """The image as `H x W x 3` uint8, scaled down when its long side exceeds `max_side`.
+    Returns (image, note about any scaling). UserError for non-images and absurdly large ones."""
+    arr = _as_rgb(image)
+    h, w = arr.shape[:2]
+    if h * w > MAX_PIXELS:
+        raise UserError(f"The image is too large ({w}x{h} pixels); use one under {MAX_PIXELS // 1_000_000} megapixels.")
+    if max(h, w) > max_side:
+        small = drawing.fit_long_side(arr, max_side)
+        return small, (f"The image was {w}x{h}; it was scaled down to {small.shape[1]}x{small.shape[0]} "
+                       f"(the longest side this app accepts is {max_side} px).")
+    return arr, ""
+
+
+def new_image(state: DiffState, image: Any, name: str, max_side: int) -> View:
+    """Start over on `image` (numpy/PIL, or the bytes of an uploaded file): points, region and
+    results are cleared. The same pixels again change nothing."""
+    if image is None:
+        return View(state=state)
+    if isinstance(image, (bytes, bytearray)):
+        image = decode_upload(bytes(image))
+    arr, note = fit_image(image, max_side)
+    if state.image is not None and state.image.shape == arr.shape and np.array_equal(state.image, arr):
+        return View(state=state)
+    state.image, state.name = arr, name
+    state.clicks, state.mask, state.result, state.report, state.frames = [], None, None, None, []
+    status = f"Loaded {name} ({arr.shape[1]}x{arr.shape[0]}). " + (note + " " if note else "") + click_status([])
+    return View(state=state, canvas=canvas_for(state), editor=editor_value(arr, None, state.scale), result=None,
+                points_text="", status=status, download=None, animation=None)
+
+
+def choose_example(state: DiffState, example: Example, max_side: int) -> View:
+    """Load an example image and suggest its prompt."""
+    view = new_image(state, load_example(example), f"the example '{example.name}'", max_side)
+    view.prompt = example.prompt
+    return view
+
+
+# -- running ----------------------------------------------------------------------------------------
+
+
+def _progress_text(p: Progress) -> str:
+    name = PHASE_NAMES.get(p.phase, p.phase)
+    if p.total:
+        return f"{name}: {p.step}/{p.total}"
+    return f"{name}…"
+
+
+def run_edit(state: DiffState, editor_value: Any, prompt: str, settings: DiffSettings,
+             get_editor: Callable[[], Any], cancel: Optional[CancelToken] = None,
+             progress: Optional[Callable[..., Any]] = None) -> Iterator[View]:
+    """Run one StableDrag-Diff edit, yielding live Views and a final one with the result.
+
+    get_editor: returns the `DiffusionEditor` (called after the input is checked, so a missing
+    model is reported only for otherwise valid requests). progress: `gr.Progress`-like callable.
+    """
+    img = require_image(state.image, state.NO_IMAGE)
+    size = (img.shape[1], img.shape[0])
+    points = validate(from_clicks(state.clicks), size)
+    mask = mask_from_editor(editor_value, size)
+    check_handles_in_region(state.clicks, mask)
+    config = settings.edit_config()
+    editor = get_editor()
+
+    state.mask, state.prompt, state.settings = mask, prompt, settings.to_dict()
+    state.frames = []
+    start = canvas_for(state)
+    add_frame(state.frames, start)
+    before = drawing.enlarge(img, state.scale)
+    yield View(state=state, canvas=start, status="Starting…", result=(before, start),
+               progress=progress_html("Starting", 0, None))
+
+    def work(callback: Callable[[Progress], None]) -> Any:
+        return editor.edit(Image.fromarray(img), points, mask=mask, prompt=prompt or "", config=config,
+                           progress=callback, cancel=cancel, preview_every=max(0, settings.preview_every))
+
+    try:
+        for item in stream_work(work, cancel):
+            if isinstance(item, Finished):
+                yield _finished(state, item.value)
+                return
+            if progress is not None:
+                progress((item.step, item.total) if item.total else None, desc=PHASE_NAMES.get(item.phase, item.phase))
+            text = _progress_text(item)
+            bar = progress_html(PHASE_NAMES.get(item.phase, item.phase), item.step, item.total)
+            if item.phase == "drag" and item.preview is not None:
+                frame = _live_frame(state, item, size)
+                add_frame(state.frames, frame)
+                yield View(state=state, status=text, progress=bar, result=(before, frame))
+            else:
+                yield View(state=state, status=text, progress=bar)
+    except Cancelled:
+        yield View(state=state, status=STOPPED_MESSAGE, progress="")
+
+
+def _live_frame(state: DiffState, p: Progress, size: tuple[int, int]) -> np.ndarray:
+    """The preview at input size with the tracked handles drawn (engine points are model px)."""
+    import torch
+
+    preview = np.asarray(p.preview)
+    model_size = (preview.shape[1], preview.shape[0])
+    if model_size != size:
+        preview = np.asarray(Image.fromarray(preview).resize(size, Image.Resampling.LANCZOS))
+    handles = p.info.get("handles")
+    if handles:
+        handles = scale_points(torch.tensor(handles, dtype=torch.float32), model_size, size).tolist()
+    return drawing.draw_points(preview, state.clicks, state.scale, mask=state.mask, handles=handles)
+
+
+def _finished(state: DiffState, result: Any) -> View:
+    out = np.asarray(result.image.convert("RGB"))
+    state.result, state.report = out, result.report
+    drag = result.report.get("drag", {})
+    handles = drag.get("handles")
+    final = drawing.draw_points(out, state.clicks, state.scale, mask=state.mask, handles=handles)
+    add_frame(state.frames, final)
+    dists = ", ".join(f"{d:.1f}" for d in drag.get("final_distances", []))
+    cached = [k for k, v in result.cached.items() if v]
+    seconds = result.timings.get("total", 0.0)
+    status = (f"Done: {result.drag.status} after {result.drag.steps} drag steps in {seconds:.1f} s; "
+              f"handle-target distances (px): {dists}." + (f" Reused cached {' and '.join(cached)}." if cached else ""))
+    return View(state=state, status=status, progress="", result=(state.image, out),
+                download=save_png(out, "stabledrag-diff"),
+                animation=save_gif(state.frames, "stabledrag-diff-drag"))
+
+
+# -- sessions -----------------------------------------------------------------------------------------
+
+
+def export_session(state: DiffState, prompt: str, settings: DiffSettings) -> View:
+    """Write the tab's session (image, points, region, prompt, settings, last result) to a zip."""
+    img = require_image(state.image, "Nothing to export yet: load an image first.")
+    data = SessionData(engine="diffusion", image=img, clicks=list(state.clicks), mask=state.mask,
+                       result=state.result, settings=settings.to_dict(), prompt=prompt or "", report=state.report)
+    path = write_session(data, new_output_path("stabledrag-diff-session", ".zip"))
+    return View(state=state, session_file=str(path), status="Session exported: download the .zip below.")
+
+
+def import_session(state: DiffState, blob: Optional[bytes], max_side: int) -> View:
+    """Restore a session zip (bytes of the uploaded file) into the tab."""
+    if not blob:
+        raise UserError("Choose a session .zip file to import.")
+    data = read_session(blob, expect_engine="diffusion")
+    img, note = fit_image(data.image, max_side)
+    if note:
+        raise UserError("The session's image is larger than this app accepts (--max-image-side).")
+    settings = DiffSettings.from_values({**DiffSettings().to_dict(), **data.settings})
+    state.image, state.name, state.clicks, state.mask = img, "an imported session", list(data.clicks), data.mask
+    state.result, state.report, state.frames = data.result, data.report, []
+    state.prompt, state.settings = data.prompt, settings.to_dict()
+    values = settings.to_dict()
+    values["method"] = method_label(values["method"])
+    return View(state=state, canvas=canvas_for(state), editor=editor_value(img, state.mask, state.scale),
+                result=(img, data.result) if data.result is not None else None,
+                points_text=clicks_to_text(state.clicks), prompt=data.prompt, settings=values,
+                download=save_png(data.result, "stabledrag-diff") if data.result is not None else None,
+                animation=None,
+                status=f"Session imported: {len(state.clicks) // 2} drag pair(s)"
+                       + (", with its painted region." if data.mask is not None else "."))

@@ -1,0 +1,269 @@
+"""The StableDrag-GAN tab's handlers: plain functions returning `View`s (see `views`).
+
+Flow: pick a model and a seed -> Generate -> paint the flexible region (optional) -> click handle /
+target pairs -> Start: the drag runs live, frame by frame; Stop pauses (Start continues from the
+current latent and handle positions) -> Reset goes back to the generated image -> download.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+
+from ..errors import UserError
+from ..points import from_clicks, validate
+from ..progress import CancelToken
+from . import drawing
+from .masks import editor_value, mask_from_editor
+from .session_io import SessionData, read_session, write_session
+from .state import GanState, clicks_from_pairs, clicks_to_text, require_image
+from .views import (View, add_frame, canvas_for, check_handles_in_region, click_status, new_output_path,
+                    progress_html, save_gif, save_png)
+
+log = logging.getLogger(__name__)
+
+METHODS = {"StableDrag": "stabledrag", "DragGAN (baseline)": "baseline"}
+LATENT_SPACES = ("W+", "W")
+MAX_SEED = 2**31 - 1
+
+
+@dataclass
+class GanSettings:
+    """The tab's drag settings (DragGAN's defaults where they exist).
+
+    method: "stabledrag" or "baseline". latent_space: "W+" (first 6 vectors optimised) or "W".
+    step_size: Adam learning rate on the latent. max_steps: steps per Start at most.
+    r_m / r_p: motion patch and tracking radii in image px (None = DragGAN's, scaled to the size).
+    tau: confidence threshold. lambda_mask: mask-loss weight. preview_every: frame every k steps.
+    """
+
+    method: str = "stabledrag"
+    latent_space: str = "W+"
+    step_size: float = 2e-3
+    max_steps: int = 200
+    r_m: Optional[float] = None
+    r_p: Optional[float] = None
+    tau: float = 0.6
+    lambda_mask: float = 20.0
+    preview_every: int = 2
+
+    @staticmethod
+    def names() -> list[str]:
+        """Field names in UI order."""
+        return [f.name for f in dataclasses.fields(GanSettings)]
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> "GanSettings":
+        """From UI values (method labels mapped to keys; radii 0/None = automatic)."""
+        known = {k: v for k, v in values.items() if k in cls.names()}
+        if known.get("method") in METHODS:
+            known["method"] = METHODS[known["method"]]
+        for name in ("r_m", "r_p"):
+            if not known.get(name):
+                known[name] = None
+        try:
+            s = cls(**known)
+            s.max_steps, s.preview_every = int(s.max_steps), max(1, int(s.preview_every))
+            s.step_size, s.tau, s.lambda_mask = float(s.step_size), float(s.tau), float(s.lambda_mask)
+        except (TypeError, ValueError) as e:
+            raise UserError(f"A setting is not a number: {e}") from None
+        if s.method not in METHODS.values():
+            raise UserError(f"Unknown method {s.method!r}: choose StableDrag or the DragGAN baseline.")
+        if s.latent_space not in LATENT_SPACES:
+            raise UserError("The latent space must be W+ or W.")
+        if s.step_size <= 0 or s.max_steps < 1:
+            raise UserError("The step size must be above 0 and the steps at least 1.")
+        return s
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (method as its key)."""
+        return dataclasses.asdict(self)
+
+    def ui_values(self) -> dict[str, Any]:
+        """Values for the UI inputs (method as its label, automatic radii as 0)."""
+        d = self.to_dict()
+        d["method"] = next(label for label, k in METHODS.items() if k == self.method)
+        d["r_m"], d["r_p"] = d["r_m"] or 0, d["r_p"] or 0
+        return d
+
+
+def random_seed() -> int:
+    """A fresh seed for the "random" button."""
+    return random.randint(0, 99_999)
+
+
+def _editor(generator: Any) -> Any:
+    from ..gan.editor import GanEditor
+
+    return GanEditor(generator)
+
+
+def generate(state: GanState, model: str, seed: Any, psi: float, generator: Any) -> View:
+    """Render `generator(seed)` with truncation `psi`: a fresh image, no points, no region."""
+    try:
+        seed = int(seed)
+    except (TypeError, ValueError):
+        raise UserError("The seed must be a whole number.") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"The seed must be between 0 and {MAX_SEED}.")
+    ed = _editor(generator)
+    img = ed.generate(seed, float(psi))
+    w = ed.latent().cpu().numpy()
+    state.model, state.seed, state.psi = model, seed, float(psi)
+    state.w0, state.w, state.image0, state.image = w, w.copy(), img, img
+    state.clicks, state.start_clicks, state.mask, state.frames = [], [], None, []
+    return View(state=state, canvas=canvas_for(state), editor=editor_value(img, None, state.scale),
+                result=drawing.enlarge(img, state.scale),
+                points_text="", seed=seed, download=save_png(img, f"stabledrag-gan-seed{seed}"), animation=None,
+                status=f"Generated seed {seed} ({img.shape[1]}x{img.shape[0]}). " + click_status([]))
+
+
+def run_drag(state: GanState, editor_value_: Any, settings: GanSettings, generator: Any,
+             cancel: Optional[CancelToken] = None, progress: Optional[Callable[..., Any]] = None) -> Iterator[View]:
+    """Drag the points on the current image, yielding a live View every `preview_every` steps.
+
+    Starts from the current latent and the current handle positions, so Start after Stop (or after
+    running out of steps) continues the edit. The final View carries the image and downloads.
+    """
+    img = require_image(state.image, state.NO_IMAGE)
+    if state.w is None or state.w0 is None:
+        raise UserError(state.NO_IMAGE)
+    size = (img.shape[1], img.shape[0])
+    points = validate(from_clicks(state.clicks), size)
+    mask = mask_from_editor(editor_value_, size)
+    check_handles_in_region(state.clicks, mask)
+    ed = _editor(generator)
+    if ed.image_size != size:
+        raise UserError("The image was made by another model: press Generate again.")
+    import torch
+
+    ed.set_latent(torch.from_numpy(state.w0), as_reference=True)
+    ed.set_latent(torch.from_numpy(state.w), as_reference=False)
+    overrides: dict[str, Any] = dict(lr=settings.step_size, max_steps=settings.max_steps, tau=settings.tau,
+                                     lambda_mask=settings.lambda_mask)
+    if settings.r_m:
+        overrides["r_m"] = float(settings.r_m)
+    if settings.r_p:
+        overrides["r_p"] = float(settings.r_p)
+    try:
+        config = ed.default_config(settings.method, **overrides)
+    except ValueError as e:
+        raise UserError(f"Bad drag setting: {e}") from None
+
+    if np.array_equal(state.w, state.w0):
+        state.start_clicks = list(state.clicks)
+    state.mask, state.settings, state.frames = mask, settings.to_dict(), []
+    every = settings.preview_every
+    session = ed.session(points, config, mask=mask, w_plus=settings.latent_space == "W+", cancel=cancel,
+                         preview_every=every)
+    targets = [tuple(t) for t in points.targets.tolist()]
+    first = canvas_for(state)
+    add_frame(state.frames, first)
+    yield View(state=state, canvas=first, status=f"Dragging: 0/{config.max_steps}",
+               progress=progress_html("Dragging", 0, config.max_steps))
+    for rec in session.frames(every=every):
+        handles = rec.handles.tolist()
+        state.w = ed.latent().cpu().numpy()
+        if session.last_preview is not None:
+            state.image = np.asarray(session.last_preview)
+        frame = drawing.draw_points(state.image, state.clicks, state.scale, mask=mask, handles=handles)
+        add_frame(state.frames, frame)
+        if progress is not None:
+            progress((rec.step, config.max_steps), desc="Dragging")
+        dist = max(float(np.hypot(h[0] - t[0], h[1] - t[1])) for h, t in zip(handles, targets))
+        yield View(state=state, canvas=frame, progress=progress_html("Dragging", rec.step, config.max_steps),
+                   status=f"Dragging: {rec.step}/{config.max_steps}, farthest handle {dist:.1f} px from its target")
+    result = session.result()
+    state.w = ed.latent().cpu().numpy()
+    state.image = ed.image()
+    state.clicks = clicks_from_pairs(result.handles.tolist(), targets)
+    final = canvas_for(state)
+    add_frame(state.frames, final)
+    dists = ", ".join(f"{d:.1f}" for d in result.distances.tolist())
+    how = {"reached": "Reached the targets", "max_steps": "Ran out of steps (press Start to continue)",
+           "cancelled": "Stopped (press Start to continue)",
+           "diverged": "Stopped: the optimisation diverged; the last good image is kept"}
+    how = how.get(result.status, result.status)
+    yield View(state=state, canvas=final, result=drawing.enlarge(state.image, state.scale), progress="",
+               points_text=clicks_to_text(state.clicks),
+               status=f"{how} after {result.steps} steps; handle-target distances (px): {dists}.",
+               download=save_png(state.image, f"stabledrag-gan-seed{state.seed}"),
+               animation=save_gif(state.frames, "stabledrag-gan-drag"))
+
+
+def reset(state: GanState) -> View:
+    """Back to the generated image and the points as first placed."""
+    if state.image0 is None or state.w0 is None:
+        raise UserError(state.NO_IMAGE)
+    state.w, state.image = state.w0.copy(), state.image0
+    if state.start_clicks:
+        state.clicks = list(state.start_clicks)
+    state.frames = []
+    return View(state=state, canvas=canvas_for(state), result=drawing.enlarge(state.image, state.scale),
+                points_text=clicks_to_text(state.clicks),
+                download=save_png(state.image, f"stabledrag-gan-seed{state.seed}"), animation=None,
+                status="Back to the generated image. " + click_status(state.clicks))
+
+
+def export_session(state: GanState, settings: GanSettings) -> View:
+    """Write model, seed, latents, points, region and settings to a session zip."""
+    if state.image0 is None or state.image is None:
+        raise UserError("Nothing to export yet: generate an image first.")
+    latents = {"latent0": state.w0, "latent": state.w} if state.w0 is not None else {}
+    data = SessionData(engine="gan", image=state.image0, clicks=list(state.clicks), mask=state.mask,
+                       result=state.image, settings=settings.to_dict(), latents=latents,
+                       gan={"model": state.model, "seed": state.seed, "psi": state.psi})
+    path = write_session(data, new_output_path("stabledrag-gan-session", ".zip"))
+    return View(state=state, session_file=str(path), status="Session exported: download the .zip below.")
+
+
+def import_session(state: GanState, blob: Optional[bytes], models: list[str],
+                   get_generator: Callable[[str], Any]) -> View:
+    """Restore a GAN session: the model must be on this app's menu; the latents are used when they
+    fit it, else the image is regenerated from the seed."""
+    if not blob:
+        raise UserError("Choose a session .zip file to import.")
+    data = read_session(blob, expect_engine="gan")
+    model = str(data.gan.get("model", ""))
+    if model not in models:
+        raise UserError(f"The session used the model {model!r}, which this app does not offer "
+                        f"(available: {', '.join(models) or 'none'}).")
+    try:
+        seed, psi = int(data.gan.get("seed", 0)), float(data.gan.get("psi", 0.7))
+    except (TypeError, ValueError):
+        raise UserError("The session's seed or truncation is damaged.") from None
+    generator = get_generator(model)
+    new = GanState()  # filled completely before it replaces the tab's state, so a failure loses nothing
+    view = generate(new, model, seed, psi, generator)
+    w0, w = data.latents.get("latent0"), data.latents.get("latent")
+    if w0 is not None and w is not None:
+        ed = _editor(generator)
+        import torch
+
+        try:
+            ed.set_latent(torch.from_numpy(w0), as_reference=True)
+            w0_full, image0 = ed.latent().cpu().numpy(), ed.image()
+            ed.set_latent(torch.from_numpy(w), as_reference=False)
+        except UserError as e:
+            raise UserError(f"The session's latents do not fit the model {model!r}: {e}") from None
+        new.w0, new.image0 = w0_full, image0
+        new.w, new.image = ed.latent().cpu().numpy(), ed.image()
+    size = (new.image.shape[1], new.image.shape[0])
+    if (data.image.shape[1], data.image.shape[0]) != size:
+        raise UserError("The session's image size does not match the model's; was it made with another model?")
+    new.clicks, new.start_clicks = list(data.clicks), list(data.clicks)
+    new.mask = data.mask
+    settings = GanSettings.from_values({**GanSettings().to_dict(), **data.settings})
+    view.canvas, view.editor = canvas_for(new), editor_value(new.image, new.mask, new.scale)
+    view.result, view.points_text = drawing.enlarge(new.image, new.scale), clicks_to_text(new.clicks)
+    view.download = save_png(new.image, f"stabledrag-gan-seed{seed}")
+    view.model, view.settings = model, settings.ui_values()
+    view.status = f"Session imported: {model}, seed {seed}, {len(new.clicks) // 2} drag pair(s)."
+    state.__dict__.update(vars(new))
+    view.state = state
+    return view

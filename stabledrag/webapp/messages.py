@@ -1,0 +1,59 @@
+"""Exceptions -> one message a person can act on (the page never shows a stack trace).
+
+`UserError` (and `ModelUnavailableError`) already carry such a message. Out-of-memory, stopped
+work, unreadable files and anything unexpected get a fixed sentence; unexpected errors are
+logged with their traceback on the server, since they are bugs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..errors import ModelUnavailableError, UserError
+from ..progress import Cancelled
+
+log = logging.getLogger(__name__)
+
+OOM_MESSAGE = ("Out of GPU memory. Try a smaller image, fewer points, fewer LoRA steps, or close other "
+               "programs using the GPU; your image, points and mask are kept.")
+STOPPED_MESSAGE = "Stopped. Your image, points and mask are kept; press Run again to start over."
+BUG_MESSAGE = ("Something went wrong inside the app ({kind}). Your image, points and mask are kept; "
+               "export the session and report it if it happens again.")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA/MPS out-of-memory errors (torch raises several types for them)."""
+    try:
+        import torch
+
+        if isinstance(exc, torch.OutOfMemoryError):
+            return True
+    except (ImportError, AttributeError):
+        pass
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "mps backend out of memory" in text)
+
+
+def user_message(exc: BaseException) -> str:
+    """The sentence to show in the page for `exc`."""
+    if isinstance(exc, ModelUnavailableError):
+        return f"Model not available: {exc}"
+    if isinstance(exc, UserError):
+        return str(exc)
+    if isinstance(exc, Cancelled):
+        return STOPPED_MESSAGE
+    if is_out_of_memory(exc):
+        _free_gpu_memory()
+        return OOM_MESSAGE
+    log.error("unexpected error in a web handler", exc_info=exc)
+    return BUG_MESSAGE.format(kind=type(exc).__name__)
+
+
+def _free_gpu_memory() -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # freeing memory is best effort after an OOM
+        pass

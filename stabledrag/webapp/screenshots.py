@@ -1,0 +1,243 @@
+"""README screenshots of both tabs, mid-drag and after, taken by headless Chromium.
+
+    python -m stabledrag.webapp.screenshots [--out assets/screenshots] [--tiny]
+
+Starts the app in-process (bundled toy models by default; `--gan-model` / `--diffusion-model`
+choose others, `--tiny` uses tiny random models to check the page without them), drives it with
+Playwright like a person would — pick an example, paint the region, click a handle and a target,
+Run / Start — and saves `diff_mid.png`, `diff_done.png`, `gan_mid.png`, `gan_done.png`.
+The points are placed on the toy face's parts found by `stabledrag.toy.detect` when it finds them
+(move the right eye up; move the mouth's right corner up), else at fixed places.
+Needs `playwright` and Chromium at /usr/bin/chromium (Playwright's own download is not used).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "assets" / "screenshots"
+VIEWPORT = {"width": 1440, "height": 1100}
+
+
+def drag_for(image: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
+    """A meaningful (handle, target) in image px for a toy face: the right eye 12 % of the size
+    up, or the mouth's right corner up; fixed fractions when the detector finds neither."""
+    h, w = image.shape[:2]
+    try:
+        from ..toy.detect import detect
+
+        det = detect(image)
+        if det.right_eye is not None:
+            x, y = det.right_eye
+            return (x, y), (x, max(0.0, y - 0.12 * h))
+        if det.mouth_right is not None:
+            x, y = det.mouth_right
+            return (x, y), (min(w - 1.0, x + 0.06 * w), max(0.0, y - 0.1 * h))
+    except Exception:  # the detector is a nicety here; any failure falls back to fixed points
+        log.info("no face parts found; using fixed points")
+    return (0.62 * w, 0.42 * h), (0.62 * w, 0.30 * h)
+
+
+def _image(page: Any, selector: str) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    src = page.locator(selector).get_attribute("src")
+    body = page.request.get(src).body()
+    return np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
+
+
+def _shown_image(page: Any, selector: str, status: str) -> tuple[np.ndarray, tuple[int, int]]:
+    """The image shown (enlarged) at `selector`, reduced to the `(W x H)` that `status` names."""
+    w, h = (int(v) for v in re.search(r"\((\d+)x(\d+)\)", status).groups())
+    big = _image(page, selector)
+    f = max(1, big.shape[1] // w)
+    return big[::f, ::f][:h, :w], (w, h)
+
+
+def _click_image_px(page: Any, selector: str, xy: tuple[float, float], size: tuple[int, int]) -> None:
+    """Click the displayed image at image pixel `xy` of an image of `size = (W, H)`."""
+    loc = page.locator(selector)
+    box = loc.bounding_box()
+    loc.click(position={"x": (xy[0] + 0.5) / size[0] * box["width"], "y": (xy[1] + 0.5) / size[1] * box["height"]})
+    page.wait_for_timeout(400)
+
+
+def _wait_status(page: Any, tab: str, pattern: str, timeout_s: float) -> str:
+    t0 = time.time()
+    loc = page.locator(f"#{tab}_status textarea")
+    while time.time() - t0 < timeout_s:
+        value = loc.input_value()
+        if re.search(pattern, value):
+            return value
+        time.sleep(0.25)
+    raise TimeoutError(f"{tab}: status never matched {pattern!r} (last: {loc.input_value()!r})")
+
+
+def _shot_mid(page: Any, tab: str, path: Path, timeout_s: float) -> None:
+    """Screenshot as soon as the drag shows live progress past its first step."""
+    _wait_status(page, tab, r"^Dragging: ([2-9]|\d\d)", timeout_s)
+    page.screenshot(path=str(path), full_page=True, animations="disabled")
+    print(f"wrote {path}")
+
+
+def _set_number(page: Any, elem_id: str, value: Any) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    if box.count() == 0:
+        box = page.locator(f"#{elem_id} input")
+    box.first.fill(str(value))
+    box.first.press("Enter")
+
+
+def _paint_box(page: Any, editor_id: str, fx: tuple[float, float], fy: tuple[float, float]) -> None:
+    """Paint a filled rectangle (fractions of the editor canvas) with the brush."""
+    page.locator(f'#{editor_id} button[aria-label="Brush"]').first.click()
+    box = page.locator(f"#{editor_id} canvas").last.bounding_box()
+    rows = np.linspace(fy[0], fy[1], 8)
+    for r in rows:
+        page.mouse.move(box["x"] + box["width"] * fx[0], box["y"] + box["height"] * r)
+        page.mouse.down()
+        for c in np.linspace(fx[0], fx[1], 10):
+            page.mouse.move(box["x"] + box["width"] * c, box["y"] + box["height"] * r)
+        page.mouse.up()
+    page.wait_for_timeout(500)
+
+
+def _paint_region(page: Any, image: np.ndarray, size: tuple[int, int], points: list) -> None:
+    """Paint an editable box around `points` in the Diff editor; if the points then lie outside
+    the region the app shows (the editor's zoom can make the guess miss), clear the painting."""
+    xs, ys = [p[0] / size[0] for p in points], [p[1] / size[1] for p in points]
+    # the editor shows the image inside a margin of its canvas: map image fractions roughly into it
+    to_canvas = lambda f: 0.08 + 0.84 * min(1.0, max(0.0, f))  # noqa: E731
+    _paint_box(page, "diff_editor", (to_canvas(min(xs) - 0.2), to_canvas(max(xs) + 0.2)),
+               (to_canvas(min(ys) - 0.15), to_canvas(max(ys) + 0.15)))
+    show = page.get_by_text("Show painted region on the points image")
+    show.click()
+    page.wait_for_timeout(1500)
+    shown, _ = _shown_image(page, "#diff_canvas img", f"({size[0]}x{size[1]})")
+    inside = all(np.abs(shown[int(y), int(x)].astype(int) - image[int(y), int(x)].astype(int)).max() < 8
+                 for x, y in points)
+    if not inside:
+        log.info("the painted box missed the points; clearing it")
+        page.locator('#diff_editor button[aria-label="Clear canvas"]').first.click()
+        show.click()
+        page.wait_for_timeout(800)
+
+
+def diff_tab(page: Any, out: Path, steps: dict[str, int], timeout_s: float) -> None:
+    """Example -> region -> points -> Run; screenshots mid-drag and after."""
+    page.get_by_role("tab", name="StableDrag-Diff").click()
+    page.locator("#diff_examples img").first.click()
+    small, size = _shown_image(page, "#diff_canvas img", _wait_status(page, "diff", r"^Loaded", 60))
+    (hx, hy), (tx, ty) = drag_for(small)
+    _paint_region(page, small, size, [(hx, hy), (tx, ty)])
+    _click_image_px(page, "#diff_canvas img", (hx, hy), size)
+    _click_image_px(page, "#diff_canvas img", (tx, ty), size)
+    page.locator("#diff_prompt textarea").fill("a cartoon face")
+    page.get_by_text("Advanced settings").first.click()
+    for name, value in steps.items():
+        _set_number(page, f"diff_{name}", value)
+    page.locator("#diff_run").click()
+    _shot_mid(page, "diff", out / "diff_mid.png", timeout_s)
+    _wait_status(page, "diff", r"^(Done|Stopped|Model not available|Something)", timeout_s)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(out / "diff_done.png"), full_page=True, animations="disabled")
+    print(f"wrote {out / 'diff_done.png'}")
+
+
+def gan_tab(page: Any, out: Path, timeout_s: float) -> None:
+    """Generated image -> points -> Start; screenshots mid-drag and after."""
+    page.get_by_role("tab", name="StableDrag-GAN").click()
+    status = _wait_status(page, "gan", r"^Generated seed", timeout_s)
+    small, size = _shown_image(page, "#gan_result img", status)
+    (hx, hy), (tx, ty) = drag_for(small)
+    _click_image_px(page, "#gan_canvas img", (hx, hy), size)
+    _click_image_px(page, "#gan_canvas img", (tx, ty), size)
+    page.locator("#gan_start").click()
+    _shot_mid(page, "gan", out / "gan_mid.png", timeout_s)
+    _wait_status(page, "gan", r"^(Reached|Ran out|Stopped)", timeout_s)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(out / "gan_done.png"), full_page=True, animations="disabled")
+    print(f"wrote {out / 'gan_done.png'}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Parse arguments, start the app, take the four screenshots."""
+    p = argparse.ArgumentParser(prog="python -m stabledrag.webapp.screenshots", description=__doc__.split("\n")[0])
+    p.add_argument("--out", default=str(DEFAULT_OUT), help="folder for the PNGs (default assets/screenshots)")
+    p.add_argument("--tiny", action="store_true", help="tiny random models instead of the bundled ones")
+    p.add_argument("--gan-model", default=None)
+    p.add_argument("--diffusion-model", default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--lora-steps", type=int, default=40)
+    p.add_argument("--ddim-steps", type=int, default=25)
+    p.add_argument("--drag-steps", type=int, default=40)
+    p.add_argument("--timeout", type=float, default=1800, help="seconds to wait for each run")
+    p.add_argument("--skip-diff", action="store_true")
+    p.add_argument("--skip-gan", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        print("error: install playwright (pip install playwright) and Chromium at /usr/bin/chromium", file=sys.stderr)
+        return 2
+
+    from .args import parse_args
+    from .ui import build_demo, launch_kwargs
+
+    app_args = ["--models-dir", tempfile.mkdtemp(prefix="stabledrag-none-")]
+    if args.tiny:
+        from .testing import save_tiny_gan, save_tiny_sd
+
+        root = Path(tempfile.mkdtemp(prefix="stabledrag-tiny-"))
+        app_args += ["--gan-model", save_tiny_gan(root, resolution=64), "--diffusion-model", save_tiny_sd(root, 128)]
+    if args.gan_model:
+        app_args += ["--gan-model", args.gan_model]
+    if args.diffusion_model:
+        app_args += ["--diffusion-model", args.diffusion_model]
+    if args.device:
+        app_args += ["--device", args.device]
+    options = parse_args(app_args)
+    demo = build_demo(options)
+    kwargs = launch_kwargs(options)
+    kwargs.update(prevent_thread_lock=True, quiet=True, server_port=None, server_name="127.0.0.1")
+    _, url, _ = demo.launch(**kwargs)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = {"lora_steps": args.lora_steps, "ddim_steps": args.ddim_steps, "drag_steps": args.drag_steps,
+             "preview_every": 2}
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport=VIEWPORT)
+            page.set_default_timeout(120_000)
+            page.goto(url, wait_until="domcontentloaded")
+            page.locator("#diff_examples").wait_for()
+            if not args.skip_gan:
+                gan_tab(page, out, args.timeout)
+            if not args.skip_diff:
+                diff_tab(page, out, steps, args.timeout)
+            browser.close()
+    finally:
+        demo.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,151 @@
+"""Per-user session state of the two tabs, kept in `gr.State` (one object per browser session).
+
+Only plain data lives here (numpy arrays, lists, dicts), so a state can be copied, exported and
+sent to a ZeroGPU worker. Clicks are image pixels `(x, y)`, alternating handle, target, handle, ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional, Sequence
+
+import numpy as np
+
+from ..errors import UserError
+from ..points import parse_drags
+from .drawing import display_scale
+
+Click = tuple[int, int]
+
+
+@dataclass
+class DiffState:
+    """StableDrag-Diff tab.
+
+    image: `H x W x 3` uint8 input. name: where it came from (shown in the status line).
+    clicks: `[h1, t1, h2, t2, ...]` image px. mask: last editable region read (`H x W` bool) or None.
+    result: last edited image (`H x W x 3` uint8). report: the engine's JSON report of it.
+    frames: drag animation frames (canvas images with markers, shrunk). settings: last run's settings.
+    """
+
+    NO_IMAGE: ClassVar[str] = "No image yet: upload one or pick an example."
+    image: Optional[np.ndarray] = None
+    name: str = ""
+    clicks: list[Click] = field(default_factory=list)
+    mask: Optional[np.ndarray] = None
+    result: Optional[np.ndarray] = None
+    report: Optional[dict[str, Any]] = None
+    frames: list[np.ndarray] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    prompt: str = ""
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """`(W, H)` of the input image (UserError when there is none)."""
+        img = require_image(self.image, self.NO_IMAGE)
+        return int(img.shape[1]), int(img.shape[0])
+
+    @property
+    def scale(self) -> int:
+        """Canvas enlargement of the input image."""
+        return display_scale(*self.size)
+
+
+@dataclass
+class GanState:
+    """StableDrag-GAN tab.
+
+    model: label of the generator in the model menu. seed / psi: what generated `w0`.
+    w0: generated W+ latent (`1 x num_ws x w_dim` float32); w: the current (dragged) one.
+    image0 / image: their renders (`H x W x 3` uint8).
+    clicks: current points; handles move with the drag so Start continues from where it stopped.
+    start_clicks: the points as placed before the first drag since Generate/Reset.
+    mask: flexible region (`H x W` bool) or None. frames: animation of the last drag.
+    """
+
+    NO_IMAGE: ClassVar[str] = "No image yet: pick a model and press Generate."
+    model: str = ""
+    seed: int = 0
+    psi: float = 0.7
+    w0: Optional[np.ndarray] = None
+    w: Optional[np.ndarray] = None
+    image0: Optional[np.ndarray] = None
+    image: Optional[np.ndarray] = None
+    clicks: list[Click] = field(default_factory=list)
+    start_clicks: list[Click] = field(default_factory=list)
+    mask: Optional[np.ndarray] = None
+    frames: list[np.ndarray] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """`(W, H)` of the generated image (UserError when there is none)."""
+        img = require_image(self.image, self.NO_IMAGE)
+        return int(img.shape[1]), int(img.shape[0])
+
+    @property
+    def scale(self) -> int:
+        """Canvas enlargement of the generated image."""
+        return display_scale(*self.size)
+
+
+def require_image(image: Optional[np.ndarray],
+                  message: str = "No image yet: upload one or pick an example.") -> np.ndarray:
+    """`image`, or UserError(`message`) when it is None."""
+    if image is None:
+        raise UserError(message)
+    return image
+
+
+def add_click(clicks: Sequence[Click], xy: Click, size: tuple[int, int]) -> list[Click]:
+    """`clicks` plus `xy` (image px), checked: inside the `size = (W, H)` image, and a target not on
+    its own handle. Returns a new list; raises UserError otherwise."""
+    w, h = size
+    x, y = int(xy[0]), int(xy[1])
+    if not (0 <= x < w and 0 <= y < h):
+        raise UserError(f"The point ({x}, {y}) is outside the {w}x{h} image; click on the image.")
+    if len(clicks) % 2 == 1 and tuple(clicks[-1]) == (x, y):
+        raise UserError("The target is on its handle: click where the handle should move to.")
+    return [*map(_click, clicks), (x, y)]
+
+
+def undo_click(clicks: Sequence[Click]) -> list[Click]:
+    """`clicks` without the last point (an empty list stays empty)."""
+    return [*map(_click, clicks)][:-1]
+
+
+def _click(c: Sequence[float]) -> Click:
+    return int(round(float(c[0]))), int(round(float(c[1])))
+
+
+def clicks_to_text(clicks: Sequence[Click]) -> str:
+    """`"hx,hy:tx,ty ..."` (the CLI's `--drag` form); a handle still waiting for its target ends
+    the text as `"hx,hy:?"`."""
+    parts = []
+    for i in range(0, len(clicks), 2):
+        h = clicks[i]
+        t = clicks[i + 1] if i + 1 < len(clicks) else None
+        parts.append(f"{h[0]},{h[1]}:" + (f"{t[0]},{t[1]}" if t is not None else "?"))
+    return " ".join(parts)
+
+
+def clicks_from_text(text: str, size: tuple[int, int]) -> list[Click]:
+    """Parse `"hx,hy:tx,ty ..."` into clicks for an image of `size = (W, H)` (checked); an empty
+    text gives no clicks. Raises UserError naming what is wrong."""
+    if not text or not text.strip():
+        return []
+    from ..points import validate
+
+    pts = validate(parse_drags([text]), size)
+    out: list[Click] = []
+    for h, t in pts.to_list():
+        out += [_click(h), _click(t)]
+    return out
+
+
+def clicks_from_pairs(handles: Sequence[Sequence[float]], targets: Sequence[Sequence[float]]) -> list[Click]:
+    """Interleave handle and target lists back into clicks (rounded to whole pixels)."""
+    out: list[Click] = []
+    for h, t in zip(handles, targets):
+        out += [_click(h), _click(t)]
+    return out

@@ -1,0 +1,536 @@
+"""The Gradio page: one function per tab, events wired to the plain handlers.
+
+Every event goes through `_call` / `_stream`, which turn a handler's `View` into Gradio outputs
+and any exception into a message in the page (a `gr.Warning` toast and the tab's status box),
+never a stack trace. GPU-bound events share one queue (`concurrency_id="gpu"`, one at a time);
+light events (clicks, undo, loading an image) run beside them.
+
+Security with --share / on Spaces: uploads and session files arrive as bytes and examples as
+pixels, model menus hold labels that the server maps to the files it discovered (Gradio also
+refuses values outside a menu), there is no free-text path input, and no `allowed_paths` are
+given, so the server serves only what it produced itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable, Iterator, Optional
+
+import gradio as gr
+from PIL import Image
+
+from ..progress import CancelToken
+from . import diff_handlers as dh
+from . import gan_handlers as gh
+from .args import AppOptions
+from .examples import list_examples
+from .messages import user_message
+from .models import NO_GAN_MESSAGE, Engines
+from .spaces_compat import gpu, on_zero_gpu
+from .state import DiffState, GanState
+from .views import KEEP, View, add_point, clear_points, refresh_region, set_points_text, undo_point
+
+log = logging.getLogger(__name__)
+
+GPU_QUEUE = "gpu"
+#: Seconds of ZeroGPU time asked for per call (ignored elsewhere).
+ZERO_GPU_DURATION = 120
+
+INTRO = """# StableDrag Studio
+Point-based image editing: click a **handle** (red) on the content, then its **target** (blue), press Run,
+and watch the content move. *StableDrag-Diff* edits real photos with Stable Diffusion;
+*StableDrag-GAN* edits images a StyleGAN2 generates, live.
+"""
+
+CSS = """
+#diff_status textarea, #gan_status textarea { font-size: 0.95em; }
+.sd-small-buttons button { min-width: 0; }
+.sd-progress { display: flex; flex-direction: column; gap: 4px; font-size: 0.9em; }
+.sd-progress progress { width: 100%; height: 12px; accent-color: #6366f1; }
+"""
+
+
+# -- cancel tokens per browser session ---------------------------------------------------------------
+
+
+class CancelTokens:
+    """One `CancelToken` per (browser session, tab); Stop sets it, the running job polls it."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._tokens: dict[tuple[str, str], CancelToken] = {}
+        self._lock = threading.Lock()
+
+    def get(self, request: Optional[gr.Request], tab: str) -> CancelToken:
+        """The token of `request`'s session for `tab` (created on first use)."""
+        key = (getattr(request, "session_hash", None) or "anonymous", tab)
+        with self._lock:
+            if key not in self._tokens:
+                if len(self._tokens) >= self.MAX_ENTRIES:  # forget the oldest sessions
+                    for k in list(self._tokens)[: self.MAX_ENTRIES // 2]:
+                        del self._tokens[k]
+                self._tokens[key] = CancelToken()
+            return self._tokens[key]
+
+
+# -- View -> outputs -----------------------------------------------------------------------------------
+
+
+class Outputs:
+    """The output components of a tab, in View order, plus its settings inputs."""
+
+    def __init__(self, components: dict[str, gr.components.Component], settings: dict[str, gr.components.Component],
+                 status_name: str = "status") -> None:
+        self.names = [n for n in View.names() if n in components]
+        self.components = [components[n] for n in self.names]
+        self.settings_names = list(settings)
+        self.settings_components = list(settings.values())
+        self.status_index = self.names.index(status_name)
+
+    @property
+    def all(self) -> list[gr.components.Component]:
+        """Every output component (View fields, then settings)."""
+        return self.components + self.settings_components
+
+    def values(self, view: View) -> list[Any]:
+        """Output values for `view` (KEEP -> gr.skip())."""
+        out = [gr.skip() if getattr(view, n) is KEEP else getattr(view, n) for n in self.names]
+        out += [view.settings.get(n, gr.skip()) for n in self.settings_names]
+        return out
+
+    def error(self, exc: BaseException) -> list[Any]:
+        """Outputs showing the message for `exc` in the status box; everything else unchanged."""
+        msg = user_message(exc)
+        gr.Warning(msg)
+        out = [gr.skip()] * len(self.all)
+        out[self.status_index] = msg
+        if "progress" in self.names:
+            out[self.names.index("progress")] = ""
+        return out
+
+
+def _call(outputs: Outputs, fn: Callable[..., View], *args: Any) -> list[Any]:
+    try:
+        return outputs.values(fn(*args))
+    except Exception as e:  # every failure becomes a message in the page
+        return outputs.error(e)
+
+
+def _stream(outputs: Outputs, gen: Callable[..., Iterator[View]], *args: Any) -> Iterator[list[Any]]:
+    try:
+        for view in gen(*args):
+            yield outputs.values(view)
+    except Exception as e:  # every failure becomes a message in the page
+        yield outputs.error(e)
+
+
+def _settings_dict(names: list[str], values: Any) -> dict[str, Any]:
+    return dict(zip(names, values))
+
+
+def _signed(names: list[str], request: bool = False, progress: bool = False) -> Callable[[Callable], Callable]:
+    """Give a `def f(*args)` handler a signature with one named parameter per input (so the API
+    documents `lora_steps`, not `param_5`), plus `request: gr.Request` / `progress=gr.Progress()`,
+    which Gradio then passes as the last positional arguments."""
+    import inspect
+
+    def deco(fn: Callable) -> Callable:
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        params = [inspect.Parameter(n, kind) for n in names]
+        annotations: dict[str, Any] = {}
+        if request:
+            params.append(inspect.Parameter("request", kind, annotation=gr.Request))
+            annotations["request"] = gr.Request
+        if progress:
+            params.append(inspect.Parameter("progress", kind, default=gr.Progress()))
+        fn.__signature__ = inspect.Signature(params)
+        fn.__annotations__ = annotations
+        return fn
+
+    return deco
+
+
+def _status_markdown(engines: Engines, what: str, model: Optional[str]) -> str:
+    return f"**Device:** {engines.device_text()} · **{what} model:** {model or 'none available'}"
+
+
+# -- StableDrag-Diff --------------------------------------------------------------------------------------
+
+
+def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -> None:
+    """The StableDrag-Diff tab (call inside a `gr.Blocks`)."""
+    menu = [c.label for c in engines.diffusion_menu]
+    examples = list_examples()
+    d = dh.DiffSettings.defaults_for(engines.device.type)
+    state = gr.State(None)
+    status_md = gr.Markdown(_status_markdown(engines, "Diffusion", menu[0] if menu else None), elem_id="diff_info")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1):
+            upload = gr.File(label="1. Upload an image (PNG, JPEG, WebP)", file_types=["image"], type="binary",
+                             height=150, elem_id="diff_upload")
+            gallery = gr.Gallery(value=[(Image.open(e.path).convert("RGB"), e.name) for e in examples],
+                                 label="…or pick an example", columns=5, height=130, allow_preview=False,
+                                 object_fit="cover", elem_id="diff_examples", visible=bool(examples))
+        with gr.Column(scale=1):
+            editor = gr.ImageEditor(label="2. Paint the region that may change (optional)", type="numpy",
+                                    image_mode="RGBA", sources=(), transforms=(), layers=False, height=420,
+                                    brush=gr.Brush(default_size=24, colors=["#ff00b4"], color_mode="fixed"),
+                                    eraser=gr.Eraser(default_size=24), elem_id="diff_editor")
+            region_btn = gr.Button("Show painted region on the points image", size="sm")
+        with gr.Column(scale=1):
+            canvas = gr.Image(label="3. Click a handle, then its target", type="numpy", format="png",
+                              interactive=False, height=420, elem_id="diff_canvas")
+            with gr.Row(elem_classes="sd-small-buttons"):
+                undo_btn = gr.Button("Undo last point", size="sm")
+                clear_btn = gr.Button("Clear points", size="sm")
+            with gr.Accordion("Points as text", open=False, elem_id="diff_points_panel"):
+                points_text = gr.Textbox(label="handle x,y : target x,y (image pixels), pairs separated by spaces",
+                                         placeholder="40,60:70,60", elem_id="diff_points")
+                points_btn = gr.Button("Use these points", size="sm")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1):
+            model = gr.Dropdown(menu, value=menu[0] if menu else None, label="Model", elem_id="diff_model")
+            prompt = gr.Textbox(label="Prompt (describe the image)", placeholder="a photo of a cat",
+                                elem_id="diff_prompt")
+            method = gr.Radio(list(dh.METHODS), value=dh.method_label(d.method), label="Method", elem_id="diff_method")
+            with gr.Accordion("Advanced settings", open=False):
+                if engines.device.type != "cuda":
+                    gr.Markdown(f"No GPU: lighter defaults ({d.lora_steps} LoRA, {d.ddim_steps} DDIM and "
+                                f"{d.drag_steps} drag steps; DragDiffusion uses 80, 50 and 80).")
+                with gr.Row():
+                    lora_steps = gr.Slider(0, 300, value=d.lora_steps, step=1, label="LoRA steps")
+                    lora_lr = gr.Number(value=d.lora_lr, label="LoRA learning rate")
+                    lora_rank = gr.Slider(1, 64, value=d.lora_rank, step=1, label="LoRA rank")
+                with gr.Row():
+                    inversion_strength = gr.Slider(0.1, 1.0, value=d.inversion_strength, step=0.05,
+                                                   label="Inversion strength")
+                    ddim_steps = gr.Slider(5, 100, value=d.ddim_steps, step=1, label="DDIM steps")
+                with gr.Row():
+                    drag_steps = gr.Slider(1, 300, value=d.drag_steps, step=1, label="Drag steps")
+                    drag_lr = gr.Number(value=d.drag_lr, label="Drag learning rate")
+                with gr.Row():
+                    r_m = gr.Slider(0, 6, value=d.r_m, step=1, label="r_m (motion patch radius, feature px)")
+                    r_p = gr.Slider(1, 12, value=d.r_p, step=1, label="r_p (tracking radius, feature px)")
+                with gr.Row():
+                    tau = gr.Slider(0.0, 1.0, value=d.tau, step=0.05, label="tau (confidence threshold)")
+                    lambda_mask = gr.Number(value=d.lambda_mask, label="Mask loss weight")
+                with gr.Row():
+                    seed = gr.Number(value=d.seed, precision=0, label="Seed")
+                    preview_every = gr.Slider(0, 20, value=d.preview_every, step=1, label="Live preview every k steps")
+            with gr.Row():
+                run_btn = gr.Button("Run", variant="primary", elem_id="diff_run")
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="diff_stop")
+            progress = gr.HTML("", elem_id="diff_progress")
+            status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="diff_status",
+                                value="Upload an image or pick an example.")
+        with gr.Column(scale=2):
+            result = gr.ImageSlider(label="Before / after (live preview while dragging)", format="png",
+                                    elem_id="diff_result", max_height=520)
+            with gr.Row():
+                download = gr.DownloadButton("Download result (PNG)", value=None, elem_id="diff_download")
+                animation = gr.Image(label="Drag animation (GIF)", interactive=False, height=180,
+                                     elem_id="diff_animation")
+    with gr.Accordion("Session: export / import (image, points, region, settings)", open=False):
+        with gr.Row():
+            export_btn = gr.Button("Export session")
+            session_file = gr.File(label="Exported session", interactive=False, elem_id="diff_session_file")
+            import_file = gr.File(label="Import a session (.zip)", file_types=[".zip"], type="binary",
+                                  elem_id="diff_session_import")
+
+    settings = {"method": method, "lora_steps": lora_steps, "lora_lr": lora_lr, "lora_rank": lora_rank,
+                "inversion_strength": inversion_strength, "ddim_steps": ddim_steps, "drag_steps": drag_steps,
+                "drag_lr": drag_lr, "r_m": r_m, "r_p": r_p, "tau": tau, "lambda_mask": lambda_mask, "seed": seed,
+                "preview_every": preview_every}
+    assert set(settings) == set(dh.DiffSettings.names())
+    for name, comp in settings.items():
+        comp.elem_id = comp.elem_id or f"diff_{name}"
+    setting_names = list(settings)
+    out = Outputs({"state": state, "canvas": canvas, "editor": editor, "result": result, "points_text": points_text,
+                   "status": status, "progress": progress, "download": download, "animation": animation,
+                   "session_file": session_file,
+                   "prompt": prompt}, settings)
+    max_side = options.max_image_side
+
+    def st(s: Optional[DiffState]) -> DiffState:
+        return s if s is not None else DiffState()
+
+    def on_upload(s, image):
+        return _call(out, dh.new_image, st(s), image, "the uploaded image", max_side)
+
+    def on_example(s, evt: gr.SelectData):
+        return _call(out, dh.choose_example, st(s), examples[evt.index], max_side)
+
+    def on_click(s, evt: gr.SelectData):
+        return _call(out, add_point, st(s), evt)
+
+    def on_undo(s):
+        return _call(out, undo_point, st(s))
+
+    def on_clear(s):
+        return _call(out, clear_points, st(s))
+
+    def on_points(s, text):
+        return _call(out, set_points_text, st(s), text)
+
+    def on_region(s, region):
+        return _call(out, refresh_region, st(s), region)
+
+    def arm(request: gr.Request):
+        tokens.get(request, "diff").reset()
+
+    def stop(request: gr.Request):
+        tokens.get(request, "diff").cancel()
+        gr.Info("Stopping after the current step…")
+
+    @gpu(duration=ZERO_GPU_DURATION)
+    @_signed(["s", "region", "model", "prompt", *setting_names], request=True, progress=True)
+    def on_run(*args):
+        s, ed, model_label, prompt_text, *values, request, progress = args
+        token = tokens.get(request, "diff")
+
+        def edit():
+            settings_ = dh.DiffSettings.from_values(_settings_dict(setting_names, values))
+            return dh.run_edit(st(s), ed, prompt_text, settings_, lambda: engines.diffusion_editor(model_label),
+                               cancel=token, progress=progress)
+
+        try:
+            yield from _stream(out, edit)
+        finally:
+            token.reset()
+
+    @_signed(["s", "prompt", *setting_names])
+    def on_export(*args):
+        s, prompt_text, *values = args
+        return _call(out, lambda: dh.export_session(st(s), prompt_text, dh.DiffSettings.from_values(
+            _settings_dict(setting_names, values))))
+
+    def on_import(s, session_zip):
+        if session_zip is None:
+            return [gr.skip()] * len(out.all)
+        return _call(out, dh.import_session, st(s), session_zip, max_side)
+
+    def on_model(label):
+        return _status_markdown(engines, "Diffusion", label)
+
+    upload.upload(on_upload, [state, upload], out.all, api_name="diff_load_image", show_progress_on=[status])
+    gallery.select(on_example, [state], out.all, api_visibility="undocumented", show_progress="hidden")
+    canvas.select(on_click, [state], out.all, api_visibility="undocumented", show_progress="hidden")
+    undo_btn.click(on_undo, [state], out.all, api_name="diff_undo", show_progress="hidden")
+    clear_btn.click(on_clear, [state], out.all, api_name="diff_clear", show_progress="hidden")
+    points_btn.click(on_points, [state, points_text], out.all, api_name="diff_points", show_progress="hidden")
+    region_btn.click(on_region, [state, editor], out.all, api_name="diff_region", show_progress="hidden")
+    editor.change(on_region, [state, editor], out.all, api_visibility="undocumented", trigger_mode="always_last",
+                  show_progress="hidden")
+    run_event = run_btn.click(arm, None, None, queue=False, api_visibility="private").then(
+        on_run, [state, editor, model, prompt, *settings.values()], out.all, api_name="diff_run",
+        concurrency_id=GPU_QUEUE, concurrency_limit=1, show_progress="full", show_progress_on=[status])
+    stop_btn.click(stop, None, None, queue=False, api_name="diff_stop",
+                   cancels=[run_event] if on_zero_gpu() else None)
+    export_btn.click(on_export, [state, prompt, *settings.values()], out.all, api_name="diff_export",
+                     show_progress_on=[status])
+    import_file.upload(on_import, [state, import_file], out.all, api_name="diff_import", show_progress_on=[status])
+    model.change(on_model, [model], [status_md], api_visibility="private", show_progress="hidden")
+
+
+
+# -- StableDrag-GAN ----------------------------------------------------------------------------------------
+
+
+def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -> Callable[..., list[Any]]:
+    """The StableDrag-GAN tab (call inside a `gr.Blocks`). Returns the page-load handler that
+    generates the first image when a model is available."""
+    menu = [c.label for c in engines.gan_menu]
+    g = gh.GanSettings()
+    state = gr.State(None)
+    gr.Markdown(_status_markdown(engines, "GAN", menu[0] if menu else None) +
+                ("" if menu else f"\n\n⚠️ {NO_GAN_MESSAGE}"), elem_id="gan_info")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            canvas = gr.Image(label="Click a handle, then its target (live while dragging)", type="numpy",
+                              format="png", interactive=False, height=520, elem_id="gan_canvas")
+            with gr.Row(elem_classes="sd-small-buttons"):
+                undo_btn = gr.Button("Undo last point", size="sm")
+                clear_btn = gr.Button("Clear points", size="sm")
+                reset_btn = gr.Button("Reset to the generated image", size="sm", elem_id="gan_reset")
+            with gr.Accordion("Points as text", open=False, elem_id="gan_points_panel"):
+                points_text = gr.Textbox(label="handle x,y : target x,y (image pixels), pairs separated by spaces",
+                                         placeholder="40,60:70,60", elem_id="gan_points")
+                points_btn = gr.Button("Use these points", size="sm")
+        with gr.Column(scale=2):
+            model = gr.Dropdown(menu, value=menu[0] if menu else None, label="Model", elem_id="gan_model")
+            with gr.Row():
+                seed = gr.Number(value=0, precision=0, label="Seed", minimum=0, maximum=gh.MAX_SEED, elem_id="gan_seed")
+                psi = gr.Slider(0.0, 1.0, value=0.7, step=0.05, label="Truncation ψ")
+            with gr.Row():
+                gen_btn = gr.Button("Generate", elem_id="gan_generate")
+                rand_btn = gr.Button("Random seed", elem_id="gan_random")
+            with gr.Row():
+                start_btn = gr.Button("Start", variant="primary", elem_id="gan_start")
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="gan_stop")
+            progress = gr.HTML("", elem_id="gan_progress")
+            status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="gan_status")
+            method = gr.Radio(list(gh.METHODS), value="StableDrag", label="Method", elem_id="gan_method")
+            with gr.Row():
+                latent_space = gr.Radio(list(gh.LATENT_SPACES), value=g.latent_space, label="Latent space")
+                step_size = gr.Number(value=g.step_size, label="Step size (learning rate)")
+            with gr.Accordion("Flexible region (optional: paint what may change)", open=False):
+                editor = gr.ImageEditor(label="Flexible region", type="numpy", image_mode="RGBA", sources=(),
+                                        transforms=(), layers=False, height=380,
+                                        brush=gr.Brush(default_size=24, colors=["#ff00b4"], color_mode="fixed"),
+                                        eraser=gr.Eraser(default_size=24), elem_id="gan_editor")
+                region_btn = gr.Button("Show painted region on the image", size="sm")
+            with gr.Accordion("Advanced settings", open=False):
+                with gr.Row():
+                    max_steps = gr.Slider(1, 1000, value=g.max_steps, step=1, label="Steps per Start (at most)")
+                    preview_every = gr.Slider(1, 20, value=g.preview_every, step=1, label="Show a frame every k steps")
+                with gr.Row():
+                    r_m = gr.Number(value=0, label="r_m (image px, 0 = automatic)")
+                    r_p = gr.Number(value=0, label="r_p (image px, 0 = automatic)")
+                with gr.Row():
+                    tau = gr.Slider(0.0, 1.0, value=g.tau, step=0.05, label="tau (confidence threshold)")
+                    lambda_mask = gr.Number(value=g.lambda_mask, label="Mask loss weight")
+    with gr.Row(equal_height=False):
+        result = gr.Image(label="Current image", type="numpy", format="png", interactive=False, height=300,
+                          elem_id="gan_result")
+        with gr.Column():
+            download = gr.DownloadButton("Download image (PNG)", value=None, elem_id="gan_download")
+            animation = gr.Image(label="Drag animation (GIF)", interactive=False, height=220, elem_id="gan_animation")
+    with gr.Accordion("Session: export / import (model, seed, latent, points, region, settings)", open=False):
+        with gr.Row():
+            export_btn = gr.Button("Export session")
+            session_file = gr.File(label="Exported session", interactive=False, elem_id="gan_session_file")
+            import_file = gr.File(label="Import a session (.zip)", file_types=[".zip"], type="binary",
+                                  elem_id="gan_session_import")
+
+    settings = {"method": method, "latent_space": latent_space, "step_size": step_size, "max_steps": max_steps,
+                "r_m": r_m, "r_p": r_p, "tau": tau, "lambda_mask": lambda_mask, "preview_every": preview_every}
+    assert set(settings) == set(gh.GanSettings.names())
+    for name, comp in settings.items():
+        comp.elem_id = comp.elem_id or f"gan_{name}"
+    setting_names = list(settings)
+    out = Outputs({"state": state, "canvas": canvas, "editor": editor, "result": result, "points_text": points_text,
+                   "status": status, "progress": progress, "download": download, "animation": animation,
+                   "session_file": session_file,
+                   "seed": seed, "model": model}, settings)
+
+    def st(s: Optional[GanState]) -> GanState:
+        return s if s is not None else GanState()
+
+    @gpu(duration=60)
+    def on_generate(s, model, seed, psi):
+        return _call(out, lambda: gh.generate(st(s), model, seed, psi, engines.generator(model)))
+
+    def on_random():
+        return gh.random_seed()
+
+    def on_click(s, evt: gr.SelectData):
+        return _call(out, add_point, st(s), evt)
+
+    def on_undo(s):
+        return _call(out, undo_point, st(s))
+
+    def on_clear(s):
+        return _call(out, clear_points, st(s))
+
+    def on_points(s, text):
+        return _call(out, set_points_text, st(s), text)
+
+    def on_region(s, region):
+        return _call(out, refresh_region, st(s), region)
+
+    def on_reset(s):
+        return _call(out, gh.reset, st(s))
+
+    def arm(request: gr.Request):
+        tokens.get(request, "gan").reset()
+
+    def stop(request: gr.Request):
+        tokens.get(request, "gan").cancel()
+
+    @gpu(duration=ZERO_GPU_DURATION)
+    @_signed(["s", "region", "model", *setting_names], request=True, progress=True)
+    def on_start(*args):
+        s, ed, label, *values, request, progress = args
+        token = tokens.get(request, "gan")
+
+        def drag():
+            settings_ = gh.GanSettings.from_values(_settings_dict(setting_names, values))
+            return gh.run_drag(st(s), ed, settings_, engines.generator(label), cancel=token, progress=progress)
+
+        try:
+            yield from _stream(out, drag)
+        finally:
+            token.reset()
+
+    @_signed(["s", *setting_names])
+    def on_export(*args):
+        s, *values = args
+        return _call(out, lambda: gh.export_session(st(s), gh.GanSettings.from_values(
+            _settings_dict(setting_names, values))))
+
+    @gpu(duration=60)
+    def on_import(s, session_zip):
+        if session_zip is None:
+            return [gr.skip()] * len(out.all)
+        return _call(out, gh.import_session, st(s), session_zip, menu, engines.generator)
+
+    def on_load(s, model, seed, psi):
+        if not menu:
+            values = [gr.skip()] * len(out.all)
+            values[out.status_index] = NO_GAN_MESSAGE
+            return values
+        return on_generate(s, model, seed, psi)
+
+    gen_btn.click(on_generate, [state, model, seed, psi], out.all, api_name="gan_generate",
+                  concurrency_id=GPU_QUEUE, concurrency_limit=1, show_progress_on=[status])
+    rand_btn.click(on_random, None, [seed], api_visibility="private").then(
+        on_generate, [state, model, seed, psi], out.all, concurrency_id=GPU_QUEUE, concurrency_limit=1,
+        api_visibility="private", show_progress_on=[status])
+    canvas.select(on_click, [state], out.all, api_visibility="undocumented", show_progress="hidden")
+    undo_btn.click(on_undo, [state], out.all, api_name="gan_undo", show_progress="hidden")
+    clear_btn.click(on_clear, [state], out.all, api_name="gan_clear", show_progress="hidden")
+    points_btn.click(on_points, [state, points_text], out.all, api_name="gan_points", show_progress="hidden")
+    region_btn.click(on_region, [state, editor], out.all, api_name="gan_region", show_progress="hidden")
+    editor.change(on_region, [state, editor], out.all, api_visibility="undocumented", trigger_mode="always_last",
+                  show_progress="hidden")
+    reset_btn.click(on_reset, [state], out.all, api_name="gan_reset", show_progress="hidden")
+    start_event = start_btn.click(arm, None, None, queue=False, api_visibility="private").then(
+        on_start, [state, editor, model, *settings.values()], out.all, api_name="gan_start",
+        concurrency_id=GPU_QUEUE, concurrency_limit=1, show_progress="full", show_progress_on=[status])
+    stop_btn.click(stop, None, None, queue=False, api_name="gan_stop",
+                   cancels=[start_event] if on_zero_gpu() else None)
+    export_btn.click(on_export, [state, *settings.values()], out.all, api_name="gan_export", show_progress_on=[status])
+    import_file.upload(on_import, [state, import_file], out.all, api_name="gan_import",
+                       concurrency_id=GPU_QUEUE, concurrency_limit=1, show_progress_on=[status])
+    return on_load, [state, model, seed, psi], out.all
+
+
+# -- the page ---------------------------------------------------------------------------------------------
+
+
+def build_demo(options: AppOptions, engines: Optional[Engines] = None) -> gr.Blocks:
+    """The whole page for `options` (engines are created from them unless given)."""
+    engines = engines if engines is not None else Engines(options)
+    if options.preload or on_zero_gpu():
+        engines.preload()
+    tokens = CancelTokens()
+    with gr.Blocks(title="StableDrag Studio") as demo:
+        gr.Markdown(INTRO)
+        with gr.Tabs():
+            with gr.Tab("StableDrag-Diff", id="diff", elem_id="tab_diff"):
+                build_diff_tab(engines, options, tokens)
+            with gr.Tab("StableDrag-GAN", id="gan", elem_id="tab_gan"):
+                on_load, load_inputs, load_outputs = build_gan_tab(engines, options, tokens)
+        demo.load(on_load, load_inputs, load_outputs, concurrency_id=GPU_QUEUE, concurrency_limit=1,
+                  api_visibility="private", show_progress="hidden")
+    demo.queue(max_size=options.max_queue, default_concurrency_limit=4)
+    demo.stabledrag_engines = engines  # for tests and tools
+    return demo
+
+
+def launch_kwargs(options: AppOptions) -> dict[str, Any]:
+    """Keyword arguments of `demo.launch` for `options` (theme/CSS, no extra allowed paths)."""
+    return dict(server_name=options.host, server_port=options.port, share=options.share, css=CSS,
+                max_file_size="25mb", show_error=False, theme=gr.themes.Soft())

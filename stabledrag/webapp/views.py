@@ -1,0 +1,218 @@
+"""What a handler returns: a `View` naming the outputs it changes (others stay as they are),
+plus the handlers both tabs share (clicks, undo, clear, points as text, region refresh) and the
+files handed to the browser (result PNG, animation GIF, session zip).
+
+Handlers are plain functions over plain values, so tests call them directly; `ui` turns a
+`View` into Gradio outputs (a field left at `KEEP` becomes `gr.skip()`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..errors import UserError
+from . import drawing
+from .masks import mask_from_editor
+from .state import add_click, clicks_from_text, clicks_to_text, require_image, undo_click
+
+
+class _Keep:
+    """Marker: leave this output unchanged."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Any = _Keep()
+
+
+@dataclass
+class View:
+    """Outputs of one handler call; each field is a new value or `KEEP`.
+
+    state: the tab's state object. canvas: the point canvas (`H x W x 3`, markers drawn).
+    editor: the region editor's background (the enlarged image; resets the painting) or None.
+    result: Diff: `(before, after)` for the slider; GAN: the current image.
+    points_text / status: texts. progress: HTML of the per-phase progress bar ("" hides it).
+    download / animation / session_file: file paths or None.
+    prompt / seed / model: values for those inputs. settings: `{name: value}` for settings inputs.
+    """
+
+    state: Any = KEEP
+    canvas: Any = KEEP
+    editor: Any = KEEP
+    result: Any = KEEP
+    points_text: Any = KEEP
+    status: Any = KEEP
+    progress: Any = KEEP
+    download: Any = KEEP
+    animation: Any = KEEP
+    session_file: Any = KEEP
+    prompt: Any = KEEP
+    seed: Any = KEEP
+    model: Any = KEEP
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def names() -> list[str]:
+        """Field names in output order (without `settings`)."""
+        return [f.name for f in fields(View) if f.name != "settings"]
+
+
+# -- shared point handling ------------------------------------------------------------------------
+
+
+def canvas_for(state: Any, handles: Optional[Sequence[Sequence[float]]] = None,
+               image: Optional[np.ndarray] = None) -> np.ndarray:
+    """The point canvas of a tab state (`image`, default `state.image`, with its clicks and mask)."""
+    img = require_image(state.image, state.NO_IMAGE) if image is None else image
+    return drawing.draw_points(img, state.clicks, state.scale, mask=state.mask, handles=handles)
+
+
+def points_view(state: Any, status: str) -> View:
+    """The View after the clicks changed: canvas, points text and a status line."""
+    return View(state=state, canvas=canvas_for(state), points_text=clicks_to_text(state.clicks), status=status)
+
+
+def click_status(clicks: Sequence) -> str:
+    """What to do next, given the clicks so far."""
+    n = len(clicks)
+    if n == 0:
+        return "Click a handle (red) on the image, then where it should go (blue)."
+    if n % 2 == 1:
+        return f"Handle {n // 2 + 1} placed at {tuple(clicks[-1])}: now click its target."
+    return f"{n // 2} drag pair(s) ready. Add more, or press Run."
+
+
+def add_point(state: Any, where: Any) -> View:
+    """A click on the canvas: `where` is a `gr.SelectData` (its `index` is `[column, row]` of the
+    enlarged canvas) or that `(column, row)` itself."""
+    img = require_image(state.image, state.NO_IMAGE)
+    size = (img.shape[1], img.shape[0])
+    index = getattr(where, "index", where)
+    if not isinstance(index, (list, tuple)) or len(index) != 2:
+        raise UserError("That click did not land on the image; click inside the picture.")
+    xy = drawing.canvas_to_image(index, state.scale, size)
+    state.clicks = add_click(state.clicks, xy, size)
+    return points_view(state, click_status(state.clicks))
+
+
+def undo_point(state: Any) -> View:
+    """Remove the last point."""
+    require_image(state.image, state.NO_IMAGE)
+    if not state.clicks:
+        raise UserError("There is no point to undo.")
+    state.clicks = undo_click(state.clicks)
+    return points_view(state, click_status(state.clicks))
+
+
+def clear_points(state: Any) -> View:
+    """Remove every point."""
+    require_image(state.image, state.NO_IMAGE)
+    state.clicks = []
+    return points_view(state, click_status(state.clicks))
+
+
+def set_points_text(state: Any, text: str) -> View:
+    """Replace the points by `"hx,hy:tx,ty ..."` (image px)."""
+    img = require_image(state.image, state.NO_IMAGE)
+    state.clicks = clicks_from_text(text, (img.shape[1], img.shape[0]))
+    return points_view(state, click_status(state.clicks))
+
+
+def refresh_region(state: Any, editor_value: Any) -> View:
+    """Read the painted region from the editor and show it on the canvas."""
+    img = require_image(state.image, state.NO_IMAGE)
+    mask = mask_from_editor(editor_value, (img.shape[1], img.shape[0]))
+    if _same_mask(mask, state.mask):
+        return View(state=state)  # e.g. the editor echoing an image the app just set
+    state.mask = mask
+    msg = ("No region painted: the whole image may change." if mask is None else
+           f"Editable region: {int(mask.sum())} of {mask.size} pixels (the dimmed area stays fixed).")
+    return View(state=state, canvas=canvas_for(state), status=msg)
+
+
+def _same_mask(a: Optional[np.ndarray], b: Optional[np.ndarray]) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+def check_handles_in_region(clicks: Sequence, mask: Optional[np.ndarray]) -> None:
+    """UserError when a handle lies outside the painted editable region."""
+    if mask is None:
+        return
+    for n in range(0, len(clicks) - 1, 2):
+        x, y = clicks[n]
+        if not mask[int(y), int(x)]:
+            raise UserError(f"Handle {n // 2 + 1} at ({x}, {y}) is outside the painted region, so it could not "
+                            "move: paint over it too, or clear the painting to let the whole image change.")
+
+
+def progress_html(label: str, step: int, total: Optional[int]) -> str:
+    """A labelled progress bar (`step` of `total`; an unknown total shows a busy bar)."""
+    import html
+
+    text = html.escape(label) + (f" — {step}/{total}" if total else "")
+    bar = f'<progress max="{total}" value="{min(step, total)}"></progress>' if total else "<progress></progress>"
+    return f'<div class="sd-progress"><span>{text}</span>{bar}</div>'
+
+
+# -- files for the browser ------------------------------------------------------------------------
+
+#: Files the app writes for downloads are removed after this many seconds.
+OUTPUT_TTL_S = 2 * 3600
+
+
+def outputs_dir() -> Path:
+    """This process's folder for downloadable files (old files in it are pruned)."""
+    d = Path(tempfile.gettempdir()) / "stabledrag-studio" / str(os.getpid())
+    d.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for p in d.iterdir():
+        try:
+            if now - p.stat().st_mtime > OUTPUT_TTL_S:
+                p.unlink()
+        except OSError:
+            pass
+    return d
+
+
+def new_output_path(stem: str, suffix: str) -> Path:
+    """A fresh file path in `outputs_dir()` named `stem-<random>.suffix`."""
+    return outputs_dir() / f"{stem}-{uuid.uuid4().hex[:10]}{suffix}"
+
+
+def save_png(image: np.ndarray, stem: str) -> str:
+    """Write `image` as a PNG for download; returns its path."""
+    path = new_output_path(stem, ".png")
+    Image.fromarray(np.asarray(image)[..., :3].astype(np.uint8)).save(path)
+    return str(path)
+
+
+def save_gif(frames: Sequence[np.ndarray], stem: str) -> Optional[str]:
+    """Write the drag animation (None when there are fewer than two frames); returns its path."""
+    if len(frames) < 2:
+        return None
+    return str(drawing.save_animation(frames, new_output_path(stem, ".gif")))
+
+
+#: Animation frames kept per drag, and their long side in pixels.
+MAX_FRAMES = 60
+FRAME_SIDE = 384
+
+
+def add_frame(frames: list, canvas: np.ndarray) -> None:
+    """Append a shrunk copy of `canvas` to `frames`, thinning them when there are too many."""
+    frames.append(drawing.fit_long_side(canvas, FRAME_SIDE))
+    if len(frames) > 2 * MAX_FRAMES:
+        frames[:] = drawing.thin_frames(frames, MAX_FRAMES)

@@ -1,0 +1,131 @@
+"""The app served in-process and driven through its API with gradio_client: a GAN drag and a Diff
+drag on tiny random models saved to a temporary folder (the app's model paths are arguments)."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+gradio_client = pytest.importorskip("gradio_client")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(client factory, url, folder) for an app on tiny models; one server for the module."""
+    from stabledrag.webapp.args import parse_args
+    from stabledrag.webapp.testing import save_tiny_gan, save_tiny_sd
+    from stabledrag.webapp.ui import build_demo
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is fastest, and the machine is shared
+    root = tmp_path_factory.mktemp("app")
+    gan, sd = save_tiny_gan(root, resolution=32), save_tiny_sd(root, image_size=64)
+    opts = parse_args(["--gan-model", gan, "--diffusion-model", sd, "--models-dir", str(root / "none"),
+                       "--lora-cache-dir", str(root / "lora"), "--device", "cpu"])
+    demo = build_demo(opts)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=None)
+    clients = []
+
+    def new_client():
+        c = gradio_client.Client(url, verbose=False, download_files=False)
+        clients.append(c)
+        return c
+
+    try:
+        yield new_client, url, root
+    finally:
+        for c in clients:
+            c.close()
+        demo.close()
+        torch.set_num_threads(threads)
+
+
+def _index(client, endpoint, label):
+    returns = client.view_api(print_info=False, return_format="dict")["named_endpoints"][endpoint]["returns"]
+    return [r["label"] for r in returns].index(label)
+
+
+def _read(file_data):
+    assert isinstance(file_data, dict) and os.path.isfile(file_data["path"]), file_data
+    return np.asarray(Image.open(file_data["path"]).convert("RGB"))
+
+
+def test_gan_drag_through_the_api(served):
+    new_client, _, _ = served
+    c = new_client()
+    status = _index(c, "/gan_start", "Status")
+    result = _index(c, "/gan_start", "Current image")
+    gen = c.predict(seed=3, psi=0.7, api_name="/gan_generate")
+    assert gen[status].startswith("Generated seed 3")
+    before = _read(gen[result])
+    pts = c.predict("10,12:16,12", api_name="/gan_points")
+    assert "1 drag pair" in pts[status]
+
+    job = c.submit(region=None, max_steps=12, preview_every=3, api_name="/gan_start")
+    job.result()
+    updates = job.outputs()
+    texts = [u[status] for u in updates]
+    assert sum(t.startswith("Dragging") for t in texts) >= 3, texts  # frames streamed while running
+    assert texts[-1].startswith(("Reached", "Ran out")), texts[-1]
+    after = _read(updates[-1][result])
+    assert after.shape == before.shape
+    assert np.abs(after.astype(int) - before.astype(int)).mean() > 0.5, "the drag must change the image"
+
+    reset = c.predict(api_name="/gan_reset")
+    assert np.array_equal(_read(reset[result]), before)
+
+
+def test_diff_drag_through_the_api(served):
+    new_client, _, root = served
+    c = new_client()
+    status = _index(c, "/diff_run", "Status")
+    slider = _index(c, "/diff_run", "Before / after (live preview while dragging)")
+    download = _index(c, "/diff_run", "Download result (PNG)")
+    rng = np.random.default_rng(0)
+    src = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    Image.fromarray(src).save(root / "input.png")
+    loaded = c.predict(gradio_client.handle_file(str(root / "input.png")), api_name="/diff_load_image")
+    assert loaded[status].startswith("Loaded")
+    c.predict("20,30:40,30", api_name="/diff_points")
+
+    job = c.submit(region=None, prompt="a photo", lora_steps=2, ddim_steps=10, drag_steps=3, preview_every=1,
+                   api_name="/diff_run")
+    job.result()
+    updates = job.outputs()
+    texts = [u[status] for u in updates]
+    for phase in ("Fine-tuning the identity LoRA", "DDIM inversion", "Dragging", "Denoising"):
+        assert any(t.startswith(phase) for t in texts), (phase, texts)
+    assert texts[-1].startswith("Done"), texts[-1]
+    before, after = updates[-1][slider]
+    out = _read(after)
+    assert out.shape == src.shape  # same size as the input
+    assert np.array_equal(_read(before), src)
+    assert np.array_equal(_read(updates[-1][download]), out)
+
+    # the session (image, points, settings, result) survives an export / import into a new session
+    session = _index(c, "/diff_export", "Exported session")
+    exported = c.predict(prompt="a photo", lora_steps=2, api_name="/diff_export")[session]
+    other = new_client()
+    imported = other.predict(gradio_client.handle_file(exported["path"]), api_name="/diff_import")
+    assert imported[status].startswith("Session imported: 1 drag pair"), imported[status]
+    points = _index(other, "/diff_import", "handle x,y : target x,y (image pixels), pairs separated by spaces")
+    assert imported[points] == "20,30:40,30"
+    assert imported[_index(other, "/diff_import", "LoRA steps")] == 2
+
+
+def test_api_mistakes_come_back_as_messages(served):
+    new_client, _, root = served
+    c = new_client()
+    status = _index(c, "/diff_run", "Status")
+    r = c.predict(region=None, prompt="", api_name="/diff_run")
+    assert "upload" in r[status].lower()
+    (root / "notes.png").write_text("not really a png")
+    r = c.predict(gradio_client.handle_file(str(root / "notes.png")), api_name="/diff_load_image")
+    assert "not a picture" in r[status]
+    r = c.predict("1,2:", api_name="/gan_points")
+    assert "generate" in r[status].lower()
+    # a model outside the menu is refused before any handler runs (no path reaches the loader)
+    with pytest.raises(gradio_client.exceptions.AppError, match="not in the list of choices"):
+        c.predict(model="../../etc/passwd", seed=1, psi=0.7, api_name="/gan_generate")

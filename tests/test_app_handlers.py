@@ -1,0 +1,482 @@
+"""The web app's handlers, called directly (no server): clicks, markers, region parsing, messages,
+sessions, settings and the GAN tab on a tiny random generator."""
+
+import io
+import json
+import zipfile
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+
+from stabledrag.errors import ModelUnavailableError, UserError
+from stabledrag.progress import Cancelled, CancelToken, Progress
+from stabledrag.webapp import diff_handlers as dh
+from stabledrag.webapp import drawing, masks, messages, runner, session_io, views
+from stabledrag.webapp import gan_handlers as gh
+from stabledrag.webapp.args import parse_args
+from stabledrag.webapp.examples import list_examples, load_example
+from stabledrag.webapp.models import Engines, ModelChoice, SD15_LABEL
+from stabledrag.webapp.spaces_compat import gpu
+from stabledrag.webapp.state import DiffState, GanState, clicks_from_text, clicks_to_text
+
+
+def sel(x, y):
+    """The event object Gradio passes to an Image.select handler for a click at canvas (x, y)."""
+    return gr.SelectData(None, {"index": [x, y], "value": None})
+
+
+def gradient_image(w=128, h=96):
+    ys, xs = np.mgrid[0:h, 0:w]
+    return np.stack([xs * 255 // (w - 1), ys * 255 // (h - 1), np.full_like(xs, 90)], -1).astype(np.uint8)
+
+
+def loaded_diff_state(w=128, h=96):
+    s = DiffState()
+    dh.new_image(s, gradient_image(w, h), "a test image", max_side=1024)
+    return s
+
+
+# -- clicks and markers ---------------------------------------------------------------------------------
+
+
+def test_clicks_map_canvas_pixels_to_image_pixels_and_pair_up():
+    s = loaded_diff_state(128, 96)
+    assert s.scale == 4  # a 128 px image is shown 4x enlarged
+    v = views.add_point(s, sel(4 * 10 + 3, 4 * 20 + 1))
+    assert s.clicks == [(10, 20)]
+    assert "now click its target" in v.status
+    v = views.add_point(s, sel(4 * 30, 4 * 20))
+    assert s.clicks == [(10, 20), (30, 20)]
+    assert v.points_text == "10,20:30,20"
+    assert "1 drag pair" in v.status
+    assert v.canvas.shape == (96 * 4, 128 * 4, 3)
+
+
+def test_markers_are_red_handles_and_blue_targets_at_the_clicked_pixels():
+    img = np.full((64, 64, 3), 128, np.uint8)
+    canvas = drawing.draw_points(img, [(10, 20), (40, 30)], scale=8)
+    hx, hy = int((10 + 0.5) * 8), int((20 + 0.5) * 8)
+    tx, ty = int((40 + 0.5) * 8), int((30 + 0.5) * 8)
+    # the number sits in the middle of the disc: sample the disc a little off-centre
+    r = int(drawing.marker_radius(512, 512) * 0.6)
+    assert tuple(canvas[hy + r, hx]) == drawing.HANDLE_RGB
+    assert tuple(canvas[ty + r, tx]) == drawing.TARGET_RGB
+    # an arrow runs between them (brighter than the grey background half-way)
+    mx, my = (hx + tx) // 2, (hy + ty) // 2
+    assert canvas[my - 2:my + 3, mx - 2:mx + 3].max() > 200
+    # a pending handle is drawn without any target
+    pending = drawing.draw_points(img, [(10, 20)], scale=8)
+    assert not (pending == np.array(drawing.TARGET_RGB, np.uint8)).all(axis=2).any()
+
+
+def test_canvas_dims_the_area_outside_the_editable_region():
+    img = np.full((32, 32, 3), 200, np.uint8)
+    mask = np.zeros((32, 32), bool)
+    mask[:, :16] = True
+    canvas = drawing.draw_points(img, [], scale=1, mask=mask)
+    assert canvas[5, 5].tolist() == [200, 200, 200]
+    assert canvas[5, 25].max() < 200 * drawing.DIM_OUTSIDE + 1
+
+
+def test_undo_clear_and_click_mistakes():
+    s = loaded_diff_state(64, 64)
+    scale = s.scale
+    views.add_point(s, sel(5 * scale, 5 * scale))
+    with pytest.raises(UserError, match="on its handle"):
+        views.add_point(s, sel(5 * scale + 1, 5 * scale + 1))  # same image pixel as the handle
+    with pytest.raises(UserError, match="outside"):
+        views.add_point(s, sel(64 * scale + 3, 2))
+    with pytest.raises(UserError, match="did not land"):
+        views.add_point(s, gr.SelectData(None, {"index": None, "value": None}))
+    views.add_point(s, sel(20 * scale, 5 * scale))
+    views.undo_point(s)
+    assert s.clicks == [(5, 5)]
+    views.clear_points(s)
+    assert s.clicks == []
+    with pytest.raises(UserError, match="no point to undo"):
+        views.undo_point(s)
+    with pytest.raises(UserError, match="upload"):
+        views.add_point(DiffState(), sel(1, 1))
+
+
+def test_points_as_text_round_trip_and_validation():
+    assert clicks_to_text([(1, 2), (3, 4), (5, 6)]) == "1,2:3,4 5,6:?"
+    assert clicks_from_text("1,2:3,4 5,6:7,8", (10, 10)) == [(1, 2), (3, 4), (5, 6), (7, 8)]
+    assert clicks_from_text("  ", (10, 10)) == []
+    with pytest.raises(UserError, match="outside"):
+        clicks_from_text("1,2:30,4", (10, 10))
+    s = loaded_diff_state(64, 64)
+    v = views.set_points_text(s, "10,10:20,12")
+    assert s.clicks == [(10, 10), (20, 12)] and v.points_text == "10,10:20,12"
+
+
+# -- the editable region from the ImageEditor --------------------------------------------------------------
+
+
+def test_mask_from_editor_reduces_the_enlarged_painting_to_image_pixels():
+    scale = 4
+    layer = np.zeros((16 * scale, 24 * scale, 4), np.uint8)
+    layer[2 * scale:6 * scale, 3 * scale:9 * scale] = (255, 0, 180, 255)  # image rows 2..5, columns 3..8
+    value = {"background": np.zeros((16 * scale, 24 * scale, 4), np.uint8), "layers": [layer], "composite": None}
+    mask = masks.mask_from_editor(value, (24, 16))
+    assert mask.shape == (16, 24)
+    expected = np.zeros((16, 24), bool)
+    expected[2:6, 3:9] = True
+    assert (mask == expected).all()
+
+
+def test_mask_nothing_painted_is_none_and_too_thin_is_an_error():
+    empty = {"background": np.zeros((40, 40, 4), np.uint8), "layers": [np.zeros((40, 40, 4), np.uint8)],
+             "composite": None}
+    assert masks.mask_from_editor(empty, (10, 10)) is None
+    assert masks.mask_from_editor({"background": None, "layers": [], "composite": None}, (10, 10)) is None
+    assert masks.mask_from_editor(None, (10, 10)) is None
+    thin = np.zeros((40, 40, 4), np.uint8)
+    thin[5, 5] = 255  # one canvas pixel of a 4x4 block: under the coverage threshold
+    with pytest.raises(UserError, match="too thin"):
+        masks.mask_from_editor({"background": None, "layers": [thin], "composite": None}, (10, 10))
+
+
+def test_editor_value_restores_a_mask_that_reads_back_identically():
+    img = gradient_image(20, 12)
+    mask = np.zeros((12, 20), bool)
+    mask[3:9, 5:15] = True
+    value = masks.editor_value(img, mask, scale=3)
+    assert value["background"].shape == (36, 60, 4)
+    assert (masks.mask_from_editor(value, (20, 12)) == mask).all()
+
+
+def test_run_refuses_handles_outside_the_painted_region():
+    s = loaded_diff_state(64, 64)
+    s.clicks = [(5, 5), (20, 5)]
+    region = masks.editor_value(s.image, np.pad(np.ones((10, 10), bool), ((40, 14), (40, 14))), s.scale)
+
+    def editor():
+        raise AssertionError("the model must not be touched for a refused request")
+
+    with pytest.raises(UserError, match="outside the painted region"):
+        next(dh.run_edit(s, region, "", dh.DiffSettings(), editor))
+
+
+@pytest.mark.parametrize("clicks, match", [([], "No drag points"), ([(5, 5)], "has no target")])
+def test_run_refuses_missing_points(clicks, match):
+    s = loaded_diff_state(64, 64)
+    s.clicks = clicks
+    with pytest.raises(UserError, match=match):
+        next(dh.run_edit(s, None, "", dh.DiffSettings(), lambda: None))
+
+
+# -- messages ----------------------------------------------------------------------------------------------
+
+
+def test_errors_become_sentences_without_tracebacks():
+    assert messages.user_message(UserError("Click a handle first.")) == "Click a handle first."
+    assert messages.user_message(ModelUnavailableError("offline")).startswith("Model not available")
+    assert messages.user_message(torch.OutOfMemoryError("CUDA out of memory")) == messages.OOM_MESSAGE
+    assert messages.user_message(RuntimeError("CUDA out of memory. Tried to allocate")) == messages.OOM_MESSAGE
+    assert messages.user_message(Cancelled()) == messages.STOPPED_MESSAGE
+    bug = messages.user_message(KeyError("secret internals"))
+    assert "KeyError" in bug and "secret internals" not in bug and "Traceback" not in bug
+
+
+def test_model_not_available_offline_is_reported_for_sd15(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    eng = Engines(parse_args(["--models-dir", str(tmp_path), "--device", "cpu"]))
+    assert SD15_LABEL in [c.label for c in eng.diffusion_menu]
+    s = loaded_diff_state(64, 64)
+    s.clicks = [(10, 10), (20, 10)]
+    with pytest.raises(ModelUnavailableError):
+        list(dh.run_edit(s, None, "a photo", dh.DiffSettings(lora_steps=1, drag_steps=1),
+                         lambda: eng.diffusion_editor(SD15_LABEL)))
+    eng.diffusion_menu = [c for c in eng.diffusion_menu if c.label == SD15_LABEL]
+    eng.preload()  # --preload / ZeroGPU: a model that cannot load is logged, the app still starts
+
+
+def test_model_menus_offer_only_discovered_files(tmp_path, monkeypatch):
+    import stabledrag.webapp.models as models_mod
+    from stabledrag.webapp.testing import save_tiny_gan
+
+    monkeypatch.setattr(models_mod, "TOY_GAN_DIR", tmp_path / "no_toy_gan")  # whether built or not
+    monkeypatch.setattr(models_mod, "TOY_SD_DIR", tmp_path / "no_toy_sd")
+
+    models = tmp_path / "models"
+    models.mkdir()
+    save_tiny_gan(models)  # a native GAN folder
+    (models / "official.pkl").write_bytes(b"not opened until chosen")
+    (models / "sd_folder").mkdir()
+    (models / "sd_folder" / "model_index.json").write_text("{}")
+    (models / "notes.txt").write_text("ignored")
+    eng = Engines(parse_args(["--models-dir", str(models), "--device", "cpu"]))
+    assert [c.label for c in eng.gan_menu] == ["official.pkl (models folder)", "tiny_gan (models folder)"]
+    assert [c.label for c in eng.diffusion_menu] == ["sd_folder (models folder)", SD15_LABEL]
+    assert not any("notes" in c.label for c in eng.gan_menu + eng.diffusion_menu)
+    with pytest.raises(UserError, match="pick one from the model menu"):
+        eng.generator("/etc/passwd")
+    with pytest.raises(UserError):
+        eng.diffusion_editor("../../secret")
+    assert isinstance(eng.gan_menu[0], ModelChoice)
+
+
+def test_no_gan_model_gives_a_clear_message(tmp_path, monkeypatch):
+    import stabledrag.webapp.models as models_mod
+
+    monkeypatch.setattr(models_mod, "TOY_GAN_DIR", tmp_path / "missing")
+    eng = Engines(parse_args(["--models-dir", str(tmp_path), "--device", "cpu"]))
+    assert eng.gan_menu == []
+    with pytest.raises(ModelUnavailableError, match="--gan-model"):
+        eng.generator(None)
+
+
+# -- images, settings, arguments, examples ----------------------------------------------------------------
+
+
+def test_large_images_are_scaled_down_with_a_note_and_non_images_refused():
+    big = np.zeros((300, 2000, 3), np.uint8)
+    s = DiffState()
+    v = dh.new_image(s, big, "upload", max_side=1000)
+    assert s.image.shape == (150, 1000, 3) and "scaled down" in v.status
+    # the same pixels again (Gradio echoing an image) change nothing
+    s.clicks = [(1, 1)]
+    v2 = dh.new_image(s, s.image.copy(), "upload", max_side=1000)
+    assert s.clicks == [(1, 1)] and v2.canvas is views.KEEP
+    with pytest.raises(UserError, match="not an image"):
+        dh.new_image(DiffState(), np.zeros((10, 10, 7), np.uint8), "upload", 1000)
+    rgba = np.zeros((8, 8, 4), np.uint8)  # fully transparent -> white, like the engines do
+    arr, _ = dh.fit_image(rgba, 100)
+    assert arr.shape == (8, 8, 3) and (arr == 255).all()
+
+
+def test_uploads_that_are_not_pictures_get_a_clear_message():
+    from PIL import Image
+
+    with pytest.raises(UserError, match="not a picture"):
+        dh.decode_upload(b"%PDF-1.4 not an image")
+    buf = io.BytesIO()
+    Image.fromarray(gradient_image(40, 30)).save(buf, format="PNG")
+    png = buf.getvalue()
+    assert (dh.decode_upload(png) == gradient_image(40, 30)).all()
+    with pytest.raises(UserError, match="damaged"):
+        dh.decode_upload(png[: len(png) // 2])
+    s = DiffState()
+    v = dh.new_image(s, png, "the uploaded image", max_side=1024)
+    assert s.image.shape == (30, 40, 3) and v.status.startswith("Loaded the uploaded image (40x30)")
+
+
+def test_progress_bar_html():
+    assert 'value="3"' in views.progress_html("Dragging", 3, 10) and "3/10" in views.progress_html("Dragging", 3, 10)
+    assert "<progress></progress>" in views.progress_html("DDIM <inversion>", 0, None)
+    assert "&lt;inversion&gt;" in views.progress_html("DDIM <inversion>", 0, None)
+
+
+def test_diff_settings_map_onto_the_engine_config():
+    s = dh.DiffSettings.from_values({"method": "DragDiffusion (baseline)", "lora_steps": 7.0, "ddim_steps": 20,
+                                     "inversion_strength": 0.5, "drag_steps": 9, "tau": 0.3, "r_p": 4})
+    cfg = s.edit_config()
+    assert cfg.drag.method == "baseline" and cfg.drag.tracker == "nearest"
+    assert cfg.lora.steps == 7 and cfg.inversion.num_steps == 20 and cfg.inversion.strength == 0.5
+    assert cfg.drag.max_steps == 9 and cfg.drag.tau == 0.3 and cfg.drag.r_p == 4
+    assert dh.DiffSettings.defaults_for("cuda") == dh.DiffSettings()  # DragDiffusion's on a GPU
+    assert dh.DiffSettings.defaults_for("cpu").lora_steps < dh.DiffSettings().lora_steps
+    with pytest.raises(UserError):
+        dh.DiffSettings.from_values({"method": "magic"})
+    with pytest.raises(UserError):
+        dh.DiffSettings(inversion_strength=0.0).edit_config()
+
+
+def test_app_arguments():
+    o = parse_args(["--host", "0.0.0.0", "--port", "7000", "--share", "--diffusion-model", "m", "--gan-model", "g.pkl",
+                    "--device", "cpu"])
+    got = (o.host, o.port, o.share, o.diffusion_model, o.gan_model, o.device)
+    assert got == ("0.0.0.0", 7000, True, "m", "g.pkl", "cpu")
+    d = parse_args([])
+    assert d.share is False and d.gan_model is None and d.models_dir == "models"
+
+
+def test_bundled_examples_load_and_have_prompts():
+    examples = list_examples()
+    names = [e.name for e in examples]
+    assert any(n.startswith("Toy face") for n in names) and "Cat (photo)" in names
+    for e in examples:
+        img = load_example(e)
+        assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8
+        assert e.prompt
+    s = DiffState()
+    v = dh.choose_example(s, examples[0], max_side=1024)
+    assert v.prompt == examples[0].prompt and s.image is not None
+
+
+def test_app_page_has_both_tabs_and_one_gpu_queue(tmp_path):
+    import app
+
+    demo = app.build_demo(["--models-dir", str(tmp_path), "--max-queue", "5", "--device", "cpu"])
+    tabs = [b.label for b in demo.blocks.values() if type(b).__name__ == "Tab"]
+    assert tabs == ["StableDrag-Diff", "StableDrag-GAN"]
+    fns = {f.api_name: f for f in demo.fns.values() if getattr(f, "api_name", None)}
+    for name in ("diff_run", "gan_start", "gan_generate", "gan_import"):
+        assert (fns[name].concurrency_id, fns[name].concurrency_limit) == ("gpu", 1), name
+    assert demo._queue.max_size == 5
+    from stabledrag.webapp.ui import launch_kwargs
+
+    kw = launch_kwargs(parse_args(["--share"]))
+    assert kw["share"] is True and "allowed_paths" not in kw and kw["show_error"] is False
+
+
+def test_gpu_decorator_is_a_no_op_here():
+    @gpu
+    def f(x):
+        return x + 1
+
+    @gpu(duration=30)
+    def g(n):
+        yield from range(n)
+
+    assert f(1) == 2 and list(g(3)) == [0, 1, 2]
+
+
+# -- the worker thread bridge ---------------------------------------------------------------------------------
+
+
+def test_stream_work_relays_progress_then_the_result():
+    def work(cb):
+        for i in range(3):
+            cb(Progress("drag", i + 1, 3, preview=np.zeros((2, 2, 3), np.uint8)))
+        return "done"
+
+    items = list(runner.stream_work(work))
+    assert [p.step for p in items[:-1]] == [1, 2, 3]
+    assert isinstance(items[-1], runner.Finished) and items[-1].value == "done"
+
+
+def test_stream_work_reraises_and_cancels_when_abandoned():
+    def failing(cb):
+        raise UserError("bad input")
+
+    with pytest.raises(UserError, match="bad input"):
+        list(runner.stream_work(failing))
+
+    token = CancelToken()
+
+    def slow(cb):
+        while not token.cancelled:
+            cb(Progress("lora", 0, None))
+        raise Cancelled()
+
+    gen = runner.stream_work(slow, token)
+    next(gen)
+    gen.close()  # the page went away
+    assert token.cancelled
+
+
+# -- sessions --------------------------------------------------------------------------------------------------
+
+
+def test_diff_session_export_import_round_trip():
+    s = loaded_diff_state(80, 48)
+    s.clicks = [(10, 10), (30, 12), (50, 40), (60, 40)]
+    s.mask = np.zeros((48, 80), bool)
+    s.mask[5:30, 5:70] = True
+    s.result = (255 - s.image).copy()
+    settings = dh.DiffSettings(method="baseline", lora_steps=12, tau=0.4, seed=7)
+    v = dh.export_session(s, "a gradient", settings)
+    blob = open(v.session_file, "rb").read()
+
+    fresh = DiffState()
+    w = dh.import_session(fresh, blob, max_side=1024)
+    assert (fresh.image == s.image).all() and fresh.clicks == s.clicks
+    assert (fresh.mask == s.mask).all() and (fresh.result == s.result).all()
+    assert w.prompt == "a gradient"
+    assert w.settings["method"] == "DragDiffusion (baseline)" and w.settings["lora_steps"] == 12
+    assert w.settings["tau"] == 0.4 and w.settings["seed"] == 7
+    # the editor gets the region back as a painted layer, which reads back as the same mask
+    assert (masks.mask_from_editor(w.editor, (80, 48)) == s.mask).all()
+
+
+def _zip(files):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_session_import_refuses_bad_files():
+    with pytest.raises(UserError, match="not a session file"):
+        session_io.read_session(b"plain text")
+    with pytest.raises(UserError, match="no session.json"):
+        session_io.read_session(_zip({"../../etc/passwd": "x"}))
+    good = session_io.session_bytes(session_io.SessionData(engine="gan", image=np.zeros((8, 8, 3), np.uint8),
+                                                           clicks=[(1, 1), (2, 2)]))
+    with pytest.raises(UserError, match="StableDrag-GAN tab"):
+        session_io.read_session(good, expect_engine="diffusion")
+    with zipfile.ZipFile(io.BytesIO(good)) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    doc = json.loads(files["session.json"])
+    doc["points"][1] = [99, 2]  # a point outside the 8 x 8 image
+    files["session.json"] = json.dumps(doc)
+    with pytest.raises(UserError, match="outside"):
+        session_io.read_session(_zip(files))
+    files2 = dict(files, **{"image.png": b"not a png"})
+    with pytest.raises(UserError, match="not a readable image"):
+        session_io.read_session(_zip(files2))
+
+
+# -- the GAN tab on a tiny random generator ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_generator():
+    from stabledrag.gan import Generator, GeneratorConfig
+
+    torch.manual_seed(0)
+    G = Generator(GeneratorConfig(z_dim=16, w_dim=16, img_resolution=32, channel_base=512, channel_max=32,
+                                  mapping_layers=2))
+    with torch.no_grad():
+        G.mapping.w_avg.normal_()
+    return G
+
+
+def test_gan_generate_drag_reset_and_session(tiny_generator):
+    s = GanState()
+    v = gh.generate(s, "tiny", 5, 0.7, tiny_generator)
+    assert s.image.shape == (32, 32, 3) and s.seed == 5 and s.clicks == []
+    original = s.image.copy()
+    views.add_point(s, sel(10 * s.scale, 12 * s.scale))
+    views.add_point(s, sel(15 * s.scale, 12 * s.scale))
+    settings = gh.GanSettings.from_values({"method": "StableDrag", "max_steps": 6, "preview_every": 2})
+    frames = list(gh.run_drag(s, None, settings, tiny_generator))
+    assert len(frames) >= 3  # the first canvas, live frames, the final view
+    assert "after 6 steps" in frames[-1].status or "Reached" in frames[-1].status
+    assert not np.array_equal(s.image, original), "the drag must change the image"
+    assert not np.array_equal(s.w, s.w0)
+    assert frames[-1].download.endswith(".png") and frames[-1].animation.endswith(".gif")
+    assert s.start_clicks == [(10, 12), (15, 12)]
+
+    blob = open(gh.export_session(s, settings).session_file, "rb").read()
+    restored = GanState()
+    w = gh.import_session(restored, blob, ["tiny"], lambda label: tiny_generator)
+    assert np.array_equal(restored.image, s.image) and np.allclose(restored.w, s.w)
+    assert restored.clicks == s.clicks and w.model == "tiny" and w.settings["max_steps"] == 6
+    with pytest.raises(UserError, match="does not offer"):
+        gh.import_session(GanState(), blob, ["another model"], lambda label: tiny_generator)
+
+    v = gh.reset(s)
+    assert np.array_equal(s.image, original) and s.clicks == [(10, 12), (15, 12)]
+    assert v.canvas.shape[:2] == (32 * s.scale, 32 * s.scale)
+
+
+def test_gan_stop_keeps_the_progress_made(tiny_generator):
+    s = GanState()
+    gh.generate(s, "tiny", 1, 0.7, tiny_generator)
+    s.clicks = [(8, 8), (20, 8)]
+    token = CancelToken()
+    run = gh.run_drag(s, None, gh.GanSettings(max_steps=50, preview_every=1), tiny_generator, cancel=token)
+    next(run)
+    next(run)  # one step done
+    token.cancel()  # the Stop button
+    last = list(run)[-1]
+    assert "Stopped" in last.status
+    assert not np.array_equal(s.w, s.w0)
+    with pytest.raises(UserError, match="seed"):
+        gh.generate(GanState(), "tiny", "abc", 0.7, tiny_generator)
