@@ -12,8 +12,6 @@ from stabledrag.cli import main
 from stabledrag.diffusion.tiny import save_tiny_pipeline
 
 
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     return save_tiny_pipeline(tmp_path_factory.mktemp("tiny_sd") / "model", seed=1, image_size=64)

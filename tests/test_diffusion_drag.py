@@ -14,8 +14,6 @@ from stabledrag.drag import Backend, DragSession, drag
 from stabledrag.points import from_pairs
 
 
-
-
 @pytest.fixture(scope="module")
 def pipe():
     return build_tiny_pipeline(seed=0, image_size=64)

@@ -20,8 +20,6 @@ from stabledrag.points import DragPoints, from_pairs
 from stabledrag.progress import CancelToken, Cancelled
 
 
-
-
 @pytest.fixture(scope="module")
 def editor(tmp_path_factory):
     pipe = build_tiny_pipeline(seed=0, image_size=64)

@@ -10,8 +10,6 @@ from stabledrag.diffusion.inversion import encode_prompt
 from stabledrag.diffusion.tiny import build_tiny_pipeline
 
 
-
-
 @pytest.fixture(scope="module")
 def pipe():
     return build_tiny_pipeline(seed=0, image_size=64)

@@ -14,8 +14,6 @@ from stabledrag.diffusion.inversion import (InversionConfig, ddim_denoise, ddim_
 from stabledrag.diffusion.tiny import SD15_SCHEDULER_CONFIG, build_tiny_pipeline
 
 
-
-
 @pytest.fixture(scope="module")
 def pipe():
     return build_tiny_pipeline(seed=0, image_size=64)

@@ -14,8 +14,6 @@ from stabledrag.diffusion.tiny import (build_tiny_pipeline, save_tiny_pipeline, 
                                        tiny_tokenizer_vocab)
 
 
-
-
 @pytest.fixture(scope="module")
 def pipe():
     return build_tiny_pipeline(seed=0, image_size=64)

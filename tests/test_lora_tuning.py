@@ -21,8 +21,6 @@ from stabledrag.progress import CancelToken, Cancelled
 FAST = IdentityLoraConfig(steps=1, batch_size=1, lr=1e-2, rank=4)
 
 
-
-
 def _image(seed: int, size=(64, 64), mode="RGB") -> Image.Image:
     arr = (np.random.RandomState(seed).rand(size[1], size[0], 3) * 255).astype(np.uint8)
     return Image.fromarray(arr, "RGB").convert(mode)

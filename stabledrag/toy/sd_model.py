@@ -1,0 +1,144 @@
+"""Configurations and builders of the bundled toy-faces latent-diffusion model.
+
+The model has Stable Diffusion 1.5's *shape* at a small width, so every StableDrag-Diff code path
+(DDIM inversion, `up_blocks[2]` features, attention control over 16 `attn1` layers, LoRA) runs on
+it exactly as on SD 1.5, on a plain CPU:
+
+- VAE: `AutoencoderKL` with 4 blocks (factor 8): 128 x 128 x 3 images <-> 16 x 16 x 4 latents;
+  `scaling_factor` is measured on the data after VAE training (1 / std of the latent means).
+- UNet: `UNet2DConditionModel` with SD's block types (CrossAttnDownBlock2D x3 + DownBlock2D,
+  UpBlock2D + CrossAttnUpBlock2D x3) and `layers_per_block=2`, so `up_blocks[2]` exists and the
+  self-attention layers are numbered down 0-5, mid 6, up 7-15 as in SD 1.5.
+- Text: a small `CLIPTextModel` over the local byte-level CLIP tokenizer of
+  `stabledrag.diffusion.tiny`, with whole-word merges for every word of the toy captions.
+- Scheduler: `DDIMScheduler` with SD 1.5's configuration (epsilon prediction).
+
+`ToySDConfig` holds the widths; `ToySDConfig.tiny()` is a minute version for tests.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from stabledrag.diffusion.tiny import (SD15_SCHEDULER_CONFIG, SD15_TEXT_ENCODER_CONFIG, SD15_UNET_CONFIG,
+                                       SD15_VAE_CONFIG, TOKENIZER_MAX_LENGTH, tiny_tokenizer_vocab)
+
+# Every word the toy captions use (stabledrag.toy.dataset.caption + render.BACKGROUND_FAMILIES),
+# so that each becomes one token and captions stay short sequences of meaningful ids.
+CAPTION_WORDS: tuple[str, ...] = (
+    "a", "an", "cartoon", "face", "smiling", "frowning", "with", "neutral", "expression", "open",
+    "mouth", "looking", "straight", "ahead", "left", "right", "up", "down", "on", "background",
+    "green", "teal", "purple", "pink", "grey", "light", "blue", "brown", "lime", "lavender",
+)
+
+
+@dataclass
+class ToySDConfig:
+    """Widths of the toy model. Images are `image_size` square (a multiple of 64)."""
+
+    image_size: int = 128
+    vae_channels: tuple[int, ...] = (16, 32, 64, 64)
+    vae_layers_per_block: int = 1
+    vae_norm_groups: int = 8
+    unet_channels: tuple[int, ...] = (64, 96, 96, 96)
+    unet_layers_per_block: int = 2
+    unet_norm_groups: int = 16
+    unet_attention_head_dim: int = 8
+    text_hidden: int = 64
+    text_layers: int = 2
+    text_heads: int = 4
+
+    @staticmethod
+    def tiny() -> "ToySDConfig":
+        """A minute configuration for tests (64 px images, a few thousand parameters per block)."""
+        return ToySDConfig(image_size=64, vae_channels=(8, 8, 8, 8), vae_norm_groups=4,
+                           unet_channels=(16, 16, 16, 16), unet_norm_groups=4, unet_attention_head_dim=4,
+                           text_hidden=16, text_layers=1, text_heads=2)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dictionary (lists for tuples) for checkpoints and JSON."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "ToySDConfig":
+        """Inverse of `to_dict`."""
+        return ToySDConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def vae_config(cfg: ToySDConfig) -> dict[str, Any]:
+    """`AutoencoderKL(**kwargs)` for `cfg`: 4 blocks (factor 8), 4 latent channels."""
+    out = copy.deepcopy(SD15_VAE_CONFIG)
+    out.update(block_out_channels=tuple(cfg.vae_channels), layers_per_block=cfg.vae_layers_per_block,
+               norm_num_groups=cfg.vae_norm_groups, sample_size=cfg.image_size, scaling_factor=1.0)
+    return out
+
+
+def unet_config(cfg: ToySDConfig) -> dict[str, Any]:
+    """`UNet2DConditionModel(**kwargs)` for `cfg` with SD 1.5's block layout."""
+    out = copy.deepcopy(SD15_UNET_CONFIG)
+    out.update(block_out_channels=tuple(cfg.unet_channels), layers_per_block=cfg.unet_layers_per_block,
+               cross_attention_dim=cfg.text_hidden, norm_num_groups=cfg.unet_norm_groups,
+               attention_head_dim=cfg.unet_attention_head_dim, sample_size=cfg.image_size // 8)
+    return out
+
+
+def text_config(cfg: ToySDConfig, vocab_size: int) -> dict[str, Any]:
+    """`CLIPTextConfig(**kwargs)` for `cfg` (bos/eos/pad ids are set from the tokenizer later)."""
+    out = copy.deepcopy(SD15_TEXT_ENCODER_CONFIG)
+    out.update(hidden_size=cfg.text_hidden, intermediate_size=4 * cfg.text_hidden,
+               num_attention_heads=cfg.text_heads, num_hidden_layers=cfg.text_layers,
+               projection_dim=cfg.text_hidden, vocab_size=vocab_size,
+               max_position_embeddings=TOKENIZER_MAX_LENGTH)
+    return out
+
+
+def build_tokenizer():
+    """The local byte-level `CLIPTokenizer` with one token per caption word (no files, no hub)."""
+    from transformers import CLIPTokenizer
+
+    vocab, merges = tiny_tokenizer_vocab(CAPTION_WORDS)
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=TOKENIZER_MAX_LENGTH)
+
+
+def build_vae(cfg: ToySDConfig):
+    """A fresh (random) `AutoencoderKL` for `cfg`."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(**vae_config(cfg))
+
+
+def build_unet(cfg: ToySDConfig):
+    """A fresh (random) `UNet2DConditionModel` for `cfg`."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(**unet_config(cfg))
+
+
+def build_text_encoder(cfg: ToySDConfig, tokenizer):
+    """A fresh (random) `CLIPTextModel` matching `tokenizer`'s vocabulary and special ids."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tc = text_config(cfg, len(tokenizer))
+    tc.update(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+              pad_token_id=tokenizer.pad_token_id)
+    return CLIPTextModel(CLIPTextConfig(**tc))
+
+
+def build_scheduler():
+    """`DDIMScheduler` with SD 1.5's configuration."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(**SD15_SCHEDULER_CONFIG)
+
+
+def assemble_pipeline(vae, text_encoder, tokenizer, unet, scheduler=None):
+    """A `StableDiffusionPipeline` from the parts (no safety checker, progress bar off)."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=scheduler or build_scheduler(), safety_checker=None,
+                                   feature_extractor=None, image_encoder=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
