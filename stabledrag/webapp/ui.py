@@ -159,6 +159,36 @@ def _status_markdown(engines: Engines, what: str, model: Optional[str]) -> str:
 # -- StableDrag-Diff --------------------------------------------------------------------------------------
 
 
+def _wire_point_editing(prefix: str, out: Outputs, st: Callable[[Any], Any], state: Any, canvas: Any,
+                        undo_btn: Any, clear_btn: Any, points_btn: Any, points_text: Any, region_btn: Any,
+                        editor: Any) -> None:
+    """Wire the point/region editing events that both tabs share (click, undo, clear, points as text,
+    region refresh, also on every editor change) to the shared view functions; API names are `<prefix>_undo`, `<prefix>_clear`, ..."""
+
+    def on_click(s, evt: gr.SelectData):
+        return _call(out, add_point, st(s), evt)
+
+    def on_undo(s):
+        return _call(out, undo_point, st(s))
+
+    def on_clear(s):
+        return _call(out, clear_points, st(s))
+
+    def on_points(s, text):
+        return _call(out, set_points_text, st(s), text)
+
+    def on_region(s, region):
+        return _call(out, refresh_region, st(s), region)
+
+    canvas.select(on_click, [state], out.all, api_visibility="undocumented", show_progress="hidden")
+    undo_btn.click(on_undo, [state], out.all, api_name=f"{prefix}_undo", show_progress="hidden")
+    clear_btn.click(on_clear, [state], out.all, api_name=f"{prefix}_clear", show_progress="hidden")
+    points_btn.click(on_points, [state, points_text], out.all, api_name=f"{prefix}_points", show_progress="hidden")
+    region_btn.click(on_region, [state, editor], out.all, api_name=f"{prefix}_region", show_progress="hidden")
+    editor.change(on_region, [state, editor], out.all, api_visibility="undocumented", trigger_mode="always_last",
+                  show_progress="hidden")
+
+
 def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -> None:
     """The StableDrag-Diff tab (call inside a `gr.Blocks`)."""
     menu = [c.label for c in engines.diffusion_menu]
@@ -262,21 +292,6 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
     def on_example(s, evt: gr.SelectData):
         return _call(out, dh.choose_example, st(s), examples[evt.index], max_side)
 
-    def on_click(s, evt: gr.SelectData):
-        return _call(out, add_point, st(s), evt)
-
-    def on_undo(s):
-        return _call(out, undo_point, st(s))
-
-    def on_clear(s):
-        return _call(out, clear_points, st(s))
-
-    def on_points(s, text):
-        return _call(out, set_points_text, st(s), text)
-
-    def on_region(s, region):
-        return _call(out, refresh_region, st(s), region)
-
     def arm(request: gr.Request):
         tokens.get(request, "diff").reset()
 
@@ -316,13 +331,7 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
 
     upload.upload(on_upload, [state, upload], out.all, api_name="diff_load_image", show_progress_on=[status])
     gallery.select(on_example, [state], out.all, api_visibility="undocumented", show_progress="hidden")
-    canvas.select(on_click, [state], out.all, api_visibility="undocumented", show_progress="hidden")
-    undo_btn.click(on_undo, [state], out.all, api_name="diff_undo", show_progress="hidden")
-    clear_btn.click(on_clear, [state], out.all, api_name="diff_clear", show_progress="hidden")
-    points_btn.click(on_points, [state, points_text], out.all, api_name="diff_points", show_progress="hidden")
-    region_btn.click(on_region, [state, editor], out.all, api_name="diff_region", show_progress="hidden")
-    editor.change(on_region, [state, editor], out.all, api_visibility="undocumented", trigger_mode="always_last",
-                  show_progress="hidden")
+    _wire_point_editing("diff", out, st, state, canvas, undo_btn, clear_btn, points_btn, points_text, region_btn, editor)
     run_event = run_btn.click(arm, None, None, queue=False, api_visibility="private").then(
         on_run, [state, editor, model, prompt, *settings.values()], out.all, api_name="diff_run",
         concurrency_id=GPU_QUEUE, concurrency_limit=1, show_progress="full", show_progress_on=[status])
@@ -425,21 +434,6 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
     def on_random():
         return gh.random_seed()
 
-    def on_click(s, evt: gr.SelectData):
-        return _call(out, add_point, st(s), evt)
-
-    def on_undo(s):
-        return _call(out, undo_point, st(s))
-
-    def on_clear(s):
-        return _call(out, clear_points, st(s))
-
-    def on_points(s, text):
-        return _call(out, set_points_text, st(s), text)
-
-    def on_region(s, region):
-        return _call(out, refresh_region, st(s), region)
-
     def on_reset(s):
         return _call(out, gh.reset, st(s))
 
@@ -488,13 +482,7 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
     rand_btn.click(on_random, None, [seed], api_visibility="private").then(
         on_generate, [state, model, seed, psi], out.all, concurrency_id=GPU_QUEUE, concurrency_limit=1,
         api_visibility="private", show_progress_on=[status])
-    canvas.select(on_click, [state], out.all, api_visibility="undocumented", show_progress="hidden")
-    undo_btn.click(on_undo, [state], out.all, api_name="gan_undo", show_progress="hidden")
-    clear_btn.click(on_clear, [state], out.all, api_name="gan_clear", show_progress="hidden")
-    points_btn.click(on_points, [state, points_text], out.all, api_name="gan_points", show_progress="hidden")
-    region_btn.click(on_region, [state, editor], out.all, api_name="gan_region", show_progress="hidden")
-    editor.change(on_region, [state, editor], out.all, api_visibility="undocumented", trigger_mode="always_last",
-                  show_progress="hidden")
+    _wire_point_editing("gan", out, st, state, canvas, undo_btn, clear_btn, points_btn, points_text, region_btn, editor)
     reset_btn.click(on_reset, [state], out.all, api_name="gan_reset", show_progress="hidden")
     start_event = start_btn.click(arm, None, None, queue=False, api_visibility="private").then(
         on_start, [state, editor, model, *settings.values()], out.all, api_name="gan_start",
