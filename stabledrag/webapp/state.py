@@ -18,8 +18,26 @@ from .drawing import display_scale
 Click = tuple[int, int]
 
 
+class _ImageCanvas:
+    """What both tab states derive from their `image`: its size and the canvas enlargement."""
+
+    image: Optional[np.ndarray]
+    NO_IMAGE: ClassVar[str]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """`(W, H)` of the tab's image (UserError with `NO_IMAGE` when there is none)."""
+        img = require_image(self.image, self.NO_IMAGE)
+        return int(img.shape[1]), int(img.shape[0])
+
+    @property
+    def scale(self) -> int:
+        """Canvas enlargement of the tab's image."""
+        return display_scale(*self.size)
+
+
 @dataclass
-class DiffState:
+class DiffState(_ImageCanvas):
     """StableDrag-Diff tab.
 
     image: `H x W x 3` uint8 input. name: where it came from (shown in the status line).
@@ -39,20 +57,9 @@ class DiffState:
     settings: dict[str, Any] = field(default_factory=dict)
     prompt: str = ""
 
-    @property
-    def size(self) -> tuple[int, int]:
-        """`(W, H)` of the input image (UserError when there is none)."""
-        img = require_image(self.image, self.NO_IMAGE)
-        return int(img.shape[1]), int(img.shape[0])
-
-    @property
-    def scale(self) -> int:
-        """Canvas enlargement of the input image."""
-        return display_scale(*self.size)
-
 
 @dataclass
-class GanState:
+class GanState(_ImageCanvas):
     """StableDrag-GAN tab.
 
     model: label of the generator in the model menu. seed / psi: what generated `w0`.
@@ -76,17 +83,6 @@ class GanState:
     mask: Optional[np.ndarray] = None
     frames: list[np.ndarray] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """`(W, H)` of the generated image (UserError when there is none)."""
-        img = require_image(self.image, self.NO_IMAGE)
-        return int(img.shape[1]), int(img.shape[0])
-
-    @property
-    def scale(self) -> int:
-        """Canvas enlargement of the generated image."""
-        return display_scale(*self.size)
 
 
 def require_image(image: Optional[np.ndarray],
