@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     by.add_argument("--seed", type=int, default=10_000)
     by.add_argument("--device", default=None)
     by.add_argument("--sheet", default=None, help="PNG sheet of examples")
+    by.add_argument("--model", default=None, help="model to bench (default: the bundled toy GAN / toy SD)")
+    by.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a drag setting of both methods, e.g. --set max_steps=400")
     by.add_argument("--out", default=None)
     return parser
 
@@ -154,7 +157,8 @@ def _dispatch(args: argparse.Namespace) -> Optional[int]:
             from .bench.toy import toy_bench
 
             emit_json(toy_bench(backend=args.backend, cases=args.cases, seed=args.seed, device=args.device,
-                                sheet=args.sheet), args.out)
+                                sheet=args.sheet, model=args.model, overrides=parse_overrides(args.set)),
+                      args.out)
             return 0
     if args.command == "generate":
         from .gan.cli import generate_command

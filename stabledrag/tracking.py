@@ -139,6 +139,7 @@ class DiscriminativeTracker:
         self.templates: torch.Tensor | None = None  # N x C (raw features, for the NN term)
         self.peak0: torch.Tensor | None = None  # N
         self.margin0: torch.Tensor | None = None  # N
+        self.sigmas: torch.Tensor | None = None  # N, label widths used (>= sigma)
 
     # -- learning ----------------------------------------------------------------------------
     def _normalise(self, x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -164,10 +165,13 @@ class DiscriminativeTracker:
         x = self._normalise(raw, mean, scale)  # N x M x C
         t = self._normalise(self.templates[:, None, :], mean, scale)[:, 0]  # N x C, unit norm
 
-        d2 = (offsets ** 2).sum(-1)
-        label = torch.exp(-d2 / (2 * self.sigma ** 2))[None].expand_as(valid)  # N x M
-        far = (d2.sqrt() > 2 * self.sigma)[None]
-        look_alike = _cosine(x, t[:, None, :]).clamp_min(0) ** 2
+        d2 = (offsets ** 2).sum(-1)[None]  # 1 x M
+        cos = _cosine(x, t[:, None, :])  # N x M
+        sigma = self._label_width(cos, valid, d2, step)  # N
+        self.sigmas = sigma
+        label = torch.exp(-d2 / (2 * sigma[:, None] ** 2))  # N x M
+        far = d2.sqrt() > 2 * sigma[:, None]
+        look_alike = cos.clamp_min(0) ** 2
         weight = valid * (1 + self.hard_negative_weight * look_alike * far)
 
         z0 = t  # response 1 at the template, a scaled projection elsewhere
@@ -189,29 +193,43 @@ class DiscriminativeTracker:
         self.scales = scale
 
         # Calibrate on the training map itself: response at the handle, and its margin over the
-        # strongest response elsewhere in a search window.
+        # strongest response elsewhere in the training window.
         self.peak0 = torch.ones(n, device=f0.device)
         self.margin0 = torch.ones(n, device=f0.device)
-        resp, valid_w, pos_w, _ = self._response(f0, handles)
+        resp, valid_w, pos_w, _ = self._response(f0, handles, self.train_radius)
         centre = resp[:, resp.shape[1] // 2]
         self.peak0 = centre.clamp_min(1e-3)
         self.margin0 = self._margin(resp / self.peak0[:, None], valid_w, pos_w, handles).clamp_min(1e-3)
 
+    def _label_width(self, cos: torch.Tensor, valid: torch.Tensor, d2: torch.Tensor, step: float) -> torch.Tensor:
+        """Per-handle Gaussian label width (feature px): at least `sigma`, and wide enough for the
+        features' own resolution. Backends up-sample coarse maps (DragGAN resizes a block to the
+        image, DragDiffusion a 64 px block to H/2), so a handle's neighbours 1-2 px away can be
+        near copies of it; a label sharper than that cannot be fitted, and the ridge then shrinks
+        the whole response towards 0. The width is read from the handle's similarity peak: the
+        area (within half the window) whose centred features have cosine > 0.5 with the template,
+        as a disc radius, over 1.18 (a Gaussian's half width at half maximum)."""
+        near = (valid > 0) & (d2 <= (self.train_radius / 2) ** 2)
+        area = ((cos > 0.5) & near).float().sum(1) * step ** 2
+        return torch.clamp((area / math.pi).sqrt() / 1.18, min=self.sigma)
+
     # -- tracking ----------------------------------------------------------------------------
-    def _response(self, feat: torch.Tensor, handles: torch.Tensor):
-        """Filter response `N x M` over the search windows, their validity, positions and raw features."""
+    def _response(self, feat: torch.Tensor, handles: torch.Tensor, radius: float | None = None):
+        """Filter response `N x M` over windows of `radius` (default: the search radius) around
+        `handles`, their validity, positions and raw features."""
         assert self.filters is not None and self.means is not None, "call fit() first"
         size = (feat.shape[2], feat.shape[1])
-        pos, valid = _window(handles, self.radius, size)
+        pos, valid = _window(handles, self.radius if radius is None else radius, size)
         raw = sample_features(feat, pos)
         x = self._normalise(raw, self.means, self.scales)
         resp = (x @ self.filters[..., None])[..., 0]
         return resp, valid, pos, raw
 
     def _margin(self, resp: torch.Tensor, valid: torch.Tensor, pos: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
-        """1 - (strongest response farther than 2 sigma + 1 px from `at`) / (response peak)."""
+        """1 - (strongest response farther than 2 sigma from `at`) / (response peak), with the
+        per-handle label width sigma (where the trained peak has fallen to ~0.14)."""
         peak = resp.masked_fill(~valid, -math.inf).amax(1)
-        away = (pos - at[:, None, :]).norm(dim=-1) > 2 * self.sigma + 1
+        away = (pos - at[:, None, :]).norm(dim=-1) > 2 * self.sigmas[:, None]
         side = resp.masked_fill(~(valid & away), -math.inf).amax(1)
         side = torch.where(torch.isfinite(side), side, torch.zeros_like(side)).clamp_min(0)
         return 1 - side / peak.clamp_min(1e-6)
@@ -234,7 +252,12 @@ class DiscriminativeTracker:
         idx = score.argmax(1)
         ar = torch.arange(len(idx), device=idx.device)
         best = pos[ar, idx]
-        margin = self._margin(resp, valid, pos, best)
+        # Confidence: the capped response at the new handle times its margin over the strongest
+        # response elsewhere in a training-size window around it (a search window can be too
+        # small to hold any sidelobe once the label is wide).
+        wide, valid_w, pos_w, _ = self._response(feat, best, self.train_radius)
+        wide = (wide / self.peak0[:, None]).clamp_max(1.0)
+        margin = self._margin(wide, valid_w, pos_w, best)
         conf = resp[ar, idx].clamp(0, 1) * (margin / self.margin0).clamp(0, 1)
         return best, conf
 

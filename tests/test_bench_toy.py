@@ -22,11 +22,17 @@ def face():
 
 def test_cases_start_at_detected_parts(face):
     _, img, det = face
-    cases = make_cases(det, 0, np.random.default_rng(0), img.shape[0])
+    cases = make_cases(det, 0, np.random.default_rng(0), img)
     kinds = {c.kind for c in cases}
-    assert {"eye_short", "eye_long", "mouth_corner", "eye_distractor"} <= kinds
+    assert {"eye_short", "eye_long", "mouth_corner", "head", "eye_distractor"} <= kinds
     for c in cases:
         assert c.handle == pytest.approx(det.keypoints()[c.part])
+    head = next(c for c in cases if c.kind == "head")
+    step = np.subtract(head.target, head.handle)
+    assert len(head.companions) == 3  # the eyes and the mouth move with the head, by the same offset
+    for h, t in head.companions:
+        assert np.subtract(t, h) == pytest.approx(step)
+    assert all(c.companions == () for c in cases if c.kind != "head")
     distractor = next(c for c in cases if c.kind == "eye_distractor")
     # the target lies between the eyes, so the right eye is inside a tracking window there
     assert np.linalg.norm(np.subtract(distractor.target, det.right_eye)) < np.linalg.norm(
@@ -35,7 +41,7 @@ def test_cases_start_at_detected_parts(face):
 
 def test_true_edit_succeeds_and_no_edit_fails(face):
     params, img, det = face
-    cases = make_cases(det, 0, np.random.default_rng(1), img.shape[0])
+    cases = make_cases(det, 0, np.random.default_rng(1), img)
     case = next(c for c in cases if c.kind == "eye_long")
     dx, dy = case.target[0] - case.handle[0], case.target[1] - case.handle[1]
     moved, _ = render(edit(params, **{case.part: (dx, dy)}))
@@ -67,3 +73,22 @@ def test_edit_mask_capsule():
     m = edit_mask(ToyCase(0, "eye_short", "left_eye", (40.0, 40.0), (60.0, 40.0)), 128)
     assert m[40, 50] and m[40 + 13, 50] and not m[40 + 16, 50] and not m[40, 80]
     assert edit_mask(ToyCase(0, "head", "head", (40.0, 40.0), (50.0, 40.0)), 128) is None
+
+
+def test_every_case_asks_for_a_face_the_world_can_show():
+    """Rendering each case's exact edit gives a complete face with the part on its target."""
+    rng = np.random.default_rng(11)
+    kinds, n = set(), 0
+    for _ in range(12):
+        params = sample_params(rng)
+        img, _ = render(params)
+        det = detect(img)
+        for c in make_cases(det, 0, rng, img):
+            delta = (c.target[0] - c.handle[0], c.target[1] - c.handle[1])
+            moved, _ = render(edit(params, **{c.part: delta}))
+            got = detect(moved)
+            assert got.complete, (c, got.reasons)
+            assert np.linalg.norm(np.subtract(got.keypoints()[c.part], c.target)) <= 1.5, c
+            kinds.add(c.kind)
+            n += 1
+    assert kinds == {"eye_short", "eye_long", "mouth_corner", "head", "eye_distractor"} and n >= 40

@@ -30,7 +30,9 @@ def test_recovers_known_shift_exactly(make, shift):
     tracker.fit(f0, handles)
     found, conf = tracker.track(f1, handles)
     assert torch.equal(found, handles + torch.tensor(shift, dtype=torch.float32))
-    assert (conf > 0.95).all()
+    # A clean re-find is confident; the discriminative tracker's margin is measured over a
+    # training-size window around the new position, whose edges see a little new content.
+    assert (conf > 0.85).all()
 
 
 def test_discriminative_keeps_handle_where_nearest_jumps_to_lookalike():
@@ -93,3 +95,20 @@ def test_vectorised_over_handles_and_border_safe():
         assert found.shape == (5, 2) and conf.shape == (5,)
         assert torch.equal(found, handles)
         assert ((found >= 0) & (found <= 31)).all()
+
+
+def test_label_widens_on_upsampled_features_and_response_stays_calibrated():
+    """Backends up-sample coarse feature maps (DragGAN resizes a block to the image): a 1 px
+    label cannot be fitted there. The tracker widens its label to the features' resolution, so the
+    learned response still peaks near 1 at the handle, and a clean re-find stays confident."""
+    g = torch.Generator().manual_seed(4)
+    coarse = torch.randn(16, 16, 16, generator=g)
+    f0 = torch.nn.functional.interpolate(coarse[None], scale_factor=4, mode="bilinear", align_corners=False)[0]
+    handles = torch.tensor([[30.0, 30.0], [41.0, 22.0]])
+    tracker = DiscriminativeTracker(radius=3)
+    tracker.fit(f0, handles)
+    assert (tracker.sigmas > 1.5).all()
+    assert (tracker.peak0 > 0.5).all()
+    found, conf = tracker.track(shifted_field(f0, 2, -1), handles)
+    assert torch.equal(found, handles + torch.tensor([2.0, -1.0]))
+    assert (conf > 0.6).all()

@@ -8,9 +8,14 @@ each image a set of drags is made from the detected parts:
 
 - eye_short / eye_long: an eye moved 5 / 11 px in a random direction;
 - mouth_corner: a mouth corner moved 6 px (outwards and up: a smile);
-- head: the head centre moved 10 px (the whole face moves; everything is editable);
-- eye_distractor: the left eye moved 55 % of the way towards the right eye, whose look-alike sits
-  inside the tracking window.
+- head: the head centre moved 10 px, roughly towards the image centre (the whole face moves;
+  everything is editable);
+- eye_distractor: the left eye moved towards the right eye until they are 5 px apart (at most 55 %
+  of the way), so its look-alike ends right beside it.
+
+Every target leaves a valid toy face (the part inside the head, clear of the other parts; the head
+inside the image): a drag that asks for an impossible face measures nothing. A direction is
+redrawn until that holds.
 
 The editable region is a capsule (radius 14 px) around the handle-target segment (the whole image
 for "head"). Scores: the detected position of the dragged part after the edit vs its target
@@ -31,7 +36,7 @@ import numpy as np
 import torch
 
 from ..points import from_pairs
-from ..toy.detect import detect
+from ..toy.detect import MOUTH, classify, detect, head_region
 
 log = logging.getLogger(__name__)
 
@@ -42,40 +47,115 @@ METHODS = ("stabledrag", "baseline")
 
 @dataclass
 class ToyCase:
-    """One drag: move `part` (a detector keypoint name) from `handle` to `target` (x, y px)."""
+    """One drag: move `part` (a detector keypoint name) from `handle` to `target` (x, y px).
+
+    `companions`: more (handle, target) pairs dragged at the same time (the head case moves the
+    eyes and the mouth with it); only `part` is scored.
+    """
 
     image_id: int
     kind: str
     part: str
     handle: tuple[float, float]
     target: tuple[float, float]
+    companions: tuple[tuple[tuple[float, float], tuple[float, float]], ...] = ()
+
+    def pairs(self) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+        """All (handle, target) pairs to drag, the scored one first."""
+        return [(self.handle, self.target), *self.companions]
 
 
-def make_cases(det, image_id: int, rng: np.random.Generator, size: int) -> list[ToyCase]:
-    """Drag cases for one image from its detection (an incomplete detection gives none)."""
+def _valid_targets(det, image: np.ndarray) -> dict[str, Callable[[np.ndarray], bool]]:
+    """Per part kind, whether a target position (x, y) leaves a valid toy face - the part inside
+    the head and clear of the other parts, the head inside the image - so every case asks for a
+    face that the toy world (and so a model trained on it) can show."""
+    from scipy import ndimage
+
+    size = image.shape[0]
+    s = size / 128.0
+    head = head_region(image)
+    if head is None:
+        return {}
+    r_eye = math.sqrt(max(det.left_eye_area, det.right_eye_area) / math.pi)
+    eyes = {"left_eye": np.array(det.left_eye), "right_eye": np.array(det.right_eye)}
+    ys, xs = np.nonzero(classify(image) == MOUTH)
+    mouth_px = np.stack([xs, ys], axis=1).astype(np.float64)
+
+    def inside(mask: np.ndarray, p: np.ndarray, inset: float) -> bool:
+        eroded = ndimage.binary_erosion(mask, iterations=max(1, int(round(inset))))
+        x, y = int(round(p[0])), int(round(p[1]))
+        return 0 <= x < size and 0 <= y < size and bool(eroded[y, x])
+
+    def eye_ok(part: str) -> Callable[[np.ndarray], bool]:
+        other = eyes["right_eye" if part == "left_eye" else "left_eye"]
+
+        def ok(t: np.ndarray) -> bool:
+            near_mouth = len(mouth_px) and np.min(np.hypot(*(mouth_px - t).T)) < r_eye + 3 * s
+            return (inside(head, t, r_eye + 2 * s) and float(np.linalg.norm(t - other)) >= 2 * r_eye + 4 * s
+                    and not near_mouth)
+        return ok
+
+    def corner_ok(t: np.ndarray) -> bool:
+        return inside(head, t, 3 * s) and all(float(np.linalg.norm(t - e)) >= r_eye + 4 * s for e in eyes.values())
+
+    ys, xs = np.nonzero(head)
+    box = (xs.min(), xs.max(), ys.min(), ys.max())
+
+    def head_ok(t: np.ndarray) -> bool:
+        dx, dy = t - np.array(det.head)
+        m = 3 * s
+        return (box[0] + dx >= m and box[1] + dx <= size - 1 - m and box[2] + dy >= m and box[3] + dy <= size - 1 - m)
+
+    return {"left_eye": eye_ok("left_eye"), "right_eye": eye_ok("right_eye"), "mouth_left": corner_ok,
+            "mouth_right": corner_ok, "head": head_ok}
+
+
+def make_cases(det, image_id: int, rng: np.random.Generator, image: np.ndarray) -> list[ToyCase]:
+    """Drag cases for one image (`H x W x 3` uint8) from its detection `det` (an incomplete
+    detection gives none). Each case's target keeps the face valid (`_valid_targets`); a
+    direction is redrawn up to 24 times to find one, and a kind is skipped when none is found."""
     if not det.complete:
         return []
-    cases = []
+    valid = _valid_targets(det, image)
+    if not valid:
+        return []
+    cases: list[ToyCase] = []
+    centre = (image.shape[1] - 1) / 2.0
 
-    def add(kind: str, part: str, offset: tuple[float, float]) -> None:
-        h = det.keypoints()[part]
-        t = (h[0] + offset[0], h[1] + offset[1])
-        if 4 <= t[0] <= size - 5 and 4 <= t[1] <= size - 5:
-            cases.append(ToyCase(image_id, kind, part, (float(h[0]), float(h[1])), (float(t[0]), float(t[1]))))
+    def add(kind: str, part: str, length: float, angles, companions: tuple[str, ...] = ()) -> None:
+        h = np.array(det.keypoints()[part], dtype=np.float64)
+        for ang in angles:
+            step = length * np.array([math.cos(ang), math.sin(ang)])
+            t = h + step
+            if valid[part](t):
+                extra = tuple(((float(p[0]), float(p[1])), (float(p[0] + step[0]), float(p[1] + step[1])))
+                              for p in (det.keypoints()[c] for c in companions))
+                cases.append(ToyCase(image_id, kind, part, (float(h[0]), float(h[1])), (float(t[0]), float(t[1])),
+                                     extra))
+                return
 
-    ang = rng.uniform(0, 2 * math.pi)
+    def random_angles(n: int = 24) -> list[float]:
+        return list(rng.uniform(0, 2 * math.pi, n))
+
     eye = "left_eye" if rng.random() < 0.5 else "right_eye"
-    add("eye_short", eye, (5 * math.cos(ang), 5 * math.sin(ang)))
-    ang = rng.uniform(0, 2 * math.pi)
-    add("eye_long", eye, (11 * math.cos(ang), 11 * math.sin(ang)))
+    add("eye_short", eye, 5.0, random_angles())
+    add("eye_long", eye, 11.0, random_angles())
     corner = "mouth_left" if rng.random() < 0.5 else "mouth_right"
-    sign = -1.0 if corner == "mouth_left" else 1.0
-    add("mouth_corner", corner, (sign * 6 / math.sqrt(2), -6 / math.sqrt(2)))
-    ang = rng.uniform(0, 2 * math.pi)
-    add("head", "head", (10 * math.cos(ang), 10 * math.sin(ang)))
+    add("mouth_corner", corner, 6.0, [math.atan2(-1.0, -1.0 if corner == "mouth_left" else 1.0)])  # outwards and up
+    # The head moves 10 px, within 60 degrees of the way to the image centre (faces stay framed).
+    # Its centre is flat yellow, with nothing to track, so - as a user would - the eyes and the
+    # mouth are dragged along by the same offset; the head's centroid is scored.
+    to_centre = math.atan2(centre - det.head[1], centre - det.head[0])
+    add("head", "head", 10.0, list(to_centre + rng.uniform(-math.pi / 3, math.pi / 3, 24)),
+        companions=("left_eye", "right_eye", "mouth"))
+    # The left eye moves towards the right one until they are 5 px apart (at most 55 % of the way):
+    # its look-alike ends up right beside it.
     le, re_ = np.array(det.left_eye), np.array(det.right_eye)
-    off = 0.55 * (re_ - le)
-    add("eye_distractor", "left_eye", (float(off[0]), float(off[1])))
+    d = float(np.linalg.norm(re_ - le))
+    r_eye = math.sqrt(max(det.left_eye_area, det.right_eye_area) / math.pi)
+    move = min(0.55 * d, d - 2 * r_eye - 5.0 * image.shape[0] / 128.0)
+    if move >= 4.0:
+        add("eye_distractor", "left_eye", move, [math.atan2(*(re_ - le)[::-1])])
     return cases
 
 
@@ -154,32 +234,34 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # -- engines -------------------------------------------------------------------------------------
-def _gan_runner(device: Optional[str]) -> tuple[Callable, Callable, dict[str, Any]]:
+def _gan_runner(device: Optional[str], model: Optional[str],
+                overrides: dict[str, Any]) -> tuple[Callable, Callable, dict[str, Any]]:
     from ..gan import load_generator
     from ..gan.editor import GanEditor
 
-    editor = GanEditor(load_generator(None, device=device))
+    editor = GanEditor(load_generator(model, device=device))
 
     def source(i: int, seed: int) -> np.ndarray:
         return editor.generate(seed + i, truncation_psi=0.7)
 
     def run(src: np.ndarray, case: ToyCase, method: str) -> tuple[np.ndarray, str]:
         editor.reset()
-        pts = from_pairs([(case.handle, case.target)])
-        sess = editor.session(pts, editor.default_config(method), mask=edit_mask(case, src.shape[0]))
+        pts = from_pairs(case.pairs())
+        sess = editor.session(pts, editor.default_config(method, **overrides), mask=edit_mask(case, src.shape[0]))
         res = sess.run()
         return editor.image(), res.status
 
-    return source, run, {"model": "bundled toy GAN", "truncation_psi": 0.7}
+    return source, run, {"model": model or "bundled toy GAN", "truncation_psi": 0.7}
 
 
-def _diffusion_runner(device: Optional[str]) -> tuple[Callable, Callable, dict[str, Any]]:
+def _diffusion_runner(device: Optional[str], model: Optional[str],
+                      overrides: dict[str, Any]) -> tuple[Callable, Callable, dict[str, Any]]:
     from PIL import Image
 
     from ..diffusion.editor import DiffusionEditConfig, DiffusionEditor
     from ..toy.dataset import ToyFaces
 
-    editor = DiffusionEditor(model=None, device=device)
+    editor = DiffusionEditor(model=model, device=device)
     faces = ToyFaces(seed=987_654)  # a dataset seed the bundled model never saw
     prompt = {"text": ""}  # the caption of the current source image
 
@@ -190,22 +272,27 @@ def _diffusion_runner(device: Optional[str]) -> tuple[Callable, Callable, dict[s
     def run(src: np.ndarray, case: ToyCase, method: str) -> tuple[np.ndarray, str]:
         from ..config import diffusion_defaults
 
-        cfg = DiffusionEditConfig(drag=diffusion_defaults(method))
-        pts = from_pairs([(case.handle, case.target)])
+        cfg = DiffusionEditConfig(drag=diffusion_defaults(method, **overrides))
+        pts = from_pairs(case.pairs())
         res = editor.edit(Image.fromarray(src), pts, mask=edit_mask(case, src.shape[0]),
                           prompt=prompt["text"], config=cfg)
         return np.asarray(res.image.convert("RGB")), res.drag.status
 
-    return source, run, {"model": "bundled toy SD", "dataset_seed": 987_654}
+    return source, run, {"model": model or "bundled toy SD", "dataset_seed": 987_654}
 
 
 def toy_bench(backend: str, cases: Optional[int] = None, seed: int = 10_000, device: Optional[str] = None,
-              sheet: Optional[str] = None) -> dict[str, Any]:
+              sheet: Optional[str] = None, model: Optional[str] = None,
+              overrides: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Run the benchmark; `cases` caps the number of drag cases (default 30 GAN / 15 diffusion).
-    Writes an example sheet PNG to `sheet` if given. Returns a JSON-ready dict."""
+    `model`: a GAN checkpoint / diffusers folder (default: the bundled toy model); `overrides`:
+    drag settings (`DragConfig` fields) applied to both methods' defaults. Writes an example sheet
+    PNG to `sheet` if given. Returns a JSON-ready dict."""
     torch.manual_seed(0)
+    overrides = dict(overrides or {})
     n_cases = cases or (30 if backend == "gan" else 15)
-    source, run, meta = _gan_runner(device) if backend == "gan" else _diffusion_runner(device)
+    runner = _gan_runner if backend == "gan" else _diffusion_runner
+    source, run, meta = runner(device, model, overrides)
     rng = np.random.default_rng(seed)
     rows: dict[str, list[dict[str, Any]]] = {m: [] for m in METHODS}
     examples = []
@@ -214,7 +301,7 @@ def toy_bench(backend: str, cases: Optional[int] = None, seed: int = 10_000, dev
     while done < n_cases and i < 20 * n_cases:
         src = source(i, seed)
         det = detect(src)
-        image_cases = make_cases(det, seed + i, rng, src.shape[0])
+        image_cases = make_cases(det, seed + i, rng, src)
         if not image_cases:
             skipped += 1
         for case in image_cases:
@@ -236,7 +323,7 @@ def toy_bench(backend: str, cases: Optional[int] = None, seed: int = 10_000, dev
     result = {
         "benchmark": "toy", "backend": backend, **meta,
         "settings": {"cases": done, "seed": seed, "success_px": SUCCESS_PX, "edit_radius_px": EDIT_RADIUS_PX,
-                     "images_without_complete_face": skipped},
+                     "images_without_complete_face": skipped, "drag_overrides": overrides},
         "overall": {m: summarise(rows[m]) for m in METHODS},
         "by_kind": {k: {m: summarise([r for r in rows[m] if r["kind"] == k]) for m in METHODS} for k in kinds},
         "cases": rows,
@@ -255,8 +342,9 @@ def _write_sheet(path: str, examples: list) -> None:
 
     rows = []
     for case, src, outs in examples:
-        row = [draw_points(src, [case.handle], [case.target], numbers=False)]
-        row += [draw_points(outs[m], [case.target], [], numbers=False) for m in METHODS]
+        handles, targets = zip(*case.pairs())
+        row = [draw_points(src, list(handles), list(targets), numbers=False)]
+        row += [draw_points(outs[m], list(targets), [], numbers=False) for m in METHODS]
         rows.append(row)
     big = [[im.resize((im.width * 2, im.height * 2)) for im in r] for r in rows]
     grid(big, labels=["input + drag", "StableDrag", "baseline (DragGAN/DragDiffusion)"]).save(path)

@@ -309,6 +309,13 @@ def _find_head(cls: np.ndarray, cfg: DetectorConfig) -> Optional[np.ndarray]:
     return ndimage.binary_fill_holes(parts == head_label)
 
 
+def head_region(image: Any, config: Optional[DetectorConfig] = None) -> Optional[np.ndarray]:
+    """The filled head region (`H x W` bool: head plus the eyes and mouth inside it) of an RGB image
+    (any form `to_rgb255` accepts), or None when no yellow region is large enough."""
+    cfg = config or DetectorConfig()
+    return _find_head(classify(to_rgb255(image), cfg.tolerance), cfg)
+
+
 def detect(image: Any, config: Optional[DetectorConfig] = None) -> Detection:
     """Find head, eyes and mouth in an RGB image (any form `to_rgb255` accepts).
 

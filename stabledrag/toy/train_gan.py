@@ -62,16 +62,23 @@ CHECKPOINT_NAME = "checkpoint.pt"
 TRAINING_INFO_NAME = "training.json"
 
 # Latent coordinates used by `face_from_z` (the rest of z is ignored by the face, so the
-# generator learns to ignore it too).
-FACE_DIMS = 20
+# generator learns to ignore it too): 20 for the face's layout, shape and background, then 8 for
+# independent part offsets (each eye and each mouth corner, 2 each).
+FACE_DIMS = 28
 # Backgrounds ordered by colour so that neighbouring latent cells have similar backgrounds.
 _BG_ORDER = ("brown", "grey", "green", "teal", "light blue", "lavender", "purple", "pink", "lime")
-# Faces are *aligned* (like FFHQ for StyleGAN): the head centre stays within CENTRE_JITTER of the
-# image centre and tilts at most MAX_TILT degrees. A StyleGAN learns global translation slowly
-# (styles are spatially uniform); aligned data lets the small CPU budget go to the parts, which
-# are what dragging moves. Head size, eyes, gaze, mouth and background vary over the world's ranges.
-CENTRE_JITTER = 0.05
+# Faces are *roughly aligned* (like FFHQ for StyleGAN): the head centre stays within CENTRE_JITTER
+# of the image centre and tilts at most MAX_TILT degrees. A StyleGAN learns global translation slowly
+# (styles are spatially uniform), so the CPU budget goes to the parts, which are what dragging moves.
+CENTRE_JITTER = 0.10
 MAX_TILT = 15.0
+# Independent part offsets (head frame, fractions of the image side; uniform in +-range, shrunk
+# towards 0 until the face stays valid). A generator can only drag within what it learned: with
+# the eyes laid out symmetrically (one spacing, one height) no latent moves one eye alone, and the
+# first bundled model could not follow a single-eye drag that keeps the rest of the face still.
+EYE_OFFSET = 0.09                         # ~11.5 px at 128
+MOUTH_CORNER_OFFSET = 0.055               # ~7 px at 128
+EYE_GAP = 0.03                            # least gap between the two eyes (~4 px at 128)
 _SAFE_EYES = (0.12, 0.6, -0.3)            # (radius / a, spacing / a, height / b): always fits
 _SAFE_MOUTH = (0.42, 0.35, 0.1, 0.15)     # (y / b, half width / a, curve, opening)
 
@@ -103,22 +110,51 @@ def latent_uniforms(z: np.ndarray) -> np.ndarray:
     return np.clip(u, 1e-6, 1 - 1e-6)
 
 
+def _offsets(u: np.ndarray, scale: float) -> np.ndarray:
+    """Uniforms `u` in (0, 1) -> offsets in (-scale, scale)."""
+    return (np.asarray(u, dtype=np.float64) - 0.5) * 2.0 * scale
+
+
+def _disc_points(c: np.ndarray, r: float, n: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    t = np.linspace(0, 2 * math.pi, n, endpoint=False)
+    return c[0] + r * np.cos(t), c[1] + r * np.sin(t)
+
+
+def _mouth_band(left: np.ndarray, right: np.ndarray, curve: float, opening: float, n: int = 17) -> np.ndarray:
+    """`2n x 2` outline points (u, v) of the mouth band drawn between corners `left` and `right`
+    (head frame), as `render` draws an edited mouth."""
+    d = right - left
+    w = max(float(np.linalg.norm(d)) / 2, 1e-6)
+    e = d / (2 * w)
+    nrm = np.array([-e[1], e[0]])  # towards the chin for a left-to-right mouth
+    mu, mv = R._mouth_outline(w, 0.0, curve, opening, n)
+    mid = (left + right) / 2
+    return mid[None, :] + mu[:, None] * e[None, :] + mv[:, None] * nrm[None, :]
+
+
 def face_from_z(z: np.ndarray) -> R.FaceParams:
     """A valid toy face (`FaceParams`) determined by latent `z` (`z_dim >= FACE_DIMS`).
 
-    Each of the first `FACE_DIMS` normalised coordinates drives one property over the ranges of
-    `render.sample_params` (head size/aspect, eye size/spacing/height,
-    gaze, highlight, mouth place/width/curve/opening, background), except that the head is
-    aligned: centre within `CENTRE_JITTER` of the middle, tilt within `MAX_TILT` degrees. Where a combination would put
-    a part outside the head, it is blended towards a known-good value just far enough to fit,
-    so nearby latents give nearby faces. Part colours are the nominal ones.
+    The first 20 normalised coordinates drive head size/aspect/tilt/centre, eye size/spacing/height,
+    gaze, highlight, mouth place/width/curve/opening and background over the ranges of
+    `render.sample_params`, except that the head is roughly aligned (centre within `CENTRE_JITTER`
+    of the middle, tilt within `MAX_TILT` degrees); the next 8 move each eye (up to `EYE_OFFSET`)
+    and each mouth corner (up to `MOUTH_CORNER_OFFSET`) on its own. Where a combination would put
+    a part outside the head (or the eyes too close, or the mouth into the eyes) it is blended
+    towards a known-good value just far enough to fit, so nearby latents give nearby faces. Part
+    colours are the nominal ones.
     """
     u = latent_uniforms(z)
     a = _lerp(R._HEAD_A, u[0])
     b = min(a * _lerp(R._HEAD_ASPECT, u[1]), R._HEAD_B_MAX)
     angle = _lerp((-MAX_TILT, MAX_TILT), u[2])
-    cx = _lerp((0.5 - CENTRE_JITTER, 0.5 + CENTRE_JITTER), u[3])
-    cy = _lerp((0.5 - CENTRE_JITTER, 0.5 + CENTRE_JITTER), u[4])
+    t = math.radians(angle)
+    ext = (math.hypot(a * math.cos(t), b * math.sin(t)), math.hypot(a * math.sin(t), b * math.cos(t)))
+    centre = []
+    for k, e in enumerate(ext):  # the centre's range: near the middle, and the head inside the image
+        lo, hi = max(0.5 - CENTRE_JITTER, e + R._MARGIN), min(0.5 + CENTRE_JITTER, 1 - e - R._MARGIN)
+        centre.append(_lerp((lo, hi), u[3 + k]) if lo < hi else 0.5)
+    cx, cy = centre
 
     want = (_lerp(R._EYE_R, u[5]), _lerp(R._EYE_SPACING, u[6]), _lerp(R._EYE_HEIGHT, u[7]))
     for s in np.linspace(0.0, 1.0, 11):
@@ -130,6 +166,15 @@ def face_from_z(z: np.ndarray) -> R.FaceParams:
         ev = np.array([eye_h - r, eye_h + r])
         if R._inside_ellipse(*np.meshgrid(eu, ev), a, b, R._INNER_MARGIN):
             break
+    # Independent eye offsets (head frame), shrunk until both eyes fit and keep apart.
+    eye_off = _offsets(u[20:24], EYE_OFFSET).reshape(2, 2)
+    base_eyes = np.array([[-spacing / 2, eye_h], [spacing / 2, eye_h]])
+    for s in np.linspace(1.0, 0.0, 11):
+        eyes = base_eyes + s * eye_off
+        fits = all(R._inside_ellipse(*_disc_points(c, r), a, b, R._INNER_MARGIN) for c in eyes)
+        if fits and np.linalg.norm(eyes[1] - eyes[0]) >= 2 * r + EYE_GAP:
+            break
+    eye_bottom = float(eyes[:, 1].max()) + r
 
     # Mouth: curve from frown to smile; wide openings only with a smile-like curve ("open").
     opening = 0.06 + 0.79 * float(u[8]) ** 2
@@ -140,8 +185,23 @@ def face_from_z(z: np.ndarray) -> R.FaceParams:
         my, hw, cv, op = (w + (safe - w) * s for w, safe in zip(want_m, _SAFE_MOUTH))
         mouth_y, half_w = b * my, a * hw
         mu, mv = R._mouth_outline(half_w, mouth_y, cv, op)
-        if mv.min() - (eye_h + r) >= 2 * R._INNER_MARGIN and R._inside_ellipse(np.abs(mu), mv, a, b, R._INNER_MARGIN):
+        if mv.min() - eye_bottom >= 2 * R._INNER_MARGIN and R._inside_ellipse(np.abs(mu), mv, a, b, R._INNER_MARGIN):
             break
+    # Independent mouth-corner offsets, shrunk until the re-drawn band fits below the eyes.
+    corner_off = _offsets(u[24:28], MOUTH_CORNER_OFFSET).reshape(2, 2)
+    base_corners = np.array([[-half_w, mouth_y], [half_w, mouth_y]])
+    for s in np.linspace(1.0, 0.0, 11):
+        corners = base_corners + s * corner_off
+        band = _mouth_band(corners[0], corners[1], cv, op)
+        if (corners[1, 0] - corners[0, 0] >= half_w and band[:, 1].min() - eye_bottom >= 2 * R._INNER_MARGIN
+                and R._inside_ellipse(band[:, 0], band[:, 1], a, b, R._INNER_MARGIN)):
+            break
+    rot = np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])  # head frame -> image axes
+
+    def image_offset(delta: np.ndarray) -> tuple[float, float]:
+        o = rot @ delta
+        return (float(o[0]), float(o[1]))
+
     g_r, g_t = math.sqrt(u[12]), 2 * math.pi * u[13]
     hl = _lerp(R._HIGHLIGHT_R, u[14])
 
@@ -167,6 +227,9 @@ def face_from_z(z: np.ndarray) -> R.FaceParams:
         highlight_ratio=hl, mouth_y=float(mouth_y), mouth_half_width=float(half_w), mouth_curve=float(cv),
         mouth_open=float(op), highlight_colour=(250.0, 250.0, 250.0),
         bg_colours=(tuple(map(float, c0)), tuple(map(float, c1))), bg_angle=bg_angle, bg_name=name,
+        left_eye_offset=image_offset(eyes[0] - base_eyes[0]), right_eye_offset=image_offset(eyes[1] - base_eyes[1]),
+        mouth_left_offset=image_offset(corners[0] - base_corners[0]),
+        mouth_right_offset=image_offset(corners[1] - base_corners[1]),
     )
 
 
