@@ -30,6 +30,10 @@ from .config import DragConfig
 from .sampling import inside, sample_features, square_offsets
 
 
+# Added to both margins in the confidence ratio (see DiscriminativeTracker.track).
+MARGIN_SOFTENING = 0.25
+
+
 class Tracker(Protocol):
     """The tracker interface (see module docstring)."""
 
@@ -236,7 +240,8 @@ class DiscriminativeTracker:
 
     def track(self, feat: torch.Tensor, handles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Score the window with the filter fused with NN similarity; argmax -> new handle.
-        Confidence = clamp(response / peak0) * clamp(margin / margin0), ~1 on a clean re-find."""
+        Confidence = clamp(response / peak0) * clamp((margin + e) / (margin0 + e)), ~1 on a clean
+        re-find, low when the handle's look is gone or a look-alike answers as strongly."""
         assert self.peak0 is not None and self.margin0 is not None and self.templates is not None
         feat = feat.detach().float()
         handles = handles.to(feat.device).float()
@@ -258,7 +263,11 @@ class DiscriminativeTracker:
         wide, valid_w, pos_w, _ = self._response(feat, best, self.train_radius)
         wide = (wide / self.peak0[:, None]).clamp_max(1.0)
         margin = self._margin(wide, valid_w, pos_w, best)
-        conf = resp[ar, idx].clamp(0, 1) * (margin / self.margin0).clamp(0, 1)
+        # The margin counts relative to the handle's own margin at step 0, softened by
+        # MARGIN_SOFTENING: a handle on an elongated part (a mouth corner on its band) has almost no
+        # margin to begin with, and a raw ratio of two tiny numbers is noise.
+        eps = MARGIN_SOFTENING
+        conf = resp[ar, idx].clamp(0, 1) * ((margin + eps) / (self.margin0 + eps)).clamp(0, 1)
         return best, conf
 
 

@@ -29,10 +29,11 @@ def test_cases_start_at_detected_parts(face):
         assert c.handle == pytest.approx(det.keypoints()[c.part])
     head = next(c for c in cases if c.kind == "head")
     step = np.subtract(head.target, head.handle)
-    assert len(head.companions) == 3  # the eyes and the mouth move with the head, by the same offset
+    # the eyes and the mouth are dragged by the head's offset; the flat head centre is not dragged
+    assert len(head.companions) == 7 and head.pairs() == list(head.companions)  # + 4 outline points
     for h, t in head.companions:
         assert np.subtract(t, h) == pytest.approx(step)
-    assert all(c.companions == () for c in cases if c.kind != "head")
+    assert all(c.pairs() == [(c.handle, c.target)] for c in cases if c.kind != "head")
     distractor = next(c for c in cases if c.kind == "eye_distractor")
     # the target lies between the eyes, so the right eye is inside a tracking window there
     assert np.linalg.norm(np.subtract(distractor.target, det.right_eye)) < np.linalg.norm(

@@ -50,7 +50,8 @@ class ToyCase:
     """One drag: move `part` (a detector keypoint name) from `handle` to `target` (x, y px).
 
     `companions`: more (handle, target) pairs dragged at the same time (the head case moves the
-    eyes and the mouth with it); only `part` is scored.
+    eyes and the mouth with it); only `part` is scored. `drag_part`: False when the part's own
+    point is not dragged (the head's centroid is flat yellow: nothing there to track).
     """
 
     image_id: int
@@ -59,10 +60,11 @@ class ToyCase:
     handle: tuple[float, float]
     target: tuple[float, float]
     companions: tuple[tuple[tuple[float, float], tuple[float, float]], ...] = ()
+    drag_part: bool = True
 
     def pairs(self) -> list[tuple[tuple[float, float], tuple[float, float]]]:
-        """All (handle, target) pairs to drag, the scored one first."""
-        return [(self.handle, self.target), *self.companions]
+        """The (handle, target) pairs to drag: the scored part's first (if dragged), then the companions."""
+        return ([(self.handle, self.target)] if self.drag_part else []) + list(self.companions)
 
 
 def _valid_targets(det, image: np.ndarray) -> dict[str, Callable[[np.ndarray], bool]]:
@@ -110,6 +112,20 @@ def _valid_targets(det, image: np.ndarray) -> dict[str, Callable[[np.ndarray], b
             "mouth_right": corner_ok, "head": head_ok}
 
 
+def _head_edge_points(head: np.ndarray, centre: tuple[float, float], inset: float) -> tuple[tuple[float, float], ...]:
+    """Points `inset` px inside the head's outline, straight left, right, above and below `centre`
+    (x, y), on the filled head mask `head` (`H x W` bool)."""
+    cx, cy = int(round(centre[0])), int(round(centre[1]))
+    h, w = head.shape
+    out = []
+    for dx, dy in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        x, y = cx, cy
+        while 0 <= x + dx < w and 0 <= y + dy < h and head[y + dy, x + dx]:
+            x, y = x + dx, y + dy
+        out.append((float(x - dx * inset), float(y - dy * inset)))
+    return tuple(out)
+
+
 def make_cases(det, image_id: int, rng: np.random.Generator, image: np.ndarray) -> list[ToyCase]:
     """Drag cases for one image (`H x W x 3` uint8) from its detection `det` (an incomplete
     detection gives none). Each case's target keeps the face valid (`_valid_targets`); a
@@ -122,16 +138,18 @@ def make_cases(det, image_id: int, rng: np.random.Generator, image: np.ndarray) 
     cases: list[ToyCase] = []
     centre = (image.shape[1] - 1) / 2.0
 
-    def add(kind: str, part: str, length: float, angles, companions: tuple[str, ...] = ()) -> None:
+    def add(kind: str, part: str, length: float, angles, companions: tuple[str, ...] = (),
+            extra_points: tuple[tuple[float, float], ...] = ()) -> None:
         h = np.array(det.keypoints()[part], dtype=np.float64)
         for ang in angles:
             step = length * np.array([math.cos(ang), math.sin(ang)])
             t = h + step
             if valid[part](t):
+                points = [det.keypoints()[c] for c in companions] + list(extra_points)
                 extra = tuple(((float(p[0]), float(p[1])), (float(p[0] + step[0]), float(p[1] + step[1])))
-                              for p in (det.keypoints()[c] for c in companions))
+                              for p in points)
                 cases.append(ToyCase(image_id, kind, part, (float(h[0]), float(h[1])), (float(t[0]), float(t[1])),
-                                     extra))
+                                     extra, drag_part=not companions))
                 return
 
     def random_angles(n: int = 24) -> list[float]:
@@ -143,11 +161,13 @@ def make_cases(det, image_id: int, rng: np.random.Generator, image: np.ndarray) 
     corner = "mouth_left" if rng.random() < 0.5 else "mouth_right"
     add("mouth_corner", corner, 6.0, [math.atan2(-1.0, -1.0 if corner == "mouth_left" else 1.0)])  # outwards and up
     # The head moves 10 px, within 60 degrees of the way to the image centre (faces stay framed).
-    # Its centre is flat yellow, with nothing to track, so - as a user would - the eyes and the
-    # mouth are dragged along by the same offset; the head's centroid is scored.
+    # Its centre is flat yellow, with nothing to track, so - as a user would - points on its
+    # outline (left, right, top, bottom, 2 px inside the edge) and on the eyes and the mouth are
+    # dragged by the same offset instead; the head's centroid is scored.
     to_centre = math.atan2(centre - det.head[1], centre - det.head[0])
+    edges = _head_edge_points(head_region(image), det.head, inset=2.0 * image.shape[0] / 128.0)
     add("head", "head", 10.0, list(to_centre + rng.uniform(-math.pi / 3, math.pi / 3, 24)),
-        companions=("left_eye", "right_eye", "mouth"))
+        companions=("left_eye", "right_eye", "mouth"), extra_points=edges)
     # The left eye moves towards the right one until they are 5 px apart (at most 55 % of the way):
     # its look-alike ends up right beside it.
     le, re_ = np.array(det.left_eye), np.array(det.right_eye)
