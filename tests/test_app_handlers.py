@@ -279,6 +279,9 @@ def test_diff_settings_map_onto_the_engine_config():
     assert cfg.drag.max_steps == 9 and cfg.drag.tau == 0.3 and cfg.drag.r_p == 4
     assert dh.DiffSettings.defaults_for("cuda") == dh.DiffSettings()  # DragDiffusion's on a GPU
     assert dh.DiffSettings.defaults_for("cpu").lora_steps < dh.DiffSettings().lora_steps
+    toy = dh.DiffSettings.defaults_for("cpu", toy_model=True).edit_config().drag  # the toy model's own lr/stop
+    assert (toy.lr, toy.stop_distance) == (0.05, 1.0) and dh.DiffSettings().edit_config().drag.stop_distance == 2.0
+    assert dh.DiffSettings.from_values({"stop_distance": 1.5}).edit_config().drag.stop_distance == 1.5
     with pytest.raises(UserError):
         dh.DiffSettings.from_values({"method": "magic"})
     with pytest.raises(UserError):

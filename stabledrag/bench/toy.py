@@ -281,7 +281,12 @@ def _diffusion_runner(device: Optional[str], model: Optional[str],
     from ..diffusion.editor import DiffusionEditConfig, DiffusionEditor
     from ..toy.dataset import ToyFaces
 
+    from ..toy.sd_model import TOY_SD_DRAG_OVERRIDES
+
     editor = DiffusionEditor(model=model, device=device)
+    if model is None:  # the bundled toy model's settings, under the caller's overrides
+        for k, v in TOY_SD_DRAG_OVERRIDES.items():
+            overrides.setdefault(k, v)
     faces = ToyFaces(seed=987_654)  # a dataset seed the bundled model never saw
     prompt = {"text": ""}  # the caption of the current source image
 

@@ -44,7 +44,8 @@ class DiffSettings:
     """The tab's settings (the "Advanced settings" panel), defaults as DragDiffusion's.
 
     method: "stabledrag" or "baseline". lora_steps / lora_lr / lora_rank: identity LoRA.
-    inversion_strength / ddim_steps: DDIM inversion. drag_steps / drag_lr: latent optimisation.
+    inversion_strength / ddim_steps: DDIM inversion. drag_steps / drag_lr: latent optimisation;
+    stop_distance: the drag stops when every handle is this close to its target (feature px).
     r_m / r_p: motion patch and tracking radii (feature px). tau: confidence threshold of confident
     supervision. lambda_mask: weight of the mask loss. seed: seeds LoRA training and the edit.
     preview_every: decode a live preview every k drag steps (0 = none).
@@ -58,6 +59,7 @@ class DiffSettings:
     ddim_steps: int = 50
     drag_steps: int = 80
     drag_lr: float = 0.01
+    stop_distance: float = 2.0
     r_m: float = 1.0
     r_p: float = 3.0
     tau: float = 0.6
@@ -71,12 +73,19 @@ class DiffSettings:
         return [f.name for f in dataclasses.fields(DiffSettings)]
 
     @classmethod
-    def defaults_for(cls, device_type: str) -> "DiffSettings":
+    def defaults_for(cls, device_type: str, toy_model: bool = False) -> "DiffSettings":
         """DragDiffusion's defaults on a GPU. Elsewhere fewer LoRA, DDIM and drag steps (20 / 25 /
-        40), so that a CPU edit of the bundled toy model takes minutes rather than a quarter hour."""
-        if device_type == "cuda":
-            return cls()
-        return cls(lora_steps=CPU_LORA_STEPS, ddim_steps=CPU_DDIM_STEPS, drag_steps=CPU_DRAG_STEPS)
+        40), so that a CPU edit of the bundled toy model takes minutes rather than a quarter hour.
+        `toy_model`: the bundled toy model is the default, so its drag lr and stop distance
+        (`stabledrag.toy.sd_model.TOY_SD_DRAG_OVERRIDES`) are used."""
+        s = cls() if device_type == "cuda" else cls(lora_steps=CPU_LORA_STEPS, ddim_steps=CPU_DDIM_STEPS,
+                                                      drag_steps=CPU_DRAG_STEPS)
+        if toy_model:
+            from ..toy.sd_model import TOY_SD_DRAG_OVERRIDES
+
+            s.drag_lr = float(TOY_SD_DRAG_OVERRIDES["lr"])
+            s.stop_distance = float(TOY_SD_DRAG_OVERRIDES["stop_distance"])
+        return s
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> "DiffSettings":
@@ -110,7 +119,8 @@ class DiffSettings:
         return cfg.with_overrides({
             "lora.steps": self.lora_steps, "lora.lr": self.lora_lr, "lora.rank": self.lora_rank,
             "inversion.strength": self.inversion_strength, "inversion.num_steps": self.ddim_steps,
-            "max_steps": self.drag_steps, "lr": self.drag_lr, "r_m": self.r_m, "r_p": self.r_p, "tau": self.tau,
+            "max_steps": self.drag_steps, "lr": self.drag_lr, "stop_distance": self.stop_distance,
+            "r_m": self.r_m, "r_p": self.r_p, "tau": self.tau,
             "lambda_mask": self.lambda_mask,
         })
 

@@ -26,7 +26,7 @@ from . import gan_handlers as gh
 from .args import AppOptions
 from .examples import list_examples
 from .messages import user_message
-from .models import NO_GAN_MESSAGE, Engines
+from .models import NO_GAN_MESSAGE, TOY_SD_LABEL, Engines
 from .spaces_compat import gpu, on_zero_gpu
 from .state import DiffState, GanState
 from .views import KEEP, View, add_point, clear_points, refresh_region, set_points_text, undo_point
@@ -193,7 +193,7 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
     """The StableDrag-Diff tab (call inside a `gr.Blocks`)."""
     menu = [c.label for c in engines.diffusion_menu]
     examples = list_examples()
-    d = dh.DiffSettings.defaults_for(engines.device.type)
+    d = dh.DiffSettings.defaults_for(engines.device.type, toy_model=bool(menu) and menu[0] == TOY_SD_LABEL)
     state = gr.State(None)
     status_md = gr.Markdown(_status_markdown(engines, "Diffusion", menu[0] if menu else None), elem_id="diff_info")
     with gr.Row(equal_height=False):
@@ -229,6 +229,9 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
                 if engines.device.type != "cuda":
                     gr.Markdown(f"No GPU: lighter defaults ({d.lora_steps} LoRA, {d.ddim_steps} DDIM and "
                                 f"{d.drag_steps} drag steps; DragDiffusion uses 80, 50 and 80).")
+                if d.drag_lr != dh.DiffSettings.drag_lr:
+                    gr.Markdown(f"Drag lr {d.drag_lr:g} and stop distance {d.stop_distance:g} suit the bundled "
+                                "128 px toy model; for SD 1.5 use DragDiffusion's 0.01 and 2.")
                 with gr.Row():
                     lora_steps = gr.Slider(0, 300, value=d.lora_steps, step=1, label="LoRA steps")
                     lora_lr = gr.Number(value=d.lora_lr, label="LoRA learning rate")
@@ -240,6 +243,7 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
                 with gr.Row():
                     drag_steps = gr.Slider(1, 300, value=d.drag_steps, step=1, label="Drag steps")
                     drag_lr = gr.Number(value=d.drag_lr, label="Drag learning rate")
+                    stop_distance = gr.Number(value=d.stop_distance, label="Stop distance (feature px)")
                 with gr.Row():
                     r_m = gr.Slider(0, 6, value=d.r_m, step=1, label="r_m (motion patch radius, feature px)")
                     r_p = gr.Slider(1, 12, value=d.r_p, step=1, label="r_p (tracking radius, feature px)")
@@ -271,7 +275,7 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
 
     settings = {"method": method, "lora_steps": lora_steps, "lora_lr": lora_lr, "lora_rank": lora_rank,
                 "inversion_strength": inversion_strength, "ddim_steps": ddim_steps, "drag_steps": drag_steps,
-                "drag_lr": drag_lr, "r_m": r_m, "r_p": r_p, "tau": tau, "lambda_mask": lambda_mask, "seed": seed,
+                "drag_lr": drag_lr, "stop_distance": stop_distance, "r_m": r_m, "r_p": r_p, "tau": tau, "lambda_mask": lambda_mask, "seed": seed,
                 "preview_every": preview_every}
     assert set(settings) == set(dh.DiffSettings.names())
     for name, comp in settings.items():
