@@ -10,8 +10,11 @@ is procedural, though, so every latent can be given its *own* face: `face_from_z
 latent `z` into face parameters (each coordinate's normal CDF drives one parameter; constraints
 are met by construction, with no rejection sampling, so the map is smooth almost everywhere) and
 the generator learns `z -> render(face_from_z(z))` with a weighted L1 loss ("recon" loss; a
-generator trained as a decoder of fixed codes). Faces are aligned (head near the centre, small
-tilt), as FFHQ is for StyleGAN: translation is what a StyleGAN learns slowest. Since `z ~ N(0, I)` maps onto the whole face
+generator trained as a decoder of fixed codes). Faces are roughly aligned (head within 13 px of the
+centre, small tilt), as FFHQ is for StyleGAN: translation is what a StyleGAN learns slowest. Each eye
+and each mouth corner also has its own offset, so that a drag of one part is something the
+generator can draw (a first model with one eye spacing for both eyes could not move one eye alone;
+it was fine-tuned into this world from its checkpoint). Since `z ~ N(0, I)` maps onto the whole face
 distribution, *every* random latent gives a complete face and truncation towards `w_avg` gives
 an average face - exactly what dragging needs. The network is the project's own StyleGAN2
 (`stabledrag.gan.networks`), exported as `G_ema` in the native safetensors format.
