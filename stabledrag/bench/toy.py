@@ -9,7 +9,8 @@ each image a set of drags is made from the detected parts:
 - eye_short / eye_long: an eye moved 5 / 11 px in a random direction;
 - mouth_corner: a mouth corner moved 6 px (outwards and up: a smile);
 - head: the head centre moved 10 px, roughly towards the image centre (the whole face moves;
-  everything is editable);
+  everything is editable). The head's centre is flat yellow, so the points dragged are four on its
+  outline plus the eyes and the mouth, all by the same offset; the head's centroid is scored;
 - eye_distractor: the left eye moved towards the right eye until they are 5 px apart (at most 55 %
   of the way), so its look-alike ends right beside it.
 
