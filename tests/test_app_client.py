@@ -1,5 +1,6 @@
 """The app served in-process and driven through its API with gradio_client: a GAN drag and a Diff
-drag on tiny random models saved to a temporary folder (the app's model paths are arguments)."""
+drag on tiny random models saved to a temporary folder (the app's model paths are arguments), and
+both again on the bundled toy models with the default menus (as `python app.py` starts)."""
 
 import os
 
@@ -129,3 +130,68 @@ def test_api_mistakes_come_back_as_messages(served):
     # a model outside the menu is refused before any handler runs (no path reaches the loader)
     with pytest.raises(gradio_client.exceptions.AppError, match="not in the list of choices"):
         c.predict(model="../../etc/passwd", seed=1, psi=0.7, api_name="/gan_generate")
+
+
+@pytest.fixture(scope="module")
+def served_bundled():
+    """(client factory) for an app started as `python app.py` would be: no model arguments, so the
+    menus default to the bundled toy GAN and toy SD."""
+    from stabledrag.webapp.args import parse_args
+    from stabledrag.webapp.models import TOY_GAN_LABEL, TOY_SD_LABEL
+    from stabledrag.webapp.ui import build_demo
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    opts = parse_args(["--device", "cpu"])
+    demo = build_demo(opts)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=None)
+    clients = []
+
+    def new_client():
+        c = gradio_client.Client(url, verbose=False, download_files=False)
+        clients.append(c)
+        return c
+
+    try:
+        yield new_client, TOY_GAN_LABEL, TOY_SD_LABEL
+    finally:
+        for c in clients:
+            c.close()
+        demo.close()
+        torch.set_num_threads(threads)
+
+
+def test_gan_and_diff_drags_on_the_bundled_models(served_bundled):
+    """A GAN drag (an eye moved up) and a Diff drag (a toy example face) with the default menus."""
+    from stabledrag.toy.detect import detect
+
+    new_client, gan_label, sd_label = served_bundled
+    c = new_client()
+    status, result = _index(c, "/gan_start", "Status"), _index(c, "/gan_start", "Current image")
+    gen = c.predict(model=gan_label, seed=0, psi=0.7, api_name="/gan_generate")
+    before = _read(gen[result])
+    k = 128 / before.shape[1]  # the page shows the 128 px image enlarged; points are in image pixels
+    eye = np.array(detect(before).right_eye) * k
+    pts = c.predict(f"{eye[0]:.0f},{eye[1]:.0f}:{eye[0]:.0f},{eye[1] - 6:.0f}", api_name="/gan_points")
+    assert "1 drag pair" in pts[status], pts[status]
+    job = c.submit(region=None, max_steps=60, preview_every=10, api_name="/gan_start")
+    job.result()
+    final = job.outputs()[-1]
+    assert final[status].startswith(("Reached", "Ran out")), final[status]
+    moved = np.array(detect(_read(final[result])).right_eye) * k
+    assert moved[1] < eye[1] - 2, (eye, moved)  # the eye went up
+
+    d_status = _index(c, "/diff_run", "Status")
+    slider = _index(c, "/diff_run", "Before / after (live preview while dragging)")
+    face = os.path.join(os.path.dirname(__file__), "..", "assets", "examples", "toy_face_1.png")
+    loaded = c.predict(gradio_client.handle_file(face), api_name="/diff_load_image")
+    assert loaded[d_status].startswith("Loaded"), loaded[d_status]
+    src = np.asarray(Image.open(face).convert("RGB"))
+    c.predict("60,50:60,44", api_name="/diff_points")
+    job = c.submit(region=None, model=sd_label, prompt="a cartoon face", lora_steps=2, ddim_steps=10,
+                   drag_steps=3, api_name="/diff_run")
+    job.result()
+    final = job.outputs()[-1]
+    assert final[d_status].startswith("Done"), final[d_status]
+    out = _read(final[slider][1])
+    assert out.shape == src.shape and np.abs(out.astype(int) - src.astype(int)).mean() > 0.5
