@@ -2,6 +2,7 @@
 drag on tiny random models saved to a temporary folder (the app's model paths are arguments), and
 both again on the bundled toy models with the default menus (as `python app.py` starts)."""
 
+import contextlib
 import os
 
 import numpy as np
@@ -12,20 +13,16 @@ from PIL import Image
 gradio_client = pytest.importorskip("gradio_client")
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """(client factory, url, folder) for an app on tiny models; one server for the module."""
+@contextlib.contextmanager
+def _serve(args):
+    """Launch the app with command-line `args` in-process (one torch thread: the machine is shared);
+    yields a factory of gradio_client clients, all closed with the server afterwards."""
     from stabledrag.webapp.args import parse_args
-    from stabledrag.webapp.testing import save_tiny_gan, save_tiny_sd
     from stabledrag.webapp.ui import build_demo
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: one thread is fastest, and the machine is shared
-    root = tmp_path_factory.mktemp("app")
-    gan, sd = save_tiny_gan(root, resolution=32), save_tiny_sd(root, image_size=64)
-    opts = parse_args(["--gan-model", gan, "--diffusion-model", sd, "--models-dir", str(root / "none"),
-                       "--lora-cache-dir", str(root / "lora"), "--device", "cpu"])
-    demo = build_demo(opts)
+    torch.set_num_threads(1)
+    demo = build_demo(parse_args(args))
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=None)
     clients = []
 
@@ -35,12 +32,24 @@ def served(tmp_path_factory):
         return c
 
     try:
-        yield new_client, url, root
+        yield new_client
     finally:
         for c in clients:
             c.close()
         demo.close()
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(client factory, folder) for an app on tiny models; one server for the module."""
+    from stabledrag.webapp.testing import save_tiny_gan, save_tiny_sd
+
+    root = tmp_path_factory.mktemp("app")
+    gan, sd = save_tiny_gan(root, resolution=32), save_tiny_sd(root, image_size=64)
+    with _serve(["--gan-model", gan, "--diffusion-model", sd, "--models-dir", str(root / "none"),
+                 "--lora-cache-dir", str(root / "lora"), "--device", "cpu"]) as new_client:
+        yield new_client, root
 
 
 def _index(client, endpoint, label):
@@ -54,7 +63,7 @@ def _read(file_data):
 
 
 def test_gan_drag_through_the_api(served):
-    new_client, _, _ = served
+    new_client, _ = served
     c = new_client()
     status = _index(c, "/gan_start", "Status")
     result = _index(c, "/gan_start", "Current image")
@@ -79,7 +88,7 @@ def test_gan_drag_through_the_api(served):
 
 
 def test_diff_drag_through_the_api(served):
-    new_client, _, root = served
+    new_client, root = served
     c = new_client()
     status = _index(c, "/diff_run", "Status")
     slider = _index(c, "/diff_run", "Before / after (live preview while dragging)")
@@ -117,7 +126,7 @@ def test_diff_drag_through_the_api(served):
 
 
 def test_api_mistakes_come_back_as_messages(served):
-    new_client, _, root = served
+    new_client, root = served
     c = new_client()
     status = _index(c, "/diff_run", "Status")
     r = c.predict(region=None, prompt="", api_name="/diff_run")
@@ -134,31 +143,12 @@ def test_api_mistakes_come_back_as_messages(served):
 
 @pytest.fixture(scope="module")
 def served_bundled():
-    """(client factory) for an app started as `python app.py` would be: no model arguments, so the
-    menus default to the bundled toy GAN and toy SD."""
-    from stabledrag.webapp.args import parse_args
+    """(client factory, GAN label, SD label) for an app started as `python app.py` would be: no model
+    arguments, so the menus default to the bundled toy GAN and toy SD."""
     from stabledrag.webapp.models import TOY_GAN_LABEL, TOY_SD_LABEL
-    from stabledrag.webapp.ui import build_demo
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    opts = parse_args(["--device", "cpu"])
-    demo = build_demo(opts)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=None)
-    clients = []
-
-    def new_client():
-        c = gradio_client.Client(url, verbose=False, download_files=False)
-        clients.append(c)
-        return c
-
-    try:
+    with _serve(["--device", "cpu"]) as new_client:
         yield new_client, TOY_GAN_LABEL, TOY_SD_LABEL
-    finally:
-        for c in clients:
-            c.close()
-        demo.close()
-        torch.set_num_threads(threads)
 
 
 def test_gan_and_diff_drags_on_the_bundled_models(served_bundled):
