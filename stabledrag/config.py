@@ -34,7 +34,8 @@ class DragConfig:
     nn_metric: "l1" or "l2" distance for nearest-neighbour matching.
     train_radius: discriminative tracker's training window radius (feature px); None = 3 * r_p.
     train_points: at most this many training positions per side of the window (strided beyond).
-    sigma: width of the Gaussian label peak (feature px).
+    sigma: least width of the Gaussian label peak (feature px); the tracker widens it per handle to
+      the features' own resolution (up-sampled maps).
     ridge: ridge regulariser of the filter towards its template initialisation.
     hard_negative_weight: extra loss weight on look-alike positions away from the handle.
     fusion_weight: weight of the nearest-neighbour similarity fused with the filter response.
