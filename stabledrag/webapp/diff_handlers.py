@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, ClassVar, Iterator, Optional
 
 import numpy as np
 from PIL import Image
@@ -23,6 +23,7 @@ from .examples import Example, load_example
 from .masks import editor_value, mask_from_editor
 from .messages import STOPPED_MESSAGE
 from .runner import Finished, stream_work
+from .settings_base import TabSettings
 from .session_io import SessionData, read_session, write_session
 from .state import DiffState, clicks_to_text, require_image
 from .views import (View, add_frame, canvas_for, check_handles_in_region, click_status, new_output_path,
@@ -40,7 +41,7 @@ CPU_LORA_STEPS, CPU_DDIM_STEPS, CPU_DRAG_STEPS = 20, 25, 40
 
 
 @dataclass
-class DiffSettings:
+class DiffSettings(TabSettings):
     """The tab's settings (the "Advanced settings" panel), defaults as DragDiffusion's.
 
     method: "stabledrag" or "baseline". lora_steps / lora_lr / lora_rank: identity LoRA.
@@ -50,6 +51,8 @@ class DiffSettings:
     supervision. lambda_mask: weight of the mask loss. seed: seeds LoRA training and the edit.
     preview_every: decode a live preview every k drag steps (0 = none).
     """
+
+    METHOD_LABELS: ClassVar[dict[str, str]] = METHODS
 
     method: str = "stabledrag"
     lora_steps: int = 80
@@ -66,11 +69,6 @@ class DiffSettings:
     lambda_mask: float = 0.1
     seed: int = 42
     preview_every: int = 4
-
-    @staticmethod
-    def names() -> list[str]:
-        """Field names in the order the UI lists them."""
-        return [f.name for f in dataclasses.fields(DiffSettings)]
 
     @classmethod
     def defaults_for(cls, device_type: str, toy_model: bool = False) -> "DiffSettings":
@@ -90,9 +88,7 @@ class DiffSettings:
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> "DiffSettings":
         """From UI values; a method label ("StableDrag") is mapped to its key; bad values -> UserError."""
-        known = {k: v for k, v in values.items() if k in cls.names()}
-        if known.get("method") in METHODS:
-            known["method"] = METHODS[known["method"]]
+        known = cls.known_values(values)
         try:
             s = cls(**known)
             for name in ("lora_steps", "lora_rank", "ddim_steps", "drag_steps", "seed", "preview_every"):

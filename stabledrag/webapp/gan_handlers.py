@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, ClassVar, Iterator, Optional
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from ..points import from_clicks, validate
 from ..progress import CancelToken
 from . import drawing
 from .masks import editor_value, mask_from_editor
+from .settings_base import TabSettings
 from .session_io import SessionData, read_session, write_session
 from .state import GanState, clicks_from_pairs, clicks_to_text, require_image
 from .views import (View, add_frame, canvas_for, check_handles_in_region, click_status, new_output_path,
@@ -33,7 +34,7 @@ MAX_SEED = 2**31 - 1
 
 
 @dataclass
-class GanSettings:
+class GanSettings(TabSettings):
     """The tab's drag settings (DragGAN's defaults where they exist).
 
     method: "stabledrag" or "baseline". latent_space: "W+" (first 6 vectors optimised) or "W".
@@ -41,6 +42,8 @@ class GanSettings:
     r_m / r_p: motion patch and tracking radii in image px (None = DragGAN's, scaled to the size).
     tau: confidence threshold. lambda_mask: mask-loss weight. preview_every: frame every k steps.
     """
+
+    METHOD_LABELS: ClassVar[dict[str, str]] = METHODS
 
     method: str = "stabledrag"
     latent_space: str = "W+"
@@ -52,17 +55,10 @@ class GanSettings:
     lambda_mask: float = 20.0
     preview_every: int = 2
 
-    @staticmethod
-    def names() -> list[str]:
-        """Field names in UI order."""
-        return [f.name for f in dataclasses.fields(GanSettings)]
-
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> "GanSettings":
         """From UI values (method labels mapped to keys; radii 0/None = automatic)."""
-        known = {k: v for k, v in values.items() if k in cls.names()}
-        if known.get("method") in METHODS:
-            known["method"] = METHODS[known["method"]]
+        known = cls.known_values(values)
         for name in ("r_m", "r_p"):
             if not known.get(name):
                 known[name] = None
