@@ -17,6 +17,7 @@ import logging
 import sys
 from typing import Any, Optional, Sequence
 
+from .config import METHODS as TOY_METHODS
 from .errors import UserError
 
 
@@ -76,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--channels", type=int, default=64)
     bt.add_argument("--size", type=int, default=64)
     bt.add_argument("--out", default=None, help="also write the JSON here")
+    bt.add_argument("--plot", default=None, help="PNG of success vs look-alike distance for both trackers")
+    bt.add_argument("--no-gan", action="store_true", help="skip timing the trackers against a toy-GAN step")
     bs = bsub.add_parser("speed", help="per-phase timings with random weights at full size")
     bs.add_argument("--backend", choices=["diffusion", "gan"], required=True)
     bs.add_argument("--size", type=int, default=None, help="image size (diffusion; default 256 on CPU, 512 on GPU)")
@@ -91,7 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     by.add_argument("--sheet", default=None, help="PNG sheet of examples")
     by.add_argument("--model", default=None, help="model to bench (default: the bundled toy GAN / toy SD)")
     by.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a drag setting of both methods, e.g. --set max_steps=400")
+                    help="override a drag setting of every method, e.g. --set max_steps=400")
+    by.add_argument("--methods", default=",".join(TOY_METHODS),
+                    help="comma-separated drag methods to compare (default: %(default)s)")
+    by.add_argument("--kinds", default=None, help="comma-separated case kinds (default: all)")
     by.add_argument("--out", default=None)
     return parser
 
@@ -139,8 +145,8 @@ def _dispatch(args: argparse.Namespace) -> Optional[int]:
         if args.bench == "tracking":
             from .bench.tracking import run_tracking_bench
 
-            emit_json(run_tracking_bench(cases=args.cases, seed=args.seed, channels=args.channels,
-                                         size=args.size), args.out)
+            emit_json(run_tracking_bench(cases=args.cases, seed=args.seed, channels=args.channels, size=args.size,
+                                         plot=args.plot, gan_ratio=not args.no_gan), args.out)
             return 0
         if args.bench == "speed":
             if args.backend == "gan":
@@ -156,9 +162,15 @@ def _dispatch(args: argparse.Namespace) -> Optional[int]:
         if args.bench == "toy":
             from .bench.toy import toy_bench
 
-            emit_json(toy_bench(backend=args.backend, cases=args.cases, seed=args.seed, device=args.device,
-                                sheet=args.sheet, model=args.model, overrides=parse_overrides(args.set)),
-                      args.out)
+            kinds = tuple(k for k in args.kinds.split(",") if k) if args.kinds else None
+            methods = tuple(m for m in args.methods.split(",") if m)
+            try:
+                result = toy_bench(backend=args.backend, cases=args.cases, seed=args.seed, device=args.device,
+                                   sheet=args.sheet, model=args.model, overrides=parse_overrides(args.set),
+                                   methods=methods, kinds=kinds)
+            except ValueError as e:
+                raise UserError(str(e)) from e
+            emit_json(result, args.out)
             return 0
     if args.command == "generate":
         from .gan.cli import generate_command

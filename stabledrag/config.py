@@ -16,6 +16,8 @@ from typing import Any
 METHODS = ("stabledrag", "baseline")
 TRACKERS = ("discriminative", "nearest")
 SUPERVISIONS = ("confident", "plain")
+# Settings earlier versions wrote that no longer exist (accepted and ignored when read back).
+LEGACY_KEYS = ("supervise_min_distance",)
 
 
 @dataclass
@@ -28,8 +30,9 @@ class DragConfig:
     r_m: motion-supervision patch radius (feature px). r_p: tracking search radius (feature px).
     patch_shape: "square" (DragDiffusion) or "disk" (DragGAN) for the motion patch.
     lr: Adam learning rate on the backend's parameters. max_steps: drag iterations at most.
-    stop_distance: stop when every handle is within this distance of its target (feature px).
-    supervise_min_distance: a handle this close to its target gets no motion loss.
+    stop_distance: stop when every handle is within this distance of its target (feature px); it
+      is also the motion-loss threshold: a handle this close gets no motion loss (one rule, as in
+      DragGAN and DragDiffusion, so a drag never idles with every handle unsupervised but unstopped).
     lambda_mask: weight of the backend's mask loss.
     nn_metric: "l1" or "l2" distance for nearest-neighbour matching.
     train_radius: discriminative tracker's training window radius (feature px); None = 3 * r_p.
@@ -40,7 +43,11 @@ class DragConfig:
     hard_negative_weight: extra loss weight on look-alike positions away from the handle.
     fusion_weight: weight of the nearest-neighbour similarity fused with the filter response.
     tau: confidence threshold below which confident supervision uses the template patch.
-    template_weight: weight of the template-patch loss when it is used.
+    template_weight: weight of the template-patch loss when it is used (scaled by the mix).
+    template_blend: below tau, mix template and current patch by confidence (template share
+      1 - conf / tau) instead of switching wholly to the template (the paper's rule: False).
+    template_refresh: the template is the handle's patch at the last step it was tracked with
+      confidence >= tau (initially the step-0 patch), not always the step-0 patch (paper: False).
     motion_reduction: per handle, "sum" over patch positions (DragDiffusion) or "mean" (DragGAN).
     """
 
@@ -53,7 +60,6 @@ class DragConfig:
     lr: float = 0.01
     max_steps: int = 80
     stop_distance: float = 2.0
-    supervise_min_distance: float = 1.0
     lambda_mask: float = 0.1
     nn_metric: str = "l1"
     train_radius: float | None = None
@@ -64,6 +70,8 @@ class DragConfig:
     fusion_weight: float = 0.5
     tau: float = 0.6
     template_weight: float = 1.0
+    template_blend: bool = True
+    template_refresh: bool = True
     motion_reduction: str = "sum"
 
     def __post_init__(self) -> None:
@@ -108,7 +116,9 @@ class DragConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "DragConfig":
-        """Inverse of `to_dict`; unknown keys raise ValueError."""
+        """Inverse of `to_dict`; unknown keys raise ValueError. `supervise_min_distance`, written
+        by earlier versions (now one rule with `stop_distance`), is ignored."""
+        data = {k: v for k, v in data.items() if k not in LEGACY_KEYS}
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
         if unknown:
@@ -120,7 +130,7 @@ def diffusion_defaults(method: str = "stabledrag", **overrides: Any) -> DragConf
     """DragDiffusion's defaults (features at H/2 x W/2): r_m 1, r_p 3, Adam lr 0.01, <= 80 steps,
     stop within 2 feature px, mask lambda 0.1, L1 tracking."""
     base = dict(method=method, r_m=1.0, r_p=3.0, patch_shape="square", lr=0.01, max_steps=80,
-                stop_distance=2.0, supervise_min_distance=2.0, lambda_mask=0.1, nn_metric="l1")
+                stop_distance=2.0, lambda_mask=0.1, nn_metric="l1")
     base.update(overrides)
     return DragConfig(**base)
 
@@ -132,7 +142,7 @@ def gan_defaults(method: str = "stabledrag", image_height: int = 512, **override
     s = image_height / 512.0
     base = dict(method=method, r_m=float(max(1, round(3 * s))), r_p=float(max(2, round(12 * s))),
                 patch_shape="disk", lr=2e-3, max_steps=300, stop_distance=max(2.0 * s, 1.0),
-                supervise_min_distance=1.0, lambda_mask=20.0, nn_metric="l2",
+                lambda_mask=20.0, nn_metric="l2",
                 motion_reduction="mean")
     base.update(overrides)
     return DragConfig(**base)

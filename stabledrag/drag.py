@@ -28,7 +28,7 @@ import torch
 from .config import DragConfig
 from .points import DragPoints, clamp_points, scale_points
 from .progress import CancelToken, ProgressCallback, report
-from .supervision import motion_loss
+from .supervision import active_handles, motion_loss, template_patches
 from .tracking import make_tracker
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,8 @@ class DragStep:
     mask_loss: float
     template_used: list[bool]
     seconds: float
+    template_mix: list[float] = field(default_factory=list)
+    pushed: bool = True
 
 
 @dataclass
@@ -95,7 +97,12 @@ class DragResult:
     trajectory: `(S+1) x N x 2` handle positions in image px, from the start to the end.
     confidences: `S x N` tracker confidence per step (1.0 at step 0).
     losses: total loss per optimiser step. timings: seconds per phase.
+    template_used: per step and handle, whether its template entered the motion loss;
+    template_mix: the template's share of the source (0 = current patch, 1 = template).
+    pushed_steps: optimiser steps in which at least one handle had a motion loss.
     state: the backend state at the end (the last good one if the drag diverged).
+    "reached" is the tracker's belief (every tracked handle within `config.stop_distance` feature
+    px of its target), not a measurement of the image.
     """
 
     config: DragConfig
@@ -111,6 +118,8 @@ class DragResult:
     timings: dict[str, float]
     state: Any = None
     error: Optional[str] = None
+    template_mix: list[list[float]] = field(default_factory=list)
+    pushed_steps: int = 0
 
     @property
     def distances(self) -> torch.Tensor:
@@ -132,6 +141,8 @@ class DragResult:
             "confidences": self.confidences.tolist(),
             "losses": self.losses,
             "template_used": self.template_used,
+            "template_mix": self.template_mix,
+            "pushed_steps": self.pushed_steps,
             "timings": self.timings,
         }
 
@@ -181,6 +192,8 @@ class DragSession:
         self._t = self._to_feat(self.targets)
         self._handles = self._p0.clone()
         self._conf = torch.ones(len(points))
+        # confident supervision's template patches (N x P x C), refreshed while tracking is confident
+        self._template = template_patches(f0, self._p0, config.r_m, config.patch_shape)
         self._optim = torch.optim.Adam(self._params, lr=config.lr)
         self._good = [p.detach().clone() for p in self._params]
 
@@ -194,6 +207,8 @@ class DragSession:
         self.confidences: list[torch.Tensor] = []
         self.losses: list[float] = []
         self.template_used: list[list[bool]] = []
+        self.template_mix: list[list[float]] = []
+        self.pushed_steps = 0
         self.last_preview: Any = None
 
     # -- coordinates -------------------------------------------------------------------------
@@ -247,12 +262,13 @@ class DragSession:
             self._emit(out, force_preview=True)
             return None
 
-        use_template = (cfg.supervision == "confident") & (self._conf < cfg.tau)
+        mix = self._template_mix(feats)
+        active = active_handles(self._handles, self._t, cfg.stop_distance)
         t0 = time.perf_counter()
         m_loss = motion_loss(
-            feats, self._f0, self._handles, self._t, self._p0,
-            radius=cfg.r_m, shape=cfg.patch_shape, use_template=use_template,
-            template_weight=cfg.template_weight, min_distance=cfg.supervise_min_distance,
+            feats, self._handles, self._t, radius=cfg.r_m, shape=cfg.patch_shape,
+            template=self._template if mix is not None else None, template_mix=mix,
+            template_weight=cfg.template_weight, min_distance=cfg.stop_distance,
             reduction=cfg.motion_reduction,
         )
         k_loss = self.backend.mask_loss(self.state, out, self._ref) if cfg.lambda_mask > 0 else None
@@ -270,17 +286,42 @@ class DragSession:
                 g.copy_(p)
 
         self.steps_done += 1
+        pushed = bool(active.any())
+        self.pushed_steps += int(pushed)
+        mix_list = [0.0] * len(self._conf) if mix is None else [round(float(m), 4) for m in mix]
         record = DragStep(
             step=self.steps_done, handles=self.handles, confidence=self._conf.clone(), loss=float(loss.detach()),
             motion_loss=float(m_loss.detach()), mask_loss=float(k_loss.detach()) if k_loss is not None else 0.0,
-            template_used=[bool(u) for u in use_template.tolist()], seconds=time.perf_counter() - t_step,
+            template_used=[m > 0 for m in mix_list], seconds=time.perf_counter() - t_step,
+            template_mix=mix_list, pushed=pushed,
         )
         self.confidences.append(record.confidence)
         self.losses.append(record.loss)
         self.template_used.append(record.template_used)
+        self.template_mix.append(record.template_mix)
         self._timings["total"] += record.seconds
         self._emit(out, record=record)
         return record
+
+    def _template_mix(self, feats: torch.Tensor) -> Optional[torch.Tensor]:
+        """Confident supervision's template share per handle (`N`, in [0, 1]), or None for plain
+        supervision. With `template_refresh`, handles tracked with confidence >= tau first take
+        their current patch as the new template (what is pushed when confidence drops later is
+        the last content the tracker was sure of). Share: `1[conf < tau]` (the paper), or with
+        `template_blend` `clamp(1 - conf / tau, 0, 1)`, so a handle whose look changes as it moves
+        is still pushed by mostly its current content and does not stall."""
+        cfg = self.config
+        if cfg.supervision != "confident":
+            return None
+        conf = self._conf.to(feats.device)
+        if cfg.template_refresh and self.steps_done > 0:
+            sure = conf >= cfg.tau
+            if bool(sure.any()):
+                fresh = template_patches(feats, self._handles, cfg.r_m, cfg.patch_shape)
+                self._template = torch.where(sure[:, None, None], fresh, self._template)
+        if cfg.template_blend:
+            return (1 - conf / max(cfg.tau, 1e-6)).clamp(0, 1)
+        return (conf < cfg.tau).float()
 
     def _emit(self, out: BackendOutput, record: Optional[DragStep] = None, force_preview: bool = False) -> None:
         preview = None
@@ -290,7 +331,8 @@ class DragSession:
             self.last_preview = preview
         info: dict[str, Any] = {"handles": self.handles.tolist(), "confidence": self._conf.tolist()}
         if record is not None:
-            info.update(loss=round(record.loss, 5), template_used=record.template_used)
+            info.update(loss=round(record.loss, 5), template_used=record.template_used,
+                        template_mix=record.template_mix)
         report(self.progress, "drag", self.steps_done, self.config.max_steps, info, preview)
 
     def _diverge(self, why: str) -> None:
@@ -349,6 +391,7 @@ class DragSession:
             initial_handles=self.initial_handles, handles=self.handles, targets=self.targets,
             trajectory=torch.stack(self.trajectory), confidences=conf, losses=list(self.losses),
             template_used=list(self.template_used), timings=timings, state=self.state, error=self.error,
+            template_mix=list(self.template_mix), pushed_steps=self.pushed_steps,
         )
 
 

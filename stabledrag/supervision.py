@@ -5,8 +5,10 @@ Omega(p, r_m):  L = | F(Omega(p) + d) - source |_1, where the shifted features a
 (with gradient) and `source` is
 - plain supervision: stopgrad(F(Omega(p)))  (DragGAN, DragDiffusion);
 - confident supervision (StableDrag), for handles whose tracking confidence fell below tau:
-  the template patch stopgrad(F0(Omega(p^0))), so the content pushed forward is the original
-  handle content, not a patch that has already drifted.
+  the template patch (the paper: stopgrad(F0(Omega(p^0)))), so the content pushed forward is the
+  handle's real content, not a patch that has already drifted. Here the source may be a mix
+  `m * template + (1 - m) * current` with a per-handle template share `m` in [0, 1] (see
+  `template_mix`), and the drag loop may refresh the template while tracking is confident.
 All points are `(x, y)` in feature pixels.
 """
 
@@ -27,28 +29,33 @@ def patch_offsets(radius: float, shape: str = "square", device=None) -> torch.Te
 
 def motion_loss(
     feat: torch.Tensor,
-    feat0: torch.Tensor,
     handles: torch.Tensor,
     targets: torch.Tensor,
-    handles0: torch.Tensor,
     radius: float,
     shape: str = "square",
-    use_template: Optional[torch.Tensor] = None,
+    template: Optional[torch.Tensor] = None,
+    template_mix: Optional[torch.Tensor] = None,
     template_weight: float = 1.0,
     min_distance: float = 1.0,
     reduction: str = "sum",
 ) -> torch.Tensor:
     """Shifted-patch L1 motion loss summed over handles.
 
-    feat: current `C x H x W` features (with grad). feat0: step-0 features (template source).
-    handles, targets, handles0: `N x 2` (x, y) feature px (current handles, targets, initial handles).
-    use_template: `N` bool; True uses the template patch as source (confident supervision).
-    template_weight: multiplies the loss of handles supervised by their template.
-    min_distance: handles at most this close to their target get no loss.
+    feat: current `C x H x W` features (with grad).
+    handles, targets: `N x 2` (x, y) feature px (current handles, targets).
+    template: `N x P x C` template patches (detached; e.g. `template_patches(F0, p0, ...)`), used
+      with `template_mix`: `N` template shares in [0, 1]; the source of handle i is
+      `m_i * template_i + (1 - m_i) * stopgrad(F(Omega(p_i)))` and its loss is scaled by
+      `1 + (template_weight - 1) * m_i`. Confident supervision with the paper's switch is
+      `m_i = 1[conf_i < tau]`; None = plain supervision.
+    min_distance: handles at most this close to their target get no loss (the stop distance).
     reduction: per handle, "sum" = sum over patch positions of the channel-mean |.| (DragDiffusion),
     "mean" = mean over positions and channels (DragGAN).
     Returns a scalar (0 with grad when no handle needs supervision).
+    Raises ValueError when `template` and `template_mix` are not given together.
     """
+    if (template is None) != (template_mix is None):
+        raise ValueError("template and template_mix go together")
     n = handles.shape[0]
     handles = handles.to(feat.device, feat.dtype)
     targets = targets.to(feat.device, feat.dtype)
@@ -63,15 +70,26 @@ def motion_loss(
     shifted = sample_features(feat, patch + direction[:, None, :])  # N x P x C
     source = sample_features(feat.detach(), patch)
     weights = torch.ones(n, device=feat.device, dtype=feat.dtype)
-    if use_template is not None and bool(use_template.any()):
-        use_template = use_template.to(feat.device)
-        tmpl_patch = handles0.to(feat.device, feat.dtype)[:, None, :] + offs[None]
-        template = sample_features(feat0.detach().to(feat.dtype), tmpl_patch)
-        source = torch.where(use_template[:, None, None], template, source)
-        weights = torch.where(use_template, weights * template_weight, weights)
+    if template is not None and bool((template_mix > 0).any()):
+        assert template.shape == source.shape, f"template {tuple(template.shape)} != patch {tuple(source.shape)}"
+        mix = template_mix.to(feat.device, feat.dtype).clamp(0, 1)
+        source = mix[:, None, None] * template.detach().to(feat.dtype) + (1 - mix[:, None, None]) * source
+        weights = 1 + (template_weight - 1) * mix
     per_pos = (shifted - source).abs().mean(-1)  # N x P
     per_handle = per_pos.sum(1) if reduction == "sum" else per_pos.mean(1)
     return (per_handle * weights * active.to(feat.dtype)).sum()
+
+
+def template_patches(feat: torch.Tensor, handles: torch.Tensor, radius: float, shape: str = "square") -> torch.Tensor:
+    """Detached patches `N x P x C` of `feat` (`C x H x W`) around `handles` (`N x 2`, (x, y)
+    feature px): the content confident supervision pushes (same offsets as `motion_loss`)."""
+    offs = patch_offsets(radius, shape, feat.device).to(feat.dtype)
+    return sample_features(feat.detach(), handles.to(feat.device, feat.dtype)[:, None, :] + offs[None])
+
+
+def active_handles(handles: torch.Tensor, targets: torch.Tensor, min_distance: float) -> torch.Tensor:
+    """`N` bool: the handles `motion_loss` supervises (farther than `min_distance` from their target)."""
+    return (targets - handles).norm(dim=1) > min_distance
 
 
 def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -32,6 +32,11 @@ from .sampling import inside, sample_features, square_offsets
 
 # Added to both margins in the confidence ratio (see DiscriminativeTracker.track).
 MARGIN_SOFTENING = 0.25
+# Directions in which the handle's own similarity fall-off is read (label width).
+SECTORS = 8
+# How much more template-like than the handle's own fall-off a position must be to count as a
+# look-alike (cosine units).
+LOOKALIKE_EXCESS = 0.3
 
 
 class Tracker(Protocol):
@@ -171,10 +176,11 @@ class DiscriminativeTracker:
 
         d2 = (offsets ** 2).sum(-1)[None]  # 1 x M
         cos = _cosine(x, t[:, None, :])  # N x M
-        sigma = self._label_width(cos, valid, d2, step)  # N
+        sigma, mined = self._label_shape(cos, valid, offsets)  # N, N x M
         self.sigmas = sigma
-        label = torch.exp(-d2 / (2 * sigma[:, None] ** 2))  # N x M
-        far = d2.sqrt() > 2 * sigma[:, None]
+        self.mined = mined
+        label = torch.exp(-d2 / (2 * sigma[:, None] ** 2)) * (~mined)  # N x M
+        far = (d2.sqrt() > 2 * sigma[:, None]) | mined
         look_alike = cos.clamp_min(0) ** 2
         weight = valid * (1 + self.hard_negative_weight * look_alike * far)
 
@@ -205,17 +211,47 @@ class DiscriminativeTracker:
         self.peak0 = centre.clamp_min(1e-3)
         self.margin0 = self._margin(resp / self.peak0[:, None], valid_w, pos_w, handles).clamp_min(1e-3)
 
-    def _label_width(self, cos: torch.Tensor, valid: torch.Tensor, d2: torch.Tensor, step: float) -> torch.Tensor:
-        """Per-handle Gaussian label width (feature px): at least `sigma`, and wide enough for the
-        features' own resolution. Backends up-sample coarse maps (DragGAN resizes a block to the
-        image, DragDiffusion a 64 px block to H/2), so a handle's neighbours 1-2 px away can be
-        near copies of it; a label sharper than that cannot be fitted, and the ridge then shrinks
-        the whole response towards 0. The width is read from the handle's similarity peak: the
-        area (within half the window) whose centred features have cosine > 0.5 with the template,
-        as a disc radius, over 1.18 (a Gaussian's half width at half maximum)."""
-        near = (valid > 0) & (d2 <= (self.train_radius / 2) ** 2)
-        area = ((cos > 0.5) & near).float().sum(1) * step ** 2
-        return torch.clamp((area / math.pi).sqrt() / 1.18, min=self.sigma)
+    def _label_shape(self, cos: torch.Tensor, valid: torch.Tensor,
+                     offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-handle Gaussian label width `N` (feature px) and mined look-alikes `N x M` (bool).
+
+        Width: backends up-sample coarse maps (DragGAN resizes a block to the image, DragDiffusion
+        a 64 px block to H/2), so a handle's neighbours can be near copies of it and a label sharper
+        than the features cannot be fitted (the ridge then shrinks the whole response towards 0).
+        The width follows the handle's *own* fall-off: in each of `SECTORS` directions, the
+        distance at which the centred features' cosine with the template first drops below 0.5;
+        the median over directions, over 1.18 (a Gaussian's half width at half maximum), at least
+        `sigma`. The median ignores the few directions where a look-alike sits, so a twin 2 px away
+        does not widen the label over itself (the former area-based width did: 2.9 px).
+
+        Look-alikes: positions farther than 1 px that are clearly more like the template than the
+        handle's own fall-off predicts at their distance (cosine above the median cosine of their
+        ring + LOOKALIKE_EXCESS, and above 0.5). They get label 0 and the hard-negative weight
+        whatever their distance, so the filter learns what separates the handle from them."""
+        n, m = cos.shape
+        r = offsets.norm(dim=-1)  # M
+        ang = torch.atan2(offsets[:, 1], offsets[:, 0])
+        sector = ((ang + math.pi) / (2 * math.pi) * SECTORS).long().clamp_max(SECTORS - 1)  # M
+        half = self.train_radius / 2
+        ok = (valid > 0) & (r <= half)[None] & (r > 0)[None]
+        low = ok & (cos < 0.5)
+        # crossing radius per handle and sector (half the window when it never drops below 0.5)
+        big = torch.full((n, m), half, device=cos.device)
+        rr = torch.where(low, r[None].expand(n, m), big)
+        cross = torch.full((n, SECTORS), half, device=cos.device)
+        cross = cross.scatter_reduce(1, sector[None].expand(n, m), rr, reduce="amin", include_self=True)
+        width = torch.clamp(cross.median(dim=1).values / 1.18, min=self.sigma)
+        # the handle's own similarity fall-off: median cosine per 1 px ring
+        ring = torch.round(r).long()  # M
+        n_rings = int(ring.max()) + 1
+        prof = torch.zeros(n, n_rings, device=cos.device)
+        for k in range(1, n_rings):
+            sel = (ring == k)
+            vals = cos[:, sel].masked_fill(~(valid[:, sel] > 0), float("nan"))
+            prof[:, k] = torch.nan_to_num(vals.nanmedian(dim=1).values, nan=1.0)
+        expected = prof[:, ring]  # N x M
+        mined = (valid > 0) & (r > 1.0)[None] & (cos > 0.5) & (cos > expected + LOOKALIKE_EXCESS)
+        return width, mined
 
     # -- tracking ----------------------------------------------------------------------------
     def _response(self, feat: torch.Tensor, handles: torch.Tensor, radius: float | None = None):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from stabledrag.bench.toy import edit_mask, make_cases, outside_fidelity, score, summarise
+from stabledrag.bench.toy import KINDS, edit_mask, make_cases, outside_fidelity, score, summarise, tracking_error
 from stabledrag.toy.detect import detect
 from stabledrag.toy.render import edit, render, sample_params
 
@@ -92,4 +92,35 @@ def test_every_case_asks_for_a_face_the_world_can_show():
             assert np.linalg.norm(np.subtract(got.keypoints()[c.part], c.target)) <= 1.5, c
             kinds.add(c.kind)
             n += 1
-    assert kinds == {"eye_short", "eye_long", "mouth_corner", "head", "eye_distractor"} and n >= 40
+    assert kinds == set(KINDS) and n >= 60
+
+
+def test_tracking_error_compares_tracker_belief_with_detected_part(face):
+    _, img, det = face
+    cases = make_cases(det, 0, np.random.default_rng(0), img)
+    eye = next(c for c in cases if c.kind == "eye_short")
+    assert tracking_error(eye, [eye.handle], img) == pytest.approx(0.0, abs=1e-3)
+    off = [(eye.handle[0] + 3.0, eye.handle[1] + 4.0)]
+    assert tracking_error(eye, off, img) == pytest.approx(5.0, abs=1e-3)
+    head = next(c for c in cases if c.kind == "head")
+    parts = head.pair_parts()  # eyes and mouth are keypoints, the 4 outline points are not
+    assert parts[:3] == ["left_eye", "right_eye", "mouth"] and parts[3:] == [None] * 4
+    handles = [h for h, _ in head.pairs()]
+    assert tracking_error(head, handles, img) == pytest.approx(0.0, abs=1e-3)
+    row = score(eye, img, img, 1.0, "reached", {"handles": off, "steps": 3, "pushed_steps": 2,
+                                                  "step_tracking_error_px": [0.0, 1.0, None]})
+    assert row["tracking_error_px"] == pytest.approx(5.0, abs=1e-3)
+    assert row["mean_step_tracking_error_px"] == pytest.approx(0.5)
+    assert summarise([row])["tracking_error_px"] == pytest.approx(5.0, abs=1e-3)
+
+
+def test_twin_band_region_covers_both_eyes(face):
+    _, img, det = face
+    cases = make_cases(det, 0, np.random.default_rng(0), img)
+    band = [c for c in cases if c.kind == "eye_twin_band"]
+    if not band:
+        pytest.skip("eyes of this face too close for a twin-band case")
+    m = edit_mask(band[0], img.shape[0])
+    for eye in (det.left_eye, det.right_eye):
+        assert m[int(round(eye[1])), int(round(eye[0]))]
+    assert m.mean() < 0.5

@@ -10,19 +10,28 @@ from stabledrag.errors import UserError
 
 def test_bench_tracking_prints_json(capsys, tmp_path):
     out = tmp_path / "t.json"
-    assert main(["bench", "tracking", "--cases", "4", "--out", str(out)]) == 0
+    plot = tmp_path / "sweep.png"
+    assert main(["bench", "tracking", "--cases", "4", "--out", str(out), "--plot", str(plot)]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data == json.loads(out.read_text())
     acc = data["accuracy"]
-    assert set(acc) >= {"clean", "distractor_strong_drift"}
-    for scen in acc.values():
-        for tracker in ("nearest", "discriminative"):
-            assert 0.0 <= scen[tracker]["success_rate"] <= 1.0
+    assert set(acc) >= {"clean", "distractor_strong_drift", "near_lookalike_2px_drift"}
+    assert acc["clean"]["discriminative"]["success_rate"] == 1.0
+    assert acc["clean"]["nearest"]["success_rate"] == 1.0
+    sweep = data["lookalike_sweep"]
+    assert [float(k) for k in sweep] == data["settings"]["sweep"]["distances"]
+    # far look-alikes are easy for the learned filter; the 1 px one is not (both near copies)
+    assert sweep["6.0"]["discriminative"]["success_rate"] == 1.0
+    from PIL import Image
+    assert Image.open(plot).size == (420, 260)
     assert data["cost"]["discriminative"]["fit_ms"] > 0
+    gan = data["gan_step"]
+    assert gan["step_ms"] > 0 and gan["fit_plus_track_over_step"] == pytest.approx(
+        (gan["fit_ms"] + gan["track_ms"]) / gan["step_ms"], rel=0.02)
 
 
 def test_module_entry_point_and_user_errors_exit_2():
-    r = subprocess.run([sys.executable, "-m", "stabledrag", "bench", "tracking", "--cases", "1"],
+    r = subprocess.run([sys.executable, "-m", "stabledrag", "bench", "tracking", "--cases", "1", "--no-gan"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["benchmark"] == "tracking"

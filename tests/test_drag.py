@@ -15,7 +15,7 @@ def _texture(seed=0, c=16, size=48):
 
 def _config(method="stabledrag", **kw):
     base = dict(method=method, r_m=2, r_p=3, lr=0.3, max_steps=80, stop_distance=1.0,
-                supervise_min_distance=0.5, lambda_mask=0.0)
+                lambda_mask=0.0)
     base.update(kw)
     return DragConfig(**base)
 
@@ -131,3 +131,105 @@ def test_presets():
         DragConfig(method="magic")
     with pytest.raises(ValueError):
         DragConfig.from_dict({"nonsense": 1})
+
+
+class _MorphingBlob:
+    """A static background and one blob at `p0 + state` whose feature vector drifts by
+    `drift_per_px` of its norm per pixel moved: the handle's look changes as it is dragged (a
+    stretched mouth corner), so the tracker's confidence falls below tau on the way."""
+
+    def __init__(self, drift_per_px: float, seed: int = 0, c: int = 16, size: int = 48):
+        g = torch.Generator().manual_seed(seed)
+        self.bg = smooth_field(c, size, g, amplitude=0.5)
+        self.vec = torch.randn(c, generator=g)
+        d = torch.randn(c, generator=g)
+        self.dvec = d / d.norm() * self.vec.norm()
+        self.k = drift_per_px
+        self.p0 = torch.tensor([16.0, 24.0])
+        self.image_size = (size, size)
+        self.ys = torch.arange(size, dtype=torch.float32)[:, None]
+        self.xs = torch.arange(size, dtype=torch.float32)[None, :]
+
+    def initial_state(self):
+        return torch.zeros(2, requires_grad=True)
+
+    def parameters(self, state):
+        return [state]
+
+    def features(self, state):
+        from stabledrag.drag import BackendOutput
+
+        c = self.p0 + state
+        blob = torch.exp(-((self.xs - c[0]) ** 2 + (self.ys - c[1]) ** 2) / 8.0)
+        v = self.vec + self.k * state.norm() * self.dvec
+        return BackendOutput(self.bg + v[:, None, None] * blob[None], {})
+
+    def mask_loss(self, *args):
+        return None
+
+    def preview(self, *args):
+        return None
+
+
+def _morph_drag(**cfg):
+    base = dict(r_m=2, r_p=3, lr=0.2, max_steps=120, stop_distance=1.5, lambda_mask=0.0)
+    result = drag(_MorphingBlob(0.08), from_pairs([((16, 24), (28, 24))]), DragConfig(**{**base, **cfg}))
+    true_distance = float((result.state.detach() - torch.tensor([12.0, 0.0])).norm())
+    return result, true_distance
+
+
+def test_confident_supervision_does_not_stall_when_the_handle_changes_look():
+    """The paper's switch (the step-0 template wholly, below tau) keeps pushing the original look
+    and stalls short of the target; blending by confidence with a template refreshed while
+    tracking is confident arrives."""
+    paper, paper_dist = _morph_drag(template_blend=False, template_refresh=False)
+    ours, ours_dist = _morph_drag()
+    assert min(min(c) for c in ours.confidences.tolist()) < ours.config.tau  # the template was needed
+    assert any(any(u) for u in ours.template_used)
+    assert paper.status == "max_steps" and paper_dist > 3.0
+    assert ours.status == "reached" and ours_dist <= 2.0
+
+
+def test_template_share_follows_confidence():
+    """Below tau the template's share is 1 - conf / tau (blend) or 1 (paper's switch); above, 0."""
+    backend = TranslatingTextureBackend(_texture())
+    sess = DragSession(backend, from_pairs([((20, 22), (30, 22)), ((30, 30), (36, 30))]), _config())
+    feats = backend.features(sess.state).features
+    sess.steps_done = 1
+    sess._conf = torch.tensor([0.9, 0.3])
+    assert sess._template_mix(feats).tolist() == pytest.approx([0.0, 0.5])
+    sess.config = sess.config.replace(template_blend=False)
+    assert sess._template_mix(feats).tolist() == [0.0, 1.0]
+    sess.config = sess.config.replace(method="baseline")
+    assert sess._template_mix(feats) is None
+
+
+def test_template_refreshes_only_while_confident():
+    backend = TranslatingTextureBackend(_texture())
+    sess = DragSession(backend, from_pairs([((20, 22), (30, 22)), ((30, 30), (36, 30))]), _config())
+    before = sess._template.clone()
+    sess._handles = sess._handles + torch.tensor([[3.0, 0.0], [3.0, 0.0]])
+    sess.steps_done, sess._conf = 1, torch.tensor([0.9, 0.3])
+    sess._template_mix(backend.features(sess.state).features)
+    assert not torch.allclose(sess._template[0], before[0])  # confident: now the current patch
+    assert torch.equal(sess._template[1], before[1])  # not confident: the last sure look is kept
+    sess.config = sess.config.replace(template_refresh=False)
+    sess._template = before.clone()
+    sess._template_mix(backend.features(sess.state).features)
+    assert torch.equal(sess._template, before)
+
+
+def test_one_rule_stops_and_unsupervises_at_the_stop_distance():
+    """A handle within stop_distance gets no motion loss, and every optimiser step that ran pushed
+    some handle: a drag never idles with no loss while it is not stopped."""
+    backend = TranslatingTextureBackend(_texture())
+    result = drag(backend, from_pairs([((20, 22), (26, 25))]), _config("baseline", stop_distance=1.5))
+    assert result.status == "reached"
+    assert result.pushed_steps == result.steps
+    assert result.to_dict()["pushed_steps"] == result.steps
+
+
+def test_legacy_supervise_min_distance_is_read_and_ignored():
+    data = DragConfig().to_dict()
+    data["supervise_min_distance"] = 2.0
+    assert DragConfig.from_dict(data) == DragConfig()

@@ -112,3 +112,41 @@ def test_label_widens_on_upsampled_features_and_response_stays_calibrated():
     found, conf = tracker.track(shifted_field(f0, 2, -1), handles)
     assert torch.equal(found, handles + torch.tensor([2.0, -1.0]))
     assert (conf > 0.6).all()
+
+
+def test_near_lookalike_two_px_away_with_drift_is_told_apart():
+    """A look-alike 2 feature px from the handle's new position, the handle's own look drifting by
+    half its norm: the learned filter re-finds the handle (the label no longer widens over the
+    twin, which is mined as a negative); nearest neighbour mostly lands on the twin."""
+    g = torch.Generator().manual_seed(11)
+    n, disc_ok, nn_ok = 20, 0, 0
+    for _ in range(n):
+        case = make_case(g, distractor=True, drift=0.5, distractor_distance=2.0)
+        for tracker, counter in ((DiscriminativeTracker(3), "d"), (NearestNeighbourTracker(3), "n")):
+            tracker.fit(case.f0, case.handle)
+            found, _ = tracker.track(case.f1, case.handle)
+            err = float((found - case.truth).norm())
+            ok = err <= 1.0 and err < float((found - case.distractor).norm())
+            disc_ok += int(ok and counter == "d")
+            nn_ok += int(ok and counter == "n")
+    assert disc_ok >= 0.9 * n
+    assert nn_ok <= 0.5 * n
+
+
+def test_mined_lookalike_gets_no_positive_label():
+    """A twin 3 px away is mined (label 0, hard-negative weight); the handle's own fall-off on the
+    other side is not."""
+    g = torch.Generator().manual_seed(12)
+    bg = smooth_field(32, 48, g, amplitude=0.5)
+    vec = torch.randn(32, generator=g)
+    cue = torch.zeros(32)
+    cue[:6] = 2.0
+    f0 = add_object(add_object(bg, (24.0, 24.0), vec), (27.0, 24.0), vec + cue)
+    tracker = DiscriminativeTracker(radius=3)
+    tracker.fit(f0, torch.tensor([[24.0, 24.0]]))
+    side = 2 * int(tracker.train_radius) + 1
+    mined = tracker.mined[0].view(side, side)
+    c = side // 2
+    assert bool(mined[c, c + 3])  # the twin
+    assert not mined[:, : c + 1].any()  # nothing on the handle's other side
+

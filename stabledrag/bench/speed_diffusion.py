@@ -151,7 +151,7 @@ def _drag_steps(pipe: Any, scheduler: Any, z_t: torch.Tensor, t: int, emb: torch
     c = size / 2
     points = from_pairs([((c, c), (c + size / 8, c)), ((c - size / 6, c - size / 6), (c - size / 6, c))])
     # stop_distance 0: never stop early, so every timed step does the full work.
-    config = diffusion_defaults(method, max_steps=steps + 1, stop_distance=0.0, supervise_min_distance=0.0)
+    config = diffusion_defaults(method, max_steps=steps + 1, stop_distance=0.0)
     mask = np.zeros((size, size), bool)
     mask[size // 4: 3 * size // 4, size // 4: 3 * size // 4] = True
     variants = {"cut": dict(cut_forward=True), "full": dict(cut_forward=False), "mask": dict(mask=mask)}

@@ -47,14 +47,18 @@ class TrackingCase:
 
 def make_case(generator: torch.Generator, channels: int = 64, size: int = 64, shift_max: int = 2,
               distractor: bool = False, drift: float = 0.0, noise: float = 0.02,
-              cue_channels: int = 8, cue_strength: float = 0.8) -> TrackingCase:
+              cue_channels: int = 8, cue_strength: float = 0.8,
+              distractor_distance: float | None = None) -> TrackingCase:
     """Draw one case.
 
     The handle object sits near the centre; it moves by a random integer offset (|dx|, |dy| <=
     shift_max, not both zero). With `distractor`, a look-alike whose vector differs from the handle's
     only in `cue_channels` channels (by `cue_strength` relative to the object's per-channel scale)
-    sits 3-4 px from the handle's *new* position. `drift` scales a random change of the handle's
-    vector after the move (relative to the vector's norm). `noise` is i.i.d. per-pixel noise.
+    sits 3-4 px from the handle's *new* position (integer position), or exactly
+    `distractor_distance` px from it when given (a near look-alike, at a float position whose
+    distance to the handle's *start* is at least as large, so it is in the training map too).
+    `drift` scales a random change of the handle's vector after the move (relative to the vector's
+    norm). `noise` is i.i.d. per-pixel noise.
     """
     g = generator
     bg = smooth_field(channels, size, g, amplitude=0.5)
@@ -72,11 +76,20 @@ def make_case(generator: torch.Generator, channels: int = 64, size: int = 64, sh
         idx = torch.randperm(channels, generator=g)[:cue_channels]
         cue[idx] = cue_strength * torch.sign(torch.randn(cue_channels, generator=g)) * vec.abs().mean() * 2
         ang = float(torch.rand(1, generator=g)) * 2 * torch.pi
-        dist = 3.0 + float(torch.rand(1, generator=g))
-        look = torch.round(p1 + dist * torch.tensor([torch.cos(torch.tensor(ang)), torch.sin(torch.tensor(ang))]))
-        # keep the look-alike away from the handle's start too, so fitting sees it as background
-        if (look - p0).norm() < 3:
-            look = torch.round(p1 - (look - p1))
+        if distractor_distance is None:
+            dist = 3.0 + float(torch.rand(1, generator=g))
+            look = torch.round(p1 + dist * torch.tensor([torch.cos(torch.tensor(ang)), torch.sin(torch.tensor(ang))]))
+            # keep the look-alike away from the handle's start too, so fitting sees it as background
+            if (look - p0).norm() < 3:
+                look = torch.round(p1 - (look - p1))
+        else:
+            # the look-alike at exactly that distance from the handle's new position, on the side
+            # away from its start (so it is at least as far from the start)
+            for k in range(64):
+                a = torch.tensor(ang + k * 0.1)
+                look = p1 + distractor_distance * torch.stack([torch.cos(a), torch.sin(a)])
+                if (look - p0).norm() >= distractor_distance - 1e-4:
+                    break
     drift_vec = torch.randn(channels, generator=g)
     drift_vec = drift_vec / drift_vec.norm() * vec.norm() * drift
 

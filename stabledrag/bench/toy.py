@@ -12,16 +12,29 @@ each image a set of drags is made from the detected parts:
   everything is editable). The head's centre is flat yellow, so the points dragged are four on its
   outline plus the eyes and the mouth, all by the same offset; the head's centroid is scored;
 - eye_distractor: the left eye moved towards the right eye until they are 5 px apart (at most 55 %
-  of the way), so its look-alike ends right beside it.
+  of the way), so its look-alike ends right beside it;
+- eye_far: an eye moved 15-20 px (a long drag: the handle crosses several tracking windows);
+- eye_twin_band: an eye moved towards its twin until only the least valid gap is left (4 px between
+  the discs at 128 px), with the band around both eyes as the editable region, so the look-alike
+  sits inside the region and may itself move;
+- mouth_stretch: a mouth corner moved 7 px straight away from the mouth's centre (the mouth gets
+  longer: the corner's look changes as it moves).
 
 Every target leaves a valid toy face (the part inside the head, clear of the other parts; the head
 inside the image): a drag that asks for an impossible face measures nothing. A direction is
 redrawn until that holds.
 
-The editable region is a capsule (radius 14 px) around the handle-target segment (the whole image
-for "head"). Scores: the detected position of the dragged part after the edit vs its target
-(distance px; success if <= 3 px), PSNR / SSIM between input and output *outside* the editable
-region, and time per edit; for `stabledrag` and `baseline` side by side.
+The editable region is a capsule (radius 14 px) around the handle-target segment (for
+eye_twin_band: around the segment joining the two eyes' starting centres, radius eye + 6 px; the
+whole image for "head"). Scores: the detected position of the dragged part after the edit vs its
+target (distance px; success if <= 3 px), PSNR / SSIM between input and output *outside* the
+editable region, time per edit and optimiser steps that pushed, for each method side by side.
+
+Tracking error: the distance between where the tracker believes a handle is and where the detector
+finds its part in the image of the same state, for every dragged handle that is a detector
+keypoint (an eye, a mouth corner or centre). The GAN engine measures it at every step (the
+finished image of each step's latent) and at the end; the diffusion engine at the end (its
+intermediate latents are noisy, so the detector cannot read them).
 """
 
 from __future__ import annotations
@@ -44,6 +57,11 @@ log = logging.getLogger(__name__)
 SUCCESS_PX = 3.0
 EDIT_RADIUS_PX = 14.0
 METHODS = ("stabledrag", "baseline")
+KINDS = ("eye_short", "eye_long", "eye_far", "mouth_corner", "mouth_stretch", "head", "eye_distractor",
+         "eye_twin_band")
+# Kinds where a look-alike is near the handle's path, and long drags (reported as groups).
+LOOKALIKE_KINDS = ("eye_distractor", "eye_twin_band")
+LONG_KINDS = ("eye_long", "eye_far")
 
 
 @dataclass
@@ -62,10 +80,17 @@ class ToyCase:
     target: tuple[float, float]
     companions: tuple[tuple[tuple[float, float], tuple[float, float]], ...] = ()
     drag_part: bool = True
+    companion_parts: tuple[Optional[str], ...] = ()
+    band: Optional[tuple[tuple[float, float], tuple[float, float], float]] = None
 
     def pairs(self) -> list[tuple[tuple[float, float], tuple[float, float]]]:
         """The (handle, target) pairs to drag: the scored part's first (if dragged), then the companions."""
         return ([(self.handle, self.target)] if self.drag_part else []) + list(self.companions)
+
+    def pair_parts(self) -> list[Optional[str]]:
+        """Per pair of `pairs()`, the detector keypoint its handle sits on (None: a head-outline point)."""
+        comp = list(self.companion_parts) + [None] * (len(self.companions) - len(self.companion_parts))
+        return ([self.part] if self.drag_part else []) + comp
 
 
 def _valid_targets(det, image: np.ndarray) -> dict[str, Callable[[np.ndarray], bool]]:
@@ -139,18 +164,20 @@ def make_cases(det, image_id: int, rng: np.random.Generator, image: np.ndarray) 
     cases: list[ToyCase] = []
     centre = (image.shape[1] - 1) / 2.0
 
-    def add(kind: str, part: str, length: float, angles, companions: tuple[str, ...] = (),
-            extra_points: tuple[tuple[float, float], ...] = ()) -> None:
+    def add(kind: str, part: str, length, angles, companions: tuple[str, ...] = (),
+            extra_points: tuple[tuple[float, float], ...] = (), band=None) -> None:
         h = np.array(det.keypoints()[part], dtype=np.float64)
-        for ang in angles:
-            step = length * np.array([math.cos(ang), math.sin(ang)])
+        lengths = length if isinstance(length, (list, tuple)) else [length] * len(angles)
+        for ang, ln in zip(angles, lengths):
+            step = ln * np.array([math.cos(ang), math.sin(ang)])
             t = h + step
             if valid[part](t):
                 points = [det.keypoints()[c] for c in companions] + list(extra_points)
                 extra = tuple(((float(p[0]), float(p[1])), (float(p[0] + step[0]), float(p[1] + step[1])))
                               for p in points)
                 cases.append(ToyCase(image_id, kind, part, (float(h[0]), float(h[1])), (float(t[0]), float(t[1])),
-                                     extra, drag_part=not companions))
+                                     extra, drag_part=not companions,
+                                     companion_parts=tuple(companions) + (None,) * len(extra_points), band=band))
                 return
 
     def random_angles(n: int = 24) -> list[float]:
@@ -177,19 +204,41 @@ def make_cases(det, image_id: int, rng: np.random.Generator, image: np.ndarray) 
     move = min(0.55 * d, d - 2 * r_eye - 5.0 * image.shape[0] / 128.0)
     if move >= 4.0:
         add("eye_distractor", "left_eye", move, [math.atan2(*(re_ - le)[::-1])])
+    s = image.shape[0] / 128.0
+    # Long drags: 15-20 px in any direction that keeps the face valid (48 tries).
+    add("eye_far", eye, list(rng.uniform(15.0, 20.0, 48)), random_angles(48))
+    # A corner pulled straight out of the mouth: the mouth gets longer, the corner's look changes.
+    mc = np.array(det.mouth, dtype=np.float64)
+    out = np.array(det.keypoints()[corner]) - mc
+    add("mouth_stretch", corner, 7.0 * s, [math.atan2(out[1], out[0])])
+    # The other eye towards its twin until only the least valid gap is left, with the band around
+    # both eyes editable (the twin may move too).
+    twin_move = d - (2 * r_eye + 4.0 * s) - 0.5
+    if twin_move >= 6.0 * s:
+        band = ((float(re_[0]), float(re_[1])), (float(le[0]), float(le[1])), r_eye + 6.0 * s)
+        add("eye_twin_band", "right_eye", twin_move, [math.atan2(*(le - re_)[::-1])], band=band)
     return cases
 
 
 def edit_mask(case: ToyCase, size: int) -> Optional[np.ndarray]:
-    """`size x size` bool, True = editable: a capsule around the drag segment; None for 'head'."""
+    """`size x size` bool, True = editable: a capsule around the drag segment (radius 14 px at
+    128 px), or the case's `band`; None for 'head'."""
     if case.kind == "head":
         return None
+    if case.band is not None:
+        a, b, radius = case.band
+        return _capsule(size, a, b, radius)
+    return _capsule(size, case.handle, case.target, EDIT_RADIUS_PX * size / 128.0)
+
+
+def _capsule(size: int, a, b, radius: float) -> np.ndarray:
+    """`size x size` bool: pixels within `radius` px of the segment a-b ((x, y) px)."""
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
-    h, t = np.array(case.handle, np.float32), np.array(case.target, np.float32)
+    h, t = np.array(a, np.float32), np.array(b, np.float32)
     d = t - h
     u = np.clip(((xs - h[0]) * d[0] + (ys - h[1]) * d[1]) / max(float(d @ d), 1e-6), 0, 1)
     dist = np.hypot(xs - (h[0] + u * d[0]), ys - (h[1] + u * d[1]))
-    return dist <= EDIT_RADIUS_PX
+    return dist <= radius
 
 
 def outside_fidelity(src: np.ndarray, out: np.ndarray, editable: Optional[np.ndarray]) -> dict[str, Optional[float]]:
@@ -213,12 +262,29 @@ def outside_fidelity(src: np.ndarray, out: np.ndarray, editable: Optional[np.nda
     return {"psnr": round(min(psnr, 99.0), 3), "ssim": None if ssim is None else round(ssim, 4)}
 
 
-def score(case: ToyCase, src: np.ndarray, out: np.ndarray, seconds: float, status: str) -> dict[str, Any]:
-    """Detector-based scores of one edit."""
+def tracking_error(case: ToyCase, handles, image: np.ndarray) -> Optional[float]:
+    """Mean distance (px) between the tracker's handles (`N x 2` image px, in `case.pairs()` order)
+    and the detector's keypoints in `image` (`H x W x 3` uint8), over the handles that sit on a
+    keypoint; None when there is none or the detector lost them all."""
+    kps = detect(image).keypoints()
+    errs = [math.dist((float(h[0]), float(h[1])), kps[part])
+            for h, part in zip(np.asarray(handles, dtype=np.float64), case.pair_parts())
+            if part is not None and kps.get(part) is not None]
+    return round(float(np.mean(errs)), 3) if errs else None
+
+
+def score(case: ToyCase, src: np.ndarray, out: np.ndarray, seconds: float, status: str,
+          outcome: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """Detector-based scores of one edit. `outcome` (from an engine runner) may add the final
+    tracker handles (`handles`, image px), per-step tracking errors (`step_tracking_error_px`),
+    `steps` and `pushed_steps`."""
     det = detect(out)
     found = det.keypoints().get(case.part)
     dist = None if found is None else float(math.dist(found, case.target))
     start = float(math.dist(case.handle, case.target))
+    outcome = outcome or {}
+    steps_err = outcome.get("step_tracking_error_px")
+    steps_err = None if steps_err is None else [e for e in steps_err if e is not None]
     return {
         "image": case.image_id, "kind": case.kind, "part": case.part,
         "handle": [round(v, 2) for v in case.handle], "target": [round(v, 2) for v in case.target],
@@ -226,8 +292,14 @@ def score(case: ToyCase, src: np.ndarray, out: np.ndarray, seconds: float, statu
         "final_distance_px": None if dist is None else round(dist, 2),
         "success": dist is not None and dist <= SUCCESS_PX,
         "face_complete": det.complete,
+        "parts_ok": det.parts_ok if hasattr(det, "parts_ok") else det.complete,
         **outside_fidelity(src, out, edit_mask(case, src.shape[0])),
         "seconds": round(seconds, 3), "status": status,
+        "steps": outcome.get("steps"), "pushed_steps": outcome.get("pushed_steps"),
+        "tracking_error_px": (None if outcome.get("handles") is None
+                              else tracking_error(case, outcome["handles"], out)),
+        "mean_step_tracking_error_px": round(float(np.mean(steps_err)), 3) if steps_err else None,
+        "step_tracking_error_px": outcome.get("step_tracking_error_px"),
     }
 
 
@@ -251,12 +323,16 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "psnr_outside": mean([r["psnr"] for r in rows]),
         "ssim_outside": mean([r["ssim"] for r in rows]),
         "seconds_per_edit": mean([r["seconds"] for r in rows]),
+        "mean_steps": mean([r.get("steps") for r in rows]),
+        "mean_pushed_steps": mean([r.get("pushed_steps") for r in rows]),
+        "tracking_error_px": mean([r.get("tracking_error_px") for r in rows]),
+        "step_tracking_error_px": mean([r.get("mean_step_tracking_error_px") for r in rows]),
     }
 
 
 # -- engines -------------------------------------------------------------------------------------
-def _gan_runner(device: Optional[str], model: Optional[str],
-                overrides: dict[str, Any]) -> tuple[Callable, Callable, dict[str, Any]]:
+def _gan_runner(device: Optional[str], model: Optional[str], overrides: dict[str, Any],
+                step_tracking: bool = True) -> tuple[Callable, Callable, dict[str, Any]]:
     from ..gan import load_generator
     from ..gan.editor import GanEditor
 
@@ -265,18 +341,25 @@ def _gan_runner(device: Optional[str], model: Optional[str],
     def source(i: int, seed: int) -> np.ndarray:
         return editor.generate(seed + i, truncation_psi=0.7)
 
-    def run(src: np.ndarray, case: ToyCase, method: str) -> tuple[np.ndarray, str]:
+    def run(src: np.ndarray, case: ToyCase, method: str) -> tuple[np.ndarray, str, dict[str, Any]]:
         editor.reset()
         pts = from_pairs(case.pairs())
-        sess = editor.session(pts, editor.default_config(method, **overrides), mask=edit_mask(case, src.shape[0]))
+        sess = editor.session(pts, editor.default_config(method, **overrides), mask=edit_mask(case, src.shape[0]),
+                              preview_every=1 if step_tracking else 0)
+        errors: list[Optional[float]] = []
+        for rec in sess.frames(every=1):
+            if step_tracking:  # the preview is the image of the state the handles were tracked on
+                errors.append(tracking_error(case, rec.handles, sess.last_preview))
         res = sess.run()
-        return editor.image(), res.status
+        return editor.image(), res.status, {"handles": res.handles.tolist(), "steps": res.steps,
+                                            "pushed_steps": res.pushed_steps,
+                                            "step_tracking_error_px": errors if step_tracking else None}
 
     return source, run, {"model": model or "bundled toy GAN", "truncation_psi": 0.7}
 
 
-def _diffusion_runner(device: Optional[str], model: Optional[str],
-                      overrides: dict[str, Any]) -> tuple[Callable, Callable, dict[str, Any]]:
+def _diffusion_runner(device: Optional[str], model: Optional[str], overrides: dict[str, Any],
+                      step_tracking: bool = False) -> tuple[Callable, Callable, dict[str, Any]]:
     from PIL import Image
 
     from ..diffusion.editor import DiffusionEditConfig, DiffusionEditor
@@ -302,42 +385,52 @@ def _diffusion_runner(device: Optional[str], model: Optional[str],
         pts = from_pairs(case.pairs())
         res = editor.edit(Image.fromarray(src), pts, mask=edit_mask(case, src.shape[0]),
                           prompt=prompt["text"], config=cfg)
-        return np.asarray(res.image.convert("RGB")), res.drag.status
+        return np.asarray(res.image.convert("RGB")), res.drag.status, {
+            "handles": res.drag.handles.tolist(), "steps": res.drag.steps, "pushed_steps": res.drag.pushed_steps,
+            "step_tracking_error_px": None}
 
     return source, run, {"model": model or "bundled toy SD", "dataset_seed": 987_654}
 
 
 def toy_bench(backend: str, cases: Optional[int] = None, seed: int = 10_000, device: Optional[str] = None,
               sheet: Optional[str] = None, model: Optional[str] = None,
-              overrides: Optional[dict[str, Any]] = None) -> dict[str, Any]:
-    """Run the benchmark; `cases` caps the number of drag cases (default 30 GAN / 15 diffusion).
+              overrides: Optional[dict[str, Any]] = None, methods: tuple[str, ...] = METHODS,
+              kinds: Optional[tuple[str, ...]] = None, step_tracking: Optional[bool] = None) -> dict[str, Any]:
+    """Run the benchmark; `cases` caps the number of drag cases (default 40 GAN / 24 diffusion).
     `model`: a GAN checkpoint / diffusers folder (default: the bundled toy model); `overrides`:
-    drag settings (`DragConfig` fields) applied to both methods' defaults. Writes an example sheet
-    PNG to `sheet` if given. Returns a JSON-ready dict."""
+    drag settings (`DragConfig` fields) applied to every method's defaults; `methods`: the drag
+    methods compared (each engine's presets); `kinds`: only these case kinds (default all of
+    `KINDS`); `step_tracking`: measure the tracking error at every step (default: GAN only).
+    Writes an example sheet PNG to `sheet` if given. Returns a JSON-ready dict.
+    Raises ValueError for an unknown kind."""
     torch.manual_seed(0)
     overrides = dict(overrides or {})
-    n_cases = cases or (30 if backend == "gan" else 15)
+    unknown = set(kinds or ()) - set(KINDS)
+    if unknown:
+        raise ValueError(f"unknown case kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
+    n_cases = cases or (40 if backend == "gan" else 24)
     runner = _gan_runner if backend == "gan" else _diffusion_runner
-    source, run, meta = runner(device, model, overrides)
+    source, run, meta = runner(device, model, overrides,
+                               step_tracking=(backend == "gan") if step_tracking is None else step_tracking)
     rng = np.random.default_rng(seed)
-    rows: dict[str, list[dict[str, Any]]] = {m: [] for m in METHODS}
+    rows: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     examples = []
     skipped, i, t_all = 0, 0, time.perf_counter()
     done = 0
     while done < n_cases and i < 20 * n_cases:
         src = source(i, seed)
         det = detect(src)
-        image_cases = make_cases(det, seed + i, rng, src)
+        image_cases = [c for c in make_cases(det, seed + i, rng, src) if kinds is None or c.kind in kinds]
         if not image_cases:
             skipped += 1
         for case in image_cases:
             if done >= n_cases:
                 break
             outs = {}
-            for method in METHODS:
+            for method in methods:
                 t0 = time.perf_counter()
-                out, status = run(src, case, method)
-                rows[method].append(score(case, src, out, time.perf_counter() - t0, status))
+                out, status, outcome = run(src, case, method)
+                rows[method].append(score(case, src, out, time.perf_counter() - t0, status, outcome))
                 outs[method] = out
             done += 1
             if len(examples) < 10 and (not examples or examples[-1][0].kind != case.kind):
@@ -345,32 +438,37 @@ def toy_bench(backend: str, cases: Optional[int] = None, seed: int = 10_000, dev
             log.info("case %d/%d %s", done, n_cases, case.kind)
         i += 1
 
-    kinds = sorted({r["kind"] for r in rows["stabledrag"]})
+    seen = sorted({r["kind"] for m in methods for r in rows[m]})
+    groups = {"lookalike": LOOKALIKE_KINDS, "long": LONG_KINDS}
     result = {
         "benchmark": "toy", "backend": backend, **meta,
         "settings": {"cases": done, "seed": seed, "success_px": SUCCESS_PX, "edit_radius_px": EDIT_RADIUS_PX,
-                     "images_without_complete_face": skipped, "drag_overrides": overrides},
-        "overall": {m: summarise(rows[m]) for m in METHODS},
-        "by_kind": {k: {m: summarise([r for r in rows[m] if r["kind"] == k]) for m in METHODS} for k in kinds},
+                     "images_without_complete_face": skipped, "drag_overrides": overrides,
+                     "methods": list(methods), "kinds": list(kinds or KINDS)},
+        "overall": {m: summarise(rows[m]) for m in methods},
+        "by_kind": {k: {m: summarise([r for r in rows[m] if r["kind"] == k]) for m in methods} for k in seen},
+        "by_group": {g: {m: summarise([r for r in rows[m] if r["kind"] in ks]) for m in methods}
+                     for g, ks in groups.items()},
         "cases": rows,
         "machine": {"platform": platform.platform(), "torch": torch.__version__,
                     "device": device or ("cuda" if torch.cuda.is_available() else "cpu")},
         "seconds": round(time.perf_counter() - t_all, 1),
     }
     if sheet and examples:
-        _write_sheet(sheet, examples)
+        _write_sheet(sheet, examples, methods)
         result["sheet"] = sheet
     return result
 
 
-def _write_sheet(path: str, examples: list) -> None:
+def _write_sheet(path: str, examples: list, methods: tuple[str, ...] = METHODS) -> None:
     from ..visualize import draw_points, grid
 
     rows = []
     for case, src, outs in examples:
         handles, targets = zip(*case.pairs())
         row = [draw_points(src, list(handles), list(targets), numbers=False)]
-        row += [draw_points(outs[m], list(targets), [], numbers=False) for m in METHODS]
+        row += [draw_points(outs[m], list(targets), [], numbers=False) for m in methods]
         rows.append(row)
     big = [[im.resize((im.width * 2, im.height * 2)) for im in r] for r in rows]
-    grid(big, labels=["input + drag", "StableDrag", "baseline (DragGAN/DragDiffusion)"]).save(path)
+    names = {"stabledrag": "StableDrag", "baseline": "baseline (NN + plain)"}
+    grid(big, labels=["input + drag"] + [names.get(m, m) for m in methods]).save(path)
