@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--out", default=None, help="also write the JSON here")
     bt.add_argument("--plot", default=None, help="PNG of success vs look-alike distance for both trackers")
     bt.add_argument("--no-gan", action="store_true", help="skip timing the trackers against a toy-GAN step")
+    bt.add_argument("--gan-512", action="store_true",
+                    help="also time them against a 512 px StyleGAN2 step (random weights; slow on a CPU)")
     bs = bsub.add_parser("speed", help="per-phase timings with random weights at full size")
     bs.add_argument("--backend", choices=["diffusion", "gan"], required=True)
     bs.add_argument("--size", type=int, default=None, help="image size (diffusion; default 256 on CPU, 512 on GPU)")
@@ -146,7 +148,8 @@ def _dispatch(args: argparse.Namespace) -> Optional[int]:
             from .bench.tracking import run_tracking_bench
 
             emit_json(run_tracking_bench(cases=args.cases, seed=args.seed, channels=args.channels, size=args.size,
-                                         plot=args.plot, gan_ratio=not args.no_gan), args.out)
+                                         plot=args.plot, gan_ratio=not args.no_gan,
+                                         gan_512=args.gan_512), args.out)
             return 0
         if args.bench == "speed":
             if args.backend == "gan":

@@ -247,6 +247,8 @@ class DiscriminativeTracker:
         prof = torch.zeros(n, n_rings, device=cos.device)
         for k in range(1, n_rings):
             sel = (ring == k)
+            if not bool(sel.any()):  # a strided lattice (large windows) skips some rings
+                continue
             vals = cos[:, sel].masked_fill(~(valid[:, sel] > 0), float("nan"))
             prof[:, k] = torch.nan_to_num(vals.nanmedian(dim=1).values, nan=1.0)
         expected = prof[:, ring]  # N x M

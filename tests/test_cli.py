@@ -25,7 +25,7 @@ def test_bench_tracking_prints_json(capsys, tmp_path):
     from PIL import Image
     assert Image.open(plot).size == (420, 260)
     assert data["cost"]["discriminative"]["fit_ms"] > 0
-    gan = data["gan_step"]
+    gan = data["gan_step"]["wall"]
     assert gan["step_ms"] > 0 and gan["fit_plus_track_over_step"] == pytest.approx(
         (gan["fit_ms"] + gan["track_ms"]) / gan["step_ms"], rel=0.02)
 

@@ -150,3 +150,16 @@ def test_mined_lookalike_gets_no_positive_label():
     assert bool(mined[c, c + 3])  # the twin
     assert not mined[:, : c + 1].any()  # nothing on the handle's other side
 
+
+
+def test_large_strided_training_window_fits_and_tracks():
+    """DragGAN's r_p = 12 at 512 px gives a 73 x 73 training window, sampled on a stride-3 lattice
+    (some 1 px rings of the fall-off profile are empty)."""
+    g = torch.Generator().manual_seed(14)
+    f0 = smooth_field(16, 96, g, scale=8) + 0.2 * smooth_field(16, 96, g, scale=2)
+    handles = torch.tensor([[40.0, 50.0], [60.0, 30.0]])
+    tracker = DiscriminativeTracker(radius=12)
+    tracker.fit(f0, handles)
+    found, conf = tracker.track(shifted_field(f0, 3, -2), handles)
+    assert torch.equal(found, handles + torch.tensor([3.0, -2.0]))
+    assert (conf > 0.5).all()

@@ -122,44 +122,59 @@ def plot_sweep(result: dict[str, Any], path: str) -> None:
     img.save(path)
 
 
-def gan_step_ratio(steps: int = 10) -> dict[str, Any]:
-    """Tracker cost against one drag step of the bundled toy GAN (same handles and feature map):
-    median seconds of a step (forward to the drag block, motion loss, backward, Adam) and of a
-    discriminative fit / track, and the ratio (fit / steps + track) / step. Needs the bundled model."""
+def gan_step_ratio(steps: int = 10, resolution: int | None = None) -> dict[str, Any]:
+    """Tracker cost against one drag step of a GAN (same handles and feature map): the bundled toy
+    GAN (`resolution` None) or a random-weight StyleGAN2 of the official architecture at
+    `resolution` px. Median wall and process-CPU time of a step (forward to the drag block, motion
+    loss, backward, Adam) and of a discriminative fit / track, and their ratios."""
     from ..config import DragConfig
     from ..drag import DragSession
     from ..gan import load_generator
     from ..gan.editor import GanEditor
     from ..points import from_pairs
 
-    editor = GanEditor(load_generator(None))
+    if resolution is None:
+        editor = GanEditor(load_generator(None))
+    else:
+        from ..gan.networks import Generator
+        from .speed_gan import official_config
+
+        torch.manual_seed(0)
+        editor = GanEditor(Generator(official_config(resolution)))
     editor.generate(10_000)
     cfg = editor.default_config("baseline", max_steps=10 ** 6, stop_distance=0.0)
-    pts = from_pairs([((50.0, 50.0), (60.0, 50.0)), ((70.0, 60.0), (75.0, 66.0))])
+    s = editor.image_size[0] / 128.0
+    pts = from_pairs([((50.0 * s, 50.0 * s), (60.0 * s, 50.0 * s)), ((70.0 * s, 60.0 * s), (75.0 * s, 66.0 * s))])
     sess = DragSession(editor.backend(), pts, cfg)
     sess.step()
-    step_t = []
+    step_t, fit_t, track_t = [], [], []  # (wall s, process CPU s) pairs
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         sess.step()
-        step_t.append(time.perf_counter() - t0)
+        step_t.append((time.perf_counter() - t0, time.process_time() - c0))
     f0 = sess._f0
     disc = DiscriminativeTracker(cfg.r_p, train_radius=DragConfig(method="stabledrag", r_p=cfg.r_p).effective_train_radius)
-    fit_t, track_t = [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         disc.fit(f0, sess._p0)
-        fit_t.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+        fit_t.append((time.perf_counter() - t0, time.process_time() - c0))
+        t0, c0 = time.perf_counter(), time.process_time()
         disc.track(f0, sess._p0)
-        track_t.append(time.perf_counter() - t0)
-    med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
-    step_s, fit_s, track_s = med(step_t), med(fit_t), med(track_t)
-    return {"feature_map": list(f0.shape), "handles": len(pts), "step_ms": round(step_s * 1e3, 2),
-            "fit_ms": round(fit_s * 1e3, 2), "track_ms": round(track_s * 1e3, 2),
-            "track_over_step": round(track_s / step_s, 4), "fit_over_step": round(fit_s / step_s, 4),
-            "fit_plus_track_over_step": round((fit_s + track_s) / step_s, 4),
-            "note": f"fit runs once per drag, track once per step; medians of {steps}"}
+        track_t.append((time.perf_counter() - t0, time.process_time() - c0))
+
+    def med(v, k):
+        return sorted(x[k] for x in v)[len(v) // 2]
+
+    out: dict[str, Any] = {"generator": "bundled toy GAN" if resolution is None else f"StyleGAN2 {resolution} px, random weights",
+                           "feature_map": list(f0.shape), "handles": len(pts), "threads": torch.get_num_threads()}
+    for k, clock in ((0, "wall"), (1, "cpu")):
+        step_s, fit_s, track_s = med(step_t, k), med(fit_t, k), med(track_t, k)
+        out[clock] = {"step_ms": round(step_s * 1e3, 2), "fit_ms": round(fit_s * 1e3, 2),
+                      "track_ms": round(track_s * 1e3, 2), "track_over_step": round(track_s / step_s, 4),
+                      "fit_over_step": round(fit_s / step_s, 4),
+                      "fit_plus_track_over_step": round((fit_s + track_s) / step_s, 4)}
+    out["note"] = f"fit runs once per drag, track once per step; medians of {steps}; cpu = process CPU time"
+    return out
 
 
 def cost(channels: int = 640, size: int = 64, handles: int = 5, repeats: int = 20) -> dict[str, Any]:
@@ -186,9 +201,10 @@ def cost(channels: int = 640, size: int = 64, handles: int = 5, repeats: int = 2
 
 
 def run_tracking_bench(cases: int = 40, seed: int = 0, channels: int = 64, size: int = 64,
-                       plot: str | None = None, gan_ratio: bool = True) -> dict[str, Any]:
+                       plot: str | None = None, gan_ratio: bool = True, gan_512: bool = False) -> dict[str, Any]:
     """The whole benchmark as a JSON-ready dict; `plot`: PNG path for the look-alike sweep;
-    `gan_ratio`: also time the trackers against a toy-GAN drag step."""
+    `gan_ratio`: also time the trackers against a toy-GAN drag step; `gan_512`: and against a
+    random-weight 512 px StyleGAN2 step (slow on a CPU: ~6 s of CPU per step)."""
     t0 = time.perf_counter()
     sw = sweep(cases, seed, channels, size)
     if plot:
@@ -205,6 +221,7 @@ def run_tracking_bench(cases: int = 40, seed: int = 0, channels: int = 64, size:
         **({"plot": plot} if plot else {}),
         "cost": cost(),
         **({"gan_step": gan_step_ratio()} if gan_ratio else {}),
+        **({"gan_step_512": gan_step_ratio(3, resolution=512)} if gan_512 else {}),
         "machine": {"platform": platform.platform(), "torch": torch.__version__,
                     "threads": torch.get_num_threads()},
         "seconds": round(time.perf_counter() - t0, 2),
