@@ -17,17 +17,25 @@ import logging
 import sys
 from typing import Any, Optional, Sequence
 
-from .config import METHODS as TOY_METHODS
+from .config import METHODS
+
+#: Methods `bench toy` compares by default (the reference presets need the editors' point snapping).
+TOY_METHODS = ("stabledrag", "baseline")
 from .errors import UserError
+
+#: Reference methods and the only backend each exists for.
+METHOD_BACKEND = {"draggan": "gan", "dragdiffusion": "diffusion"}
 
 
 def _add_drag_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drag", action="append", default=[], metavar="X,Y:X,Y",
                    help="handle and target in image pixels; repeat for several points")
     p.add_argument("--mask", default=None, help="PNG whose white (non-zero) pixels mark the editable region")
-    p.add_argument("--method", choices=["stabledrag", "baseline"], default="stabledrag",
-                   help="stabledrag (discriminative tracker + confident supervision) or baseline "
-                        "(nearest neighbour + plain: DragDiffusion / DragGAN)")
+    p.add_argument("--method", choices=list(METHODS), default="stabledrag",
+                   help="stabledrag: discriminative tracker + confident supervision on our tuned settings; "
+                        "baseline: nearest neighbour + plain supervision on the same tuned settings; "
+                        "draggan (gan) / dragdiffusion (diffusion): the reference method exactly, with its "
+                        "own defaults (points on whole feature pixels)")
     p.add_argument("--seed", type=int, default=None, help="random seed")
     p.add_argument("--out", required=True, help="output image path (.png)")
     p.add_argument("--report", default=None, help="write a JSON report (config, timings, trajectories)")
@@ -180,6 +188,10 @@ def _dispatch(args: argparse.Namespace) -> Optional[int]:
 
         return generate_command(args)
     if args.command == "edit":
+        need = METHOD_BACKEND.get(args.method)
+        if need is not None and need != args.backend:
+            raise UserError(f"--method {args.method} is for --backend {need}; with --backend {args.backend} use "
+                            f"{'draggan' if args.backend == 'gan' else 'dragdiffusion'}, baseline or stabledrag.")
         if args.backend == "gan":
             from .gan.cli import edit_command
         else:
