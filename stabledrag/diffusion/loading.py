@@ -156,6 +156,15 @@ def _pipeline_class():
     return StableDiffusionPipeline
 
 
+def _unet_config(folder: str) -> dict[str, Any]:
+    """The UNet config of a diffusers folder ({} when unreadable)."""
+    try:
+        with open(os.path.join(folder, "unet", "config.json")) as f:
+            return dict(json.load(f))
+    except (OSError, json.JSONDecodeError, TypeError, ValueError):
+        return {}
+
+
 def _check_model_index(folder: str) -> None:
     """Reject diffusers folders that are not SD 1.x/2.x text-to-image before loading weights."""
     try:
@@ -167,6 +176,10 @@ def _check_model_index(folder: str) -> None:
     if "text_encoder_2" in index or "XL" in cls:
         raise ModelUnavailableError(f"{folder} holds an SDXL model ({cls}); only Stable Diffusion 1.x/2.x "
                                     "is supported.")
+    in_ch = _unet_config(folder).get("in_channels", 4)
+    if "Inpaint" in cls or in_ch != 4:
+        raise ModelUnavailableError(f"{folder} holds an inpainting model ({cls}, UNet input channels {in_ch}); "
+                                    "use a standard text-to-image Stable Diffusion 1.x/2.x model.")
     missing = [c for c in ("unet", "vae", "text_encoder", "tokenizer") if not index.get(c) or index[c][0] is None]
     if missing:
         raise ModelUnavailableError(f"{folder} ({cls or 'unknown pipeline'}) lacks {', '.join(missing)}; "
@@ -184,7 +197,7 @@ def _load_uncached(kind: str, ident: str, config_dir: Optional[str], dtype: torc
 def _load_folder(folder: str, dtype: torch.dtype, what: Optional[str] = None):
     _check_model_index(folder)
     try:
-        return _pipeline_class().from_pretrained(folder, local_files_only=True, **_common_kwargs(dtype))
+        return _from_hub(folder, dtype, local_only=True)
     except Exception as e:  # diffusers raises OSError/ValueError/KeyError/... for broken folders
         log.debug("loading %s failed", folder, exc_info=True)
         raise ModelUnavailableError(f"could not load the diffusers folder {what or folder}: {_short(e)}. "
@@ -193,12 +206,15 @@ def _load_folder(folder: str, dtype: torch.dtype, what: Optional[str] = None):
 
 def _variants(dtype: torch.dtype) -> list[Optional[str]]:
     """Weight variants to try: half-precision runs first try the repo's "fp16" files (half the
-    download, e.g. 2 GB instead of 4 GB for SD 1.5), then the default files."""
-    return ["fp16", None] if dtype in (torch.float16, torch.bfloat16) else [None]
+    download, e.g. 2 GB instead of 4 GB for SD 1.5), then the default files; full precision the
+    default files, then "fp16" ones (a folder or cache holding only `*.fp16.*` files), which
+    diffusers upcasts to the requested dtype."""
+    return ["fp16", None] if dtype in (torch.float16, torch.bfloat16) else [None, "fp16"]
 
 
 def _from_hub(repo_id: str, dtype: torch.dtype, local_only: bool):
-    """`from_pretrained` over the variants; re-raises the last error if none loads."""
+    """`from_pretrained` over the variants; re-raises the first error (the default files') if
+    none loads."""
     error: Optional[BaseException] = None
     for variant in _variants(dtype):
         try:
@@ -206,12 +222,35 @@ def _from_hub(repo_id: str, dtype: torch.dtype, local_only: bool):
                                                      **_common_kwargs(dtype))
         except Exception as e:
             log.debug("%s (variant %s, local only %s) failed: %s", repo_id, variant, local_only, e)
-            error = e
+            error = error or e
     assert error is not None
     raise error
 
 
+def _check_hub_index(repo_id: str) -> None:
+    """Refuse SDXL / inpainting repos before loading: their model_index.json (and UNet config) from
+    the cache, or, when the hub may be contacted, those two small files alone."""
+    from huggingface_hub import snapshot_download
+
+    patterns = ["model_index.json", "unet/config.json"]
+    try:
+        folder = snapshot_download(repo_id, local_files_only=True, allow_patterns=patterns)
+    except Exception:
+        if hub_offline() or not hub_reachable():
+            return  # nothing to read; loading will say it is not available
+        try:
+            folder = snapshot_download(repo_id, allow_patterns=patterns)
+        except Exception:
+            return
+    if os.path.isfile(os.path.join(folder, "model_index.json")):
+        try:
+            _check_model_index(folder)
+        except ModelUnavailableError as e:
+            raise ModelUnavailableError(str(e).replace(folder, repo_id)) from None
+
+
 def _load_hub(repo_id: str, dtype: torch.dtype):
+    _check_hub_index(repo_id)
     cache = f"the local Hugging Face cache ({_hf_cache_dir()})"
     try:
         return _from_hub(repo_id, dtype, local_only=True)
@@ -235,7 +274,30 @@ def _load_hub(repo_id: str, dtype: torch.dtype):
             f"hub: {_short(e)}. " + _HINT) from None
 
 
+def _check_single_file(path: str, config_dir: Optional[str]) -> None:
+    """Refuse LoRA / SDXL / inpainting files, SD 2.x files whose prediction type is unknown, and a
+    --config-dir of another family, from the file's tensor names and shapes (`families`)."""
+    from .families import detect_family, read_shapes, refusal
+
+    try:
+        shapes = read_shapes(path)
+    except Exception as e:
+        raise ModelUnavailableError(f"could not read the checkpoint {path}: {_short(e)}.") from None
+    found = detect_family(shapes)
+    log.info("%s: %s", path, found)
+    unet_cfg = _unet_config(config_dir) if config_dir is not None else {}
+    why = refusal(found, os.path.basename(path), config_dir, unet_cfg.get("cross_attention_dim"),
+                  unet_cfg.get("in_channels"))
+    if why:
+        raise ModelUnavailableError(why)
+
+
 def _load_single_file(path: str, config_dir: Optional[str], dtype: torch.dtype):
+    if config_dir is not None and os.path.isdir(config_dir) \
+            and os.path.isfile(os.path.join(config_dir, "model_index.json")):
+        _check_single_file(path, config_dir)
+    elif config_dir is None:
+        _check_single_file(path, None)
     if config_dir is not None:
         if not os.path.isdir(config_dir) or not os.path.isfile(os.path.join(config_dir, "model_index.json")):
             raise ModelUnavailableError(
@@ -304,6 +366,9 @@ def _finish(pipe: Any, kind: str, ident: str, device: torch.device, dtype: torch
     unet = getattr(pipe, "unet", None)
     if unet is None or getattr(pipe, "text_encoder", None) is None or getattr(pipe, "vae", None) is None:
         raise ModelUnavailableError(f"{ident} is not a Stable Diffusion 1.x/2.x pipeline (missing components).")
+    if getattr(pipe, "text_encoder_2", None) is not None or unet.config.get("addition_embed_type") == "text_time" \
+            or unet.config.get("cross_attention_dim") in (1280, 2048):
+        raise ModelUnavailableError(f"{ident} holds an SDXL model; only Stable Diffusion 1.x/2.x is supported.")
     if int(unet.config.in_channels) != 4:
         raise ModelUnavailableError(
             f"{ident} has a UNet with {unet.config.in_channels} input channels (an inpainting or other "
