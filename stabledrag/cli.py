@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "gan: .pkl or native checkpoint (default: the bundled toy model)")
     edit.add_argument("--config-dir", default=None,
                       help="diffusion single-file checkpoints: a local diffusers folder with the configs")
+    edit.add_argument("--lora", action="append", default=[], metavar="FILE[:SCALE]",
+                      help="diffusion: your own LoRA (diffusers, DragDiffusion or kohya format), fused into the "
+                           "model under the identity LoRA; repeatable; SCALE defaults to 1")
     edit.add_argument("--image", default=None, help="input image (diffusion backend)")
     edit.add_argument("--prompt", default="", help="text describing the image (diffusion)")
     edit.add_argument("--lora-steps", type=int, default=None, help="identity-LoRA steps (diffusion)")
@@ -192,6 +195,8 @@ def _dispatch(args: argparse.Namespace) -> Optional[int]:
         if need is not None and need != args.backend:
             raise UserError(f"--method {args.method} is for --backend {need}; with --backend {args.backend} use "
                             f"{'draggan' if args.backend == 'gan' else 'dragdiffusion'}, baseline or stabledrag.")
+        if args.backend == "gan" and getattr(args, "lora", None):
+            raise UserError("--lora is for --backend diffusion (a GAN has no LoRA here).")
         if args.backend == "gan":
             from .gan.cli import edit_command
         else:

@@ -181,12 +181,15 @@ class DiffusionEditor:
     device / dtype: as `stabledrag.device.choose`; config_dir: configs for single-file checkpoints.
     pipeline: an already built pipeline (tests, benchmarks); `model` is then only a label.
     lora_cache_dir: where identity LoRAs are stored (None: lora_tuning's default).
+    loras: the user's own LoRA files `(path, scale)`, fused into the model under the identity LoRA
+      (`loading.load_pipeline(loras=...)`).
     """
 
     def __init__(self, model: Optional[str] = None, device: Optional[str] = None, dtype: Optional[Any] = None,
                  config_dir: Optional[str] = None, pipeline: Any = None,
-                 lora_cache_dir: Optional[str] = None) -> None:
+                 lora_cache_dir: Optional[str] = None, loras: Any = ()) -> None:
         self.model = model
+        self.loras = tuple(loras)
         self.device = device
         self.dtype = dtype
         self.config_dir = config_dir
@@ -205,7 +208,7 @@ class DiffusionEditor:
         if self._pipe is None:
             from .loading import load_pipeline
 
-            self._pipe = load_pipeline(self.model, self.device, self.dtype, self.config_dir)
+            self._pipe = load_pipeline(self.model, self.device, self.dtype, self.config_dir, loras=self.loras)
         return self._pipe
 
     @property

@@ -25,13 +25,13 @@ import re
 import socket
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 from urllib.parse import urlparse
 
 import torch
 
 from ..device import choose
-from ..errors import ModelUnavailableError
+from ..errors import ModelUnavailableError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +95,16 @@ def clear_cache() -> None:
 
 def load_pipeline(model: Optional[str | os.PathLike] = None, device: Optional[str | torch.device] = None,
                   dtype: Optional[str | torch.dtype] = None,
-                  config_dir: Optional[str | os.PathLike] = None):
+                  config_dir: Optional[str | os.PathLike] = None,
+                  loras: Sequence[tuple[str, float]] = ()):
     """Load (or return the cached) Stable Diffusion 1.x/2.x pipeline.
 
     model: hub id, diffusers folder, single checkpoint file, or None (see the module docstring).
     device/dtype: see `stabledrag.device.choose` (CUDA -> bf16/fp16, CPU -> fp32).
     config_dir: for single-file checkpoints, a local diffusers folder providing the configs.
+    loras: the user's own LoRA files `(path, scale)` (diffusers, DragDiffusion or kohya format),
+      fused into the UNet (and text encoder) weights in this order: the identity LoRA is then
+      trained on and applied over them. Part of the cache key and of `stabledrag_model_key`.
     Returns a `StableDiffusionPipeline` in eval mode on `device`, with a DDIMScheduler. Its
     attribute `stabledrag_model_key` identifies the weights (for LoRA/inversion caches).
     Raises `ModelUnavailableError` with a message saying what was tried and what to do.
@@ -109,14 +113,44 @@ def load_pipeline(model: Optional[str | os.PathLike] = None, device: Optional[st
     spec = os.fspath(model) if model is not None else default_model()
     cfg = os.path.abspath(os.fspath(config_dir)) if config_dir is not None else None
     kind, ident = _classify(spec)
-    key = (kind, ident, cfg, str(dev), str(dt))
+    user = tuple(_lora_spec(p, s) for p, s in loras)
+    key = (kind, ident, cfg, str(dev), str(dt), user)
     with _lock:
         if key in _cache:
             return _cache[key]
         pipe = _load_uncached(kind, ident, cfg, dt)
         pipe = _finish(pipe, kind, ident, dev, dt)
+        if user:
+            _fuse_user_loras(pipe, user)
         _cache[key] = pipe
         return pipe
+
+
+def _lora_spec(path: str, scale: float) -> tuple[str, int, float]:
+    """(absolute path, mtime, scale) of a user LoRA file; UserError when it is missing."""
+    path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    if not os.path.isfile(path):
+        raise ModelUnavailableError(f"the LoRA file {path} does not exist.")
+    return path, os.stat(path).st_mtime_ns, float(scale)
+
+
+def _fuse_user_loras(pipe: Any, loras: tuple[tuple[str, int, float], ...]) -> None:
+    """Fuse each user LoRA into the weights (no LoRA layers stay) and extend the model key."""
+    from lora_tuning.weights import read_lora_state_dict
+
+    for i, (path, _, scale) in enumerate(loras):
+        name = f"user_{i}"
+        try:
+            pipe.load_lora_weights(read_lora_state_dict(path), adapter_name=name)
+        except UserError:
+            raise
+        except Exception as e:  # a LoRA for another architecture: diffusers raises ValueError/KeyError/...
+            raise ModelUnavailableError(f"the LoRA {os.path.basename(path)} does not fit this model: {_short(e)}") \
+                from None
+        components = ["unet"] + (["text_encoder"] if getattr(pipe.text_encoder, "peft_config", None) else [])
+        pipe.fuse_lora(components=components, lora_scale=scale, adapter_names=[name])
+        pipe.unload_lora_weights()
+    pipe.stabledrag_model_key += "".join(f"+lora:{p}:{m}:{s}" for p, m, s in loras)
 
 
 def model_key(pipe: Any) -> Optional[str]:
