@@ -40,6 +40,9 @@ def _add_drag_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output image path (.png)")
     p.add_argument("--report", default=None, help="write a JSON report (config, timings, trajectories)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument("--dtype", default=None, choices=["auto", "fp32", "fp16", "bf16"],
+                   help="diffusion weights: auto = bf16 on GPUs with native bf16 (compute capability >= 8), "
+                        "fp16 on older GPUs, fp32 on the CPU; the env variable STABLEDRAG_DTYPE sets the default")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any drag setting, e.g. --set tau=0.5 --set r_p=4")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

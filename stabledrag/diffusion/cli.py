@@ -100,7 +100,8 @@ def edit_command(args: argparse.Namespace) -> int:
     if not os.path.isdir(out_dir):
         raise UserError(f"The output folder {out_dir!r} does not exist.")
 
-    editor = DiffusionEditor(model=args.model, device=args.device, config_dir=args.config_dir,
+    editor = DiffusionEditor(model=args.model, device=args.device, dtype=getattr(args, "dtype", None),
+                             config_dir=args.config_dir,
                              loras=parse_lora_args(getattr(args, "lora", [])))
     bar = TerminalProgress(disable=bool(args.quiet))
     try:

@@ -106,16 +106,34 @@ def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
     return x.permute(1, 2, 0).to(torch.uint8).cpu().numpy()
 
 
+def run_vae(vae: Any, fn: Callable[[torch.dtype], torch.Tensor]) -> torch.Tensor:
+    """`fn(dtype)` (a VAE call with its input cast to `dtype`), redone in fp32 when an fp16 VAE
+    overflows (non-finite output: SD's VAE is known to, e.g. on bright or large images). The VAE
+    is cast to fp32 for that call only and back to fp16 afterwards."""
+    out = fn(vae.dtype)
+    if vae.dtype == torch.float16 and not bool(torch.isfinite(out).all()):
+        log.warning("the VAE overflowed in float16; running it in float32")
+        vae.to(torch.float32)
+        try:
+            out = fn(torch.float32)
+        finally:
+            vae.to(torch.float16)
+    return out
+
+
 @torch.no_grad()
 def encode_image(vae: Any, image: Any) -> torch.Tensor:
-    """RGB image of a VAE-valid size -> latent `1 x 4 x H/8 x W/8` (mean of the posterior, scaled)."""
-    x = image_to_tensor(image).to(vae.device, vae.dtype)
-    return vae.encode(x).latent_dist.mean * vae.config.scaling_factor
+    """RGB image of a VAE-valid size -> latent `1 x 4 x H/8 x W/8` (mean of the posterior, scaled),
+    float32 when the VAE fell back to fp32 (`run_vae`)."""
+    x = image_to_tensor(image).to(vae.device)
+    return run_vae(vae, lambda dt: vae.encode(x.to(dt)).latent_dist.mean) * vae.config.scaling_factor
 
 
 def decode_latent(vae: Any, latent: torch.Tensor) -> torch.Tensor:
-    """Latent `B x 4 x h x w` -> images `B x 3 x 8h x 8w` in [-1, 1] (gradients flow if enabled)."""
-    return vae.decode(latent.to(vae.dtype) / vae.config.scaling_factor).sample
+    """Latent `B x 4 x h x w` -> images `B x 3 x 8h x 8w` in [-1, 1] (gradients flow if enabled;
+    fp32 fallback where an fp16 VAE overflows, `run_vae`)."""
+    z = latent / vae.config.scaling_factor
+    return run_vae(vae, lambda dt: vae.decode(z.to(dt)).sample)
 
 
 def _predict(unet: Any, latent: torch.Tensor, t: int, emb: torch.Tensor) -> torch.Tensor:
