@@ -3,7 +3,7 @@
 Sub-commands:
   edit      --backend diffusion|gan   drag points on an image (diffusion) or a generated image (gan)
   generate  --backend gan             render a GAN sample by seed
-  bench     tracking|speed|toy        benchmarks that print JSON
+  bench     tracking|speed|toy|gpu    benchmarks that print JSON
 
 Engine code is imported lazily so that `bench tracking` needs only torch.
 A `UserError` is printed as one line (exit code 2), never as a stack trace.
@@ -102,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--steps", type=int, default=3, help="timed repetitions per phase")
     bs.add_argument("--device", default=None)
     bs.add_argument("--out", default=None)
+    bg = bsub.add_parser("gpu", help="the GPU check: SD 1.5 phases, whole/repeat edit, LoRA cost, StyleGAN2 "
+                                     "512/1024 drag steps, peak memory (needs CUDA; --small: CPU dry run)")
+    bg.add_argument("--small", action="store_true", help="tiny models on the CPU: checks the script, not a GPU")
+    bg.add_argument("--device", default=None)
+    bg.add_argument("--dtype", default=None, choices=["auto", "fp32", "fp16", "bf16"])
+    bg.add_argument("--steps", type=int, default=3, help="timed repetitions per phase")
+    bg.add_argument("--out", default=None)
     by = bsub.add_parser("toy", help="ground-truth drag benchmark on the toy-faces world")
     by.add_argument("--backend", choices=["diffusion", "gan"], required=True)
     by.add_argument("--cases", type=int, default=None)
@@ -175,6 +182,11 @@ def _dispatch(args: argparse.Namespace) -> Optional[int]:
                 from .bench.speed_diffusion import diffusion_speed
 
                 emit_json(diffusion_speed(size=args.size, steps=args.steps, device=args.device), args.out)
+            return 0
+        if args.bench == "gpu":
+            from .bench.gpu import gpu_check
+
+            emit_json(gpu_check(small=args.small, device=args.device, dtype=args.dtype, steps=args.steps), args.out)
             return 0
         if args.bench == "toy":
             from .bench.toy import toy_bench
