@@ -1,7 +1,7 @@
 """StableDrag Studio web app: tabs "StableDrag-Diff" and "StableDrag-GAN".
 
 Usage: python app.py [--host H] [--port P] [--share] [--diffusion-model M] [--gan-model CKPT]
-                     [--device D] [--models-dir DIR]
+                     [--device D] [--dtype auto|fp32|fp16|bf16] [--models-dir DIR]
 
 Runs offline on a CPU with the bundled toy models; any Stable Diffusion 1.x/2.x model (diffusers
 folder, single file, or SD 1.5 from the hub where it is reachable) and any StyleGAN2 checkpoint

@@ -3,7 +3,7 @@
 Sub-commands:
   edit      --backend diffusion|gan   drag points on an image (diffusion) or a generated image (gan)
   generate  --backend gan             render a GAN sample by seed
-  bench     tracking|speed|toy        benchmarks that print JSON
+  bench     tracking|speed|toy|gpu    benchmarks that print JSON
 
 Engine code is imported lazily so that `bench tracking` needs only torch.
 A `UserError` is printed as one line (exit code 2), never as a stack trace.
@@ -17,21 +17,32 @@ import logging
 import sys
 from typing import Any, Optional, Sequence
 
-from .config import METHODS as TOY_METHODS
+from .config import METHODS
+
+#: Methods `bench toy` compares by default (the reference presets need the editors' point snapping).
+TOY_METHODS = ("stabledrag", "baseline")
 from .errors import UserError
+
+#: Reference methods and the only backend each exists for.
+METHOD_BACKEND = {"draggan": "gan", "dragdiffusion": "diffusion"}
 
 
 def _add_drag_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drag", action="append", default=[], metavar="X,Y:X,Y",
                    help="handle and target in image pixels; repeat for several points")
     p.add_argument("--mask", default=None, help="PNG whose white (non-zero) pixels mark the editable region")
-    p.add_argument("--method", choices=["stabledrag", "baseline"], default="stabledrag",
-                   help="stabledrag (discriminative tracker + confident supervision) or baseline "
-                        "(nearest neighbour + plain: DragDiffusion / DragGAN)")
+    p.add_argument("--method", choices=list(METHODS), default="stabledrag",
+                   help="stabledrag: discriminative tracker + confident supervision on our tuned settings; "
+                        "baseline: nearest neighbour + plain supervision on the same tuned settings; "
+                        "draggan (gan) / dragdiffusion (diffusion): the reference method exactly, with its "
+                        "own defaults (points on whole feature pixels)")
     p.add_argument("--seed", type=int, default=None, help="random seed")
     p.add_argument("--out", required=True, help="output image path (.png)")
     p.add_argument("--report", default=None, help="write a JSON report (config, timings, trajectories)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument("--dtype", default=None, choices=["auto", "fp32", "fp16", "bf16"],
+                   help="diffusion weights: auto = bf16 on GPUs with native bf16 (compute capability >= 8), "
+                        "fp16 on older GPUs, fp32 on the CPU; the env variable STABLEDRAG_DTYPE sets the default")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any drag setting, e.g. --set tau=0.5 --set r_p=4")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -50,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "gan: .pkl or native checkpoint (default: the bundled toy model)")
     edit.add_argument("--config-dir", default=None,
                       help="diffusion single-file checkpoints: a local diffusers folder with the configs")
+    edit.add_argument("--lora", action="append", default=[], metavar="FILE[:SCALE]",
+                      help="diffusion: your own LoRA (diffusers, DragDiffusion or kohya format), fused into the "
+                           "model under the identity LoRA; repeatable; SCALE defaults to 1")
     edit.add_argument("--image", default=None, help="input image (diffusion backend)")
     edit.add_argument("--prompt", default="", help="text describing the image (diffusion)")
     edit.add_argument("--lora-steps", type=int, default=None, help="identity-LoRA steps (diffusion)")
@@ -88,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--steps", type=int, default=3, help="timed repetitions per phase")
     bs.add_argument("--device", default=None)
     bs.add_argument("--out", default=None)
+    bg = bsub.add_parser("gpu", help="the GPU check: SD 1.5 phases, whole/repeat edit, LoRA cost, StyleGAN2 "
+                                     "512/1024 drag steps, peak memory (needs CUDA; --small: CPU dry run)")
+    bg.add_argument("--small", action="store_true", help="tiny models on the CPU: checks the script, not a GPU")
+    bg.add_argument("--device", default=None)
+    bg.add_argument("--dtype", default=None, choices=["auto", "fp32", "fp16", "bf16"])
+    bg.add_argument("--steps", type=int, default=3, help="timed repetitions per phase")
+    bg.add_argument("--out", default=None)
     by = bsub.add_parser("toy", help="ground-truth drag benchmark on the toy-faces world")
     by.add_argument("--backend", choices=["diffusion", "gan"], required=True)
     by.add_argument("--cases", type=int, default=None)
@@ -162,6 +183,11 @@ def _dispatch(args: argparse.Namespace) -> Optional[int]:
 
                 emit_json(diffusion_speed(size=args.size, steps=args.steps, device=args.device), args.out)
             return 0
+        if args.bench == "gpu":
+            from .bench.gpu import gpu_check
+
+            emit_json(gpu_check(small=args.small, device=args.device, dtype=args.dtype, steps=args.steps), args.out)
+            return 0
         if args.bench == "toy":
             from .bench.toy import toy_bench
 
@@ -180,6 +206,12 @@ def _dispatch(args: argparse.Namespace) -> Optional[int]:
 
         return generate_command(args)
     if args.command == "edit":
+        need = METHOD_BACKEND.get(args.method)
+        if need is not None and need != args.backend:
+            raise UserError(f"--method {args.method} is for --backend {need}; with --backend {args.backend} use "
+                            f"{'draggan' if args.backend == 'gan' else 'dragdiffusion'}, baseline or stabledrag.")
+        if args.backend == "gan" and getattr(args, "lora", None):
+            raise UserError("--lora is for --backend diffusion (a GAN has no LoRA here).")
         if args.backend == "gan":
             from .gan.cli import edit_command
         else:

@@ -1,10 +1,13 @@
 """The drag configuration: every constant of the drag loop, tracker and supervision.
 
 One dataclass, `DragConfig`, with a preset per method:
-- "stabledrag": discriminative tracker + confident motion supervision (StableDrag);
-- "baseline":   nearest-neighbour tracker + plain supervision (DragGAN / DragDiffusion).
-Engines start from their own defaults (`for_engine`) and users may override any field.
-Distances and radii are in *feature* pixels of the backend's feature map.
+- "stabledrag":    discriminative tracker + confident motion supervision (StableDrag), on *our tuned*
+                   engine settings (`gan_defaults`, `diffusion_defaults`);
+- "baseline":      nearest-neighbour tracker + plain supervision on the same tuned settings: isolates
+                   what StableDrag's tracker and supervision change;
+- "draggan":       DragGAN's published algorithm and defaults exactly (`draggan_defaults`);
+- "dragdiffusion": DragDiffusion's published algorithm and defaults exactly (`dragdiffusion_defaults`).
+Users may override any field. Distances and radii are in *feature* pixels of the backend's feature map.
 """
 
 from __future__ import annotations
@@ -13,7 +16,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-METHODS = ("stabledrag", "baseline")
+METHODS = ("stabledrag", "baseline", "draggan", "dragdiffusion")
+#: Methods that reproduce a reference implementation (nearest-neighbour tracking, plain supervision).
+REFERENCE_METHODS = ("draggan", "dragdiffusion")
+PATCH_SHAPES = ("square", "disk", "draggan")
+POINT_SNAPS = ("none", "pixel", "cell")
 TRACKERS = ("discriminative", "nearest")
 SUPERVISIONS = ("confident", "plain")
 # Settings earlier versions wrote that no longer exist (accepted and ignored when read back).
@@ -24,11 +31,15 @@ LEGACY_KEYS = ("supervise_min_distance",)
 class DragConfig:
     """Everything the drag loop needs besides the backend and the points.
 
-    method: "stabledrag" or "baseline"; sets `tracker` and `supervision` unless they are given.
+    method: one of `METHODS`; sets `tracker` ("discriminative" for "stabledrag", else "nearest") and
+      `supervision` ("confident" for "stabledrag", else "plain") unless they are given.
     tracker: "discriminative" (StableDrag) or "nearest" (DragGAN/DragDiffusion).
     supervision: "confident" (template patch below `tau`) or "plain".
     r_m: motion-supervision patch radius (feature px). r_p: tracking search radius (feature px).
-    patch_shape: "square" (DragDiffusion) or "disk" (DragGAN) for the motion patch.
+    patch_shape: motion patch: "square" `(2 r_m + 1)^2` (DragDiffusion), "disk" (integer offsets with
+      norm <= r_m, centred), or "draggan": DragGAN's own patch, the integer pixels (i, j) whose
+      position on a `linspace(0, H, H) x linspace(0, W, W)` grid is at distance < r_m from the handle
+      (`sampling.draggan_patch`; off-centre by up to about 1 px, 3-4 px at r_m = 1).
     lr: Adam learning rate on the backend's parameters. max_steps: drag iterations at most.
     stop_distance: stop when every handle is within this distance of its target (feature px); it
       is also the motion-loss threshold: a handle this close gets no motion loss (one rule, as in
@@ -49,6 +60,10 @@ class DragConfig:
     template_refresh: the template is the handle's patch at the last step it was tracked with
       confidence >= tau (initially the step-0 patch), not always the step-0 patch (paper: False).
     motion_reduction: per handle, "sum" over patch positions (DragDiffusion) or "mean" (DragGAN).
+    point_snap: how the editors place the user's points on the feature grid before dragging:
+      "none" (sub-pixel, ours), "pixel" (DragGAN: handles and targets rounded to whole feature
+      pixels) or "cell" (DragDiffusion: `round(p * feature_size / image_size)`, its own scaling);
+      see `points.snap_points`.
     """
 
     method: str = "stabledrag"
@@ -73,6 +88,7 @@ class DragConfig:
     template_blend: bool = True
     template_refresh: bool = True
     motion_reduction: str = "sum"
+    point_snap: str = "none"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -85,8 +101,10 @@ class DragConfig:
             raise ValueError(f"tracker must be one of {TRACKERS}, got {self.tracker!r}")
         if self.supervision not in SUPERVISIONS:
             raise ValueError(f"supervision must be one of {SUPERVISIONS}, got {self.supervision!r}")
-        if self.patch_shape not in ("square", "disk"):
-            raise ValueError(f"patch_shape must be 'square' or 'disk', got {self.patch_shape!r}")
+        if self.patch_shape not in PATCH_SHAPES:
+            raise ValueError(f"patch_shape must be one of {PATCH_SHAPES}, got {self.patch_shape!r}")
+        if self.point_snap not in POINT_SNAPS:
+            raise ValueError(f"point_snap must be one of {POINT_SNAPS}, got {self.point_snap!r}")
         if self.motion_reduction not in ("sum", "mean"):
             raise ValueError(f"motion_reduction must be 'sum' or 'mean', got {self.motion_reduction!r}")
         if self.nn_metric not in ("l1", "l2"):
@@ -127,22 +145,89 @@ class DragConfig:
 
 
 def diffusion_defaults(method: str = "stabledrag", **overrides: Any) -> DragConfig:
-    """DragDiffusion's defaults (features at H/2 x W/2): r_m 1, r_p 3, Adam lr 0.01, <= 80 steps,
-    stop within 2 feature px, mask lambda 0.1, L1 tracking."""
+    """Diffusion drag settings for `method`.
+
+    "dragdiffusion": `dragdiffusion_defaults` (DragDiffusion exactly). "stabledrag" / "baseline":
+    *our tuned* settings, close to DragDiffusion's (features at H/2 x W/2, r_m 1, r_p 3, Adam lr 0.01,
+    <= 80 steps, mask lambda 0.1, L1 tracking) but with sub-pixel points, a stop within 2 feature px
+    and no motion loss for handles within 2 px (DragDiffusion: whole cells, stop when < 2, push
+    when >= 2).
+    """
+    if method == "dragdiffusion":
+        return dragdiffusion_defaults(**overrides)
     base = dict(method=method, r_m=1.0, r_p=3.0, patch_shape="square", lr=0.01, max_steps=80,
                 stop_distance=2.0, lambda_mask=0.1, nn_metric="l1")
     base.update(overrides)
     return DragConfig(**base)
 
 
+def dragdiffusion_defaults(**overrides: Any) -> DragConfig:
+    """DragDiffusion's drag exactly (Shi et al. 2024, its `drag_utils.drag_diffusion_update` and UI
+    defaults), in our conventions:
+
+    - points: `round(p * sup_res / full_res)`, sup_res = half the image (point_snap "cell");
+    - tracking: nearest neighbour, L1 over channels, square window r_p = 3, templates at p^0;
+    - motion: square patch r_m = 1, loss `(2 r_m + 1)^2 * mean|.|` = sum over positions of the
+      channel mean (reduction "sum"), skipped for a handle when `|t - p| < 2`; with whole-cell
+      points the squared distance is an integer, so `>= 2` is `> 1.5`;
+    - stop when every `|t - p| < 2`, i.e. `<= sqrt 2` on whole cells: stop_distance 1.5 gives both
+      rules exactly (our one rule: stop within it, no motion loss within it);
+    - Adam lr 0.01, 80 steps (n_pix_step), mask term lambda 0.1 on the one-step-denoised latent.
+    Engine settings (LoRA, inversion, feature block) are in `diffusion.editor.dragdiffusion_edit_config`.
+    """
+    base = dict(method="dragdiffusion", r_m=1.0, r_p=3.0, patch_shape="square", lr=0.01, max_steps=80,
+                stop_distance=1.5, lambda_mask=0.1, nn_metric="l1",
+                motion_reduction="sum", point_snap="cell")
+    base.update(overrides)
+    return DragConfig(**base)
+
+
 def gan_defaults(method: str = "stabledrag", image_height: int = 512, **overrides: Any) -> DragConfig:
-    """DragGAN's defaults for features at full image size: r_m 3 and r_p 12 scaled by H/512
-    (at least 1 and 2), disk patch, Adam lr 2e-3, stop within max(2 H/512, 1) px, mask lambda 20,
-    L2 tracking."""
+    """GAN drag settings for `method` on features at full image size (`image_height` px).
+
+    "draggan": `draggan_defaults` (DragGAN exactly). "stabledrag" / "baseline": *our tuned*
+    settings (they differ from DragGAN's): r_m 3 and r_p 12 scaled by H/512 (at least 1 and 2),
+    centred disk patch, Adam lr 2e-3, stop within max(2 H/512, 1) px, mask lambda 20, L2 tracking,
+    sub-pixel points; the GAN editor drags on b64 of a 128 px model (DragGAN: b128).
+    """
+    if method == "draggan":
+        return draggan_defaults(image_height, **overrides)
     s = image_height / 512.0
     base = dict(method=method, r_m=float(max(1, round(3 * s))), r_p=float(max(2, round(12 * s))),
                 patch_shape="disk", lr=2e-3, max_steps=300, stop_distance=max(2.0 * s, 1.0),
                 lambda_mask=20.0, nn_metric="l2",
                 motion_reduction="mean")
+    base.update(overrides)
+    return DragConfig(**base)
+
+
+#: DragGAN's UI defaults (`r1`, `r2` at 512 px, lambda_mask, lr) and its feature index.
+DRAGGAN_R1, DRAGGAN_R2, DRAGGAN_LAMBDA_MASK, DRAGGAN_LR, DRAGGAN_FEATURE_INDEX = 3, 12, 20.0, 1e-3, 5
+
+
+def draggan_defaults(image_height: int = 512, **overrides: Any) -> DragConfig:
+    """DragGAN's drag exactly (Pan et al. 2023, its `renderer._render_drag_impl` and UI defaults),
+    for an `image_height` px model, in our conventions:
+
+    - features: synthesis block `feature_idx = 5` (b128 on 128-1024 px models), bilinear
+      (align_corners False) to H x W (the GAN editor picks the block: `gan.editor.draggan_feature_res`);
+    - points: whole pixels (point_snap "pixel");
+    - tracking: nearest neighbour, L2 over channels, square window r_p = round(12 H / 512);
+    - motion: DragGAN's grid patch (patch_shape "draggan") of radius r_m = round(3 H / 512)
+      (at least 1: below 86 px DragGAN's own patch would be empty), loss = mean |.| over patch
+      and channels (reduction "mean"), summed over handles;
+    - stop when every |t - p| <= max(2 H / 512, 2). DragGAN pushes every handle with |t - p| > 1
+      while any is farther than that; our one rule (`stop_distance` is also the motion-loss
+      threshold) pushes only those beyond max(2 H / 512, 2), so with several handles a handle
+      that is 1-2 px away waits for the others here. With one handle both are the same;
+    - Adam lr 1e-3 on the first 6 W+ vectors, mask term lambda 20 (mean |F - F0| on the fixed part);
+    - max_steps 300 is ours (DragGAN runs until stopped).
+    Python's `round` (half to even) as in DragGAN.
+    """
+    h = float(image_height)
+    base = dict(method="draggan", r_m=float(max(1, round(DRAGGAN_R1 / 512 * h))),
+                r_p=float(max(1, round(DRAGGAN_R2 / 512 * h))), patch_shape="draggan", lr=DRAGGAN_LR,
+                max_steps=300, stop_distance=max(2.0 / 512 * h, 2.0),
+                lambda_mask=DRAGGAN_LAMBDA_MASK, nn_metric="l2", motion_reduction="mean", point_snap="pixel")
     base.update(overrides)
     return DragConfig(**base)

@@ -153,3 +153,33 @@ def clamp_points(points: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Clamp `N x 2` `(x, y)` points into a grid of `size = (W, H)`."""
     w, h = size
     return torch.stack([points[:, 0].clamp(0, w - 1), points[:, 1].clamp(0, h - 1)], dim=1)
+
+
+def snap_points(points: DragPoints, rule: str, image_size: tuple[int, int],
+                feature_size: tuple[int, int]) -> DragPoints:
+    """Place image-px points on whole feature pixels as a reference method does.
+
+    rule: "none" (unchanged), "pixel" (DragGAN: round the feature-px position, ours =
+    `scale_points`) or "cell" (DragDiffusion: feature px `round(p * feature / image)`, its own
+    scaling, which is not corner-aligned). image_size / feature_size: `(W, H)`.
+    Returns image-px points whose `scale_points(., image_size, feature_size)` are those whole
+    feature pixels (clamped into the map), so the drag loop sees exactly the reference's points.
+    Rounding is half to even, like `torch.round` / Python's `round`. Raises ValueError for an
+    unknown rule.
+    """
+    if rule == "none":
+        return points
+    if rule not in ("pixel", "cell"):
+        raise ValueError(f"point snap rule must be 'none', 'pixel' or 'cell', got {rule!r}")
+
+    def snap(pts: torch.Tensor) -> torch.Tensor:
+        pts = pts.float()
+        if rule == "pixel":
+            feat = torch.round(scale_points(pts, image_size, feature_size))
+        else:
+            ratio = torch.tensor([feature_size[0] / image_size[0], feature_size[1] / image_size[1]])
+            feat = torch.round(pts * ratio)
+        feat = clamp_points(feat, feature_size)
+        return scale_points(feat, feature_size, image_size)
+
+    return DragPoints(snap(points.handles), snap(points.targets))

@@ -6,6 +6,8 @@ bottom-right one. Points outside the map sample zeros and are flagged invalid.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -67,3 +69,29 @@ def disk_offsets(radius: float, device=None) -> torch.Tensor:
     """Integer offsets `M x 2` (x, y) with norm <= radius (always contains (0, 0))."""
     sq = square_offsets(radius, 1.0, device)
     return sq[sq.norm(dim=1) <= radius + 1e-6]
+
+
+def draggan_patch(handles: torch.Tensor, size: tuple[int, int], radius: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """DragGAN's motion patch around each handle, as DragGAN's renderer builds it.
+
+    DragGAN takes the integer pixels `(i, j)` (row, column) whose position on the grid
+    `X = linspace(0, H, H)`, `Y = linspace(0, W, W)` (float32, so row i sits at `i H / (H - 1)`) is at
+    distance `< radius` from the handle `(py, px)`. The patch is therefore not centred on the handle:
+    it shifts towards the top-left by up to about 1 px near the far edge (3-4 pixels at radius 1).
+
+    handles: `N x 2` (x, y) feature px (DragGAN's handles are whole pixels). size: `(W, H)` of the map.
+    Returns `(positions N x M x 2` (x, y) whole pixels, `valid N x M` bool)`: the patch of handle n is
+    `positions[n][valid[n]]`, in DragGAN's row-major order.
+    """
+    w, h = size
+    dev = handles.device
+    gx = torch.linspace(0, w, w, device=dev)  # DragGAN's Y (columns)
+    gy = torch.linspace(0, h, h, device=dev)  # DragGAN's X (rows)
+    k = int(math.ceil(radius)) + 2  # the grid runs ahead of the pixels by < 1 px
+    base = torch.round(handles.float())
+    pos = base[:, None, :] + square_offsets(k, 1.0, dev)[None]  # N x M x 2
+    col, row = pos[..., 0].long(), pos[..., 1].long()
+    ok = (col >= 0) & (col < w) & (row >= 0) & (row < h)
+    px, py = handles[:, 0:1].float(), handles[:, 1:2].float()
+    dist = ((gy[row.clamp(0, h - 1)] - py) ** 2 + (gx[col.clamp(0, w - 1)] - px) ** 2) ** 0.5
+    return pos, ok & (dist < radius)

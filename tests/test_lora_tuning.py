@@ -58,13 +58,24 @@ def test_train_save_load_round_trip_changes_the_unet(pipe, tmp_path):
     with_lora = _unet_out(pipe)
     assert not torch.allclose(with_lora, base)
 
-    # The loaded adapter holds exactly the trained weights.
+    # Fused (the default): no LoRA layers are left, and a touched weight is W + up @ down (alpha = r).
+    assert not _has_lora(pipe)
+    name = next(k for k in state if k.endswith("attn1.to_q.lora.down.weight")).removesuffix(".lora.down.weight")
+    fused = pipe.unet.get_submodule(name).weight
+    base_w = build_tiny_pipeline(seed=0).unet.get_submodule(name).weight
+    up, down = state[name + ".lora.up.weight"], state[name + ".lora.down.weight"]
+    assert torch.allclose(fused, base_w + up @ down, atol=1e-6)
+
+    # A live adapter (fuse=False) holds exactly the trained weights and gives the fused output.
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
-    loaded = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.unet, adapter_name="identity"))
+    live = build_tiny_pipeline(seed=0)
+    load_lora(live, tmp_path / "lora", fuse=False)
+    loaded = convert_state_dict_to_diffusers(get_peft_model_state_dict(live.unet, adapter_name="identity"))
     assert loaded.keys() == state.keys()
     assert all(torch.allclose(loaded[k].float(), state[k]) for k in state)
+    assert torch.allclose(_unet_out(live), with_lora, atol=1e-5)
 
     # A fresh pipeline loading the same file gives the same output; unloading restores the base.
     other = build_tiny_pipeline(seed=0)
@@ -203,3 +214,63 @@ def test_cli_trains_and_saves_on_a_saved_tiny_pipeline(tmp_path, capsys):
     assert "image not found" in capsys.readouterr().err
     assert main(["--model", str(tmp_path / "nope"), "--image", str(img_path), "--out", str(out)]) == 2
     assert main(["--model", model, "--image", str(img_path), "--out", str(out), "--rank", "0"]) == 2
+
+
+def test_dragdiffusion_and_kohya_lora_files_load_like_ours(pipe, tmp_path):
+    from safetensors.torch import save_file
+
+    state = train_identity_lora(pipe, _image(5), "x", FAST.replace(steps=2, batch_size=1))
+    ours = save_lora(state, tmp_path / "ours")
+    load_lora(pipe, ours)
+    expected = _unet_out(pipe)
+    unload_lora(pipe)
+
+    # DragDiffusion: a doubled "unet.unet." prefix; with older diffusers also processor names.
+    save_file({"unet.unet." + k: v for k, v in state.items()}, str(tmp_path / "dd.safetensors"))
+    procs = {}
+    for k, v in state.items():
+        mod, _, tail = k.partition(".lora.")
+        attn, _, proj = mod.rpartition(".")
+        if proj == "0":  # to_out.0
+            attn, proj = attn.rpartition(".")[0], "to_out"
+        procs[f"unet.unet.{attn}.processor.{proj}_lora.{tail}"] = v
+    save_file(procs, str(tmp_path / "dd_procs.safetensors"))
+    # kohya: lora_unet_<module with underscores>.lora_down/lora_up.weight and alpha (= rank: scale 1).
+    kohya = {}
+    for k, v in state.items():
+        mod, _, tail = k.partition(".lora.")
+        base = "lora_unet_" + mod.replace(".", "_")
+        kohya[f"{base}.lora_{tail.split('.')[0]}.weight"] = v
+        if tail.startswith("down"):
+            kohya[f"{base}.alpha"] = torch.tensor(float(v.shape[0]))
+    save_file(kohya, str(tmp_path / "kohya.safetensors"))
+    for name in ("dd.safetensors", "dd_procs.safetensors", "kohya.safetensors"):
+        load_lora(pipe, tmp_path / name)
+        assert torch.allclose(_unet_out(pipe), expected, atol=1e-5), name
+        unload_lora(pipe)
+
+
+def test_a_user_lora_is_fused_under_the_identity_lora(tmp_path):
+    """`load_pipeline(..., loras=[(file, scale)])` fuses a user's LoRA into the base weights, so the
+    identity LoRA is trained on and applied over it, and removing the identity LoRA keeps it."""
+    from safetensors.torch import save_file
+
+    from stabledrag.diffusion.loading import clear_cache, load_pipeline
+    from stabledrag.diffusion.tiny import save_tiny_pipeline
+
+    folder = save_tiny_pipeline(tmp_path / "tiny", seed=0)
+    style = train_identity_lora(build_tiny_pipeline(seed=0), _image(6), "style", FAST.replace(steps=2, batch_size=1))
+    save_file({"unet.unet." + k: v * 3 for k, v in style.items()}, str(tmp_path / "style.safetensors"))
+    clear_cache()
+    plain = load_pipeline(folder, device="cpu")
+    styled = load_pipeline(folder, device="cpu", loras=[(str(tmp_path / "style.safetensors"), 0.5)])
+    assert styled is not plain and styled.stabledrag_model_key != plain.stabledrag_model_key
+    assert not _has_lora(styled)
+    with_style = _unet_out(styled)
+    assert not torch.allclose(with_style, _unet_out(plain))
+    path, _ = ensure_identity_lora(styled, None, _image(7), "x", FAST.replace(steps=1, batch_size=1),
+                                   cache_dir=tmp_path / "cache")
+    assert active_lora(styled) is not None
+    unload_lora(styled)
+    assert torch.equal(_unet_out(styled), with_style)  # the user's LoRA stays, the identity LoRA is gone
+    clear_cache()

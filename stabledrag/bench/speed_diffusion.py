@@ -176,13 +176,15 @@ def _drag_steps(pipe: Any, scheduler: Any, z_t: torch.Tensor, t: int, emb: torch
 
 
 def diffusion_speed(size: Optional[int] = None, steps: int = 3, device: Optional[str] = None,
-                    lora_batch: Optional[int] = None, tiny: bool = False) -> dict[str, Any]:
+                    lora_batch: Optional[int] = None, tiny: bool = False,
+                    dtype: Optional[str] = None) -> dict[str, Any]:
     """Time every StableDrag-Diff phase at SD 1.5's architecture (random weights).
 
     size: image side (default 512 on CUDA, 256 on CPU); steps: timed repetitions per phase (1-3 on
     a CPU keeps the whole run within a few minutes); device: "cpu", "cuda", ... (default: CUDA if
     available); lora_batch: LoRA batch (default 4 on CUDA, 1 on CPU); tiny: use the tiny test
-    architecture instead of SD 1.5 (to check the benchmark itself quickly).
+    architecture instead of SD 1.5 (to check the benchmark itself quickly); dtype: weights dtype
+    (None: `stabledrag.device.choose`'s default).
     Returns a JSON-ready dict of per-phase seconds, ratios and peak memory.
     """
     from lora_tuning import IdentityLoraConfig, load_lora, save_lora, train_identity_lora
@@ -191,7 +193,7 @@ def diffusion_speed(size: Optional[int] = None, steps: int = 3, device: Optional
     from ..diffusion.inversion import (InversionConfig, ddim_denoise, ddim_invert, decode_latent, encode_image,
                                        encode_prompt, make_schedulers)
 
-    dev, dtype = choose(device, None)
+    dev, dtype = choose(device, dtype)
     size = int(size or (512 if dev.type == "cuda" else 256))
     if size % 64:
         raise ValueError(f"size must be a multiple of 64, got {size}")

@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from ..config import gan_defaults
+from ..gan.editor import draggan_feature_res
 from ..drag import DragSession
 from ..gan.backend import GanBackend
 from ..gan.networks import Generator, GeneratorConfig
@@ -82,12 +83,14 @@ def _peak_mb(device: torch.device) -> Optional[float]:
     return None
 
 
-def measure(resolution: int, device: torch.device, steps: int = 3, methods: Sequence[str] = ("stabledrag", "baseline"),
-            seed: int = 0) -> dict[str, Any]:
-    """Timings for one resolution on one device (see the module docstring)."""
+def measure(resolution: int, device: torch.device, steps: int = 3,
+            methods: Sequence[str] = ("stabledrag", "baseline", "draggan"), seed: int = 0,
+            config: Optional[GeneratorConfig] = None) -> dict[str, Any]:
+    """Timings for one resolution on one device (see the module docstring); `config` replaces the
+    official architecture (e.g. a small one for a dry run). "draggan" drags on DragGAN's block."""
     torch.manual_seed(seed)
     _reset_peak(device)
-    G = Generator(official_config(resolution)).to(device)
+    G = Generator(config or official_config(resolution)).to(device)
     res: dict[str, Any] = {
         "resolution": resolution,
         "device": str(device),
@@ -113,7 +116,8 @@ def measure(resolution: int, device: torch.device, steps: int = 3, methods: Sequ
         config = gan_defaults(method, resolution, max_steps=steps + 1)
         _sync(device)
         t0 = time.perf_counter()
-        session = DragSession(GanBackend(G, ws), points, config)
+        feature_res = draggan_feature_res(G) if method == "draggan" else None
+        session = DragSession(GanBackend(G, ws, feature_res=feature_res), points, config)
         _sync(device)
         start = time.perf_counter() - t0
         times, cpu_times = [], []
@@ -149,7 +153,7 @@ def measure(resolution: int, device: torch.device, steps: int = 3, methods: Sequ
 
 
 def gan_speed(resolutions: Sequence[int] = (512, 1024), steps: int = 3, device: Optional[str] = None,
-              methods: Sequence[str] = ("stabledrag", "baseline")) -> dict[str, Any]:
+              methods: Sequence[str] = ("stabledrag", "baseline", "draggan")) -> dict[str, Any]:
     """Time the GAN drag at each resolution on CPU and, when available, CUDA (or only `device`).
 
     steps: timed repetitions per phase (1-3 keep a CPU run to a few minutes). Returns a

@@ -73,6 +73,21 @@ def build_config(args: argparse.Namespace) -> Any:
     return cfg.with_overrides(overrides)
 
 
+def parse_lora_args(items: list[str]) -> list[tuple[str, float]]:
+    """`["style.safetensors:0.7", "b.safetensors"]` -> `[("style.safetensors", 0.7), ("b.safetensors", 1.0)]`;
+    UserError for a scale that is not a number."""
+    out = []
+    for item in items or []:
+        path, sep, scale = item.rpartition(":")
+        if not sep or not path or os.path.sep in scale or scale.lower().endswith((".safetensors", ".bin", ".pt")):
+            path, scale = item, "1"
+        try:
+            out.append((path, float(scale)))
+        except ValueError:
+            raise UserError(f"--lora {item!r}: write FILE or FILE:SCALE with a number as SCALE") from None
+    return out
+
+
 def edit_command(args: argparse.Namespace) -> int:
     """Run the `edit --backend diffusion` sub-command; returns the exit code (0 on success)."""
     from .editor import DiffusionEditor
@@ -85,7 +100,9 @@ def edit_command(args: argparse.Namespace) -> int:
     if not os.path.isdir(out_dir):
         raise UserError(f"The output folder {out_dir!r} does not exist.")
 
-    editor = DiffusionEditor(model=args.model, device=args.device, config_dir=args.config_dir)
+    editor = DiffusionEditor(model=args.model, device=args.device, dtype=getattr(args, "dtype", None),
+                             config_dir=args.config_dir,
+                             loras=parse_lora_args(getattr(args, "lora", [])))
     bar = TerminalProgress(disable=bool(args.quiet))
     try:
         result = editor.edit(image, points, mask=mask, prompt=args.prompt or "", config=config, progress=bar)

@@ -32,7 +32,7 @@ from lora_tuning import IdentityLoraConfig, active_lora, ensure_identity_lora, m
 from ..config import DragConfig, diffusion_defaults
 from ..drag import BackendOutput, DragResult, DragSession
 from ..errors import UserError
-from ..points import DragPoints, scale_points, validate
+from ..points import DragPoints, scale_points, snap_points, validate
 from ..progress import CancelToken, Cancelled, ProgressCallback
 from .attention import reference_attention, self_attention_layers
 from .backend import DiffusionBackend
@@ -117,6 +117,14 @@ class DiffusionEditConfig:
         return cfg
 
 
+def edit_config_for(method: str) -> DiffusionEditConfig:
+    """The whole edit's settings for `method`: `diffusion_defaults(method)` for the drag; LoRA
+    (rank 16, lr 5e-4, batch 4, 80 steps), inversion (50 DDIM steps, strength 0.7), features
+    (`up_blocks.2` at H/2) and reference attention from `up_blocks.2` are DragDiffusion's for every
+    method, so "dragdiffusion" differs from our tuned "baseline" only in the drag settings."""
+    return DiffusionEditConfig(drag=diffusion_defaults(method))
+
+
 def _as_dict(obj: Any) -> dict[str, Any]:
     if hasattr(obj, "to_dict"):
         return obj.to_dict()
@@ -173,12 +181,15 @@ class DiffusionEditor:
     device / dtype: as `stabledrag.device.choose`; config_dir: configs for single-file checkpoints.
     pipeline: an already built pipeline (tests, benchmarks); `model` is then only a label.
     lora_cache_dir: where identity LoRAs are stored (None: lora_tuning's default).
+    loras: the user's own LoRA files `(path, scale)`, fused into the model under the identity LoRA
+      (`loading.load_pipeline(loras=...)`).
     """
 
     def __init__(self, model: Optional[str] = None, device: Optional[str] = None, dtype: Optional[Any] = None,
                  config_dir: Optional[str] = None, pipeline: Any = None,
-                 lora_cache_dir: Optional[str] = None) -> None:
+                 lora_cache_dir: Optional[str] = None, loras: Any = ()) -> None:
         self.model = model
+        self.loras = tuple(loras)
         self.device = device
         self.dtype = dtype
         self.config_dir = config_dir
@@ -197,7 +208,7 @@ class DiffusionEditor:
         if self._pipe is None:
             from .loading import load_pipeline
 
-            self._pipe = load_pipeline(self.model, self.device, self.dtype, self.config_dir)
+            self._pipe = load_pipeline(self.model, self.device, self.dtype, self.config_dir, loras=self.loras)
         return self._pipe
 
     @property
@@ -361,6 +372,9 @@ class DiffusionEditor:
         ref_key = (cfg.feature_block, mask is not None)
         backend = DiffusionBackend(pipe, scheduler, inv.latent, inv.t, inv.emb, model_size, cfg.feature_block,
                                    mask=mask, preview_decode=preview_every > 0, reference=inv.references.get(ref_key))
+        out_h, out_w = backend.extractor.out_size
+        # DragDiffusion ("cell"): its points are whole cells of the H/2 x W/2 feature map.
+        points = snap_points(points, cfg.drag.point_snap, model_size, (out_w, out_h))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             session = DragSession(backend, points, cfg.drag, progress, cancel, preview_every)

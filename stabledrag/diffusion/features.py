@@ -17,6 +17,30 @@ import torch.nn.functional as F
 from torch import nn
 
 
+#: Gradient scale through an fp16 UNet during the drag (loss scaling without touching the loop): the
+#: gradient entering the UNet's outputs is multiplied by it and the one leaving into the fp32 latent
+#: divided by it, so small gradients do not underflow in fp16 (bf16 / fp32 need no scaling).
+FP16_GRAD_SCALE = 1024.0
+
+
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward; multiplies the gradient by `scale` on the way back."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad * ctx.scale, None
+
+
+def grad_scale_for(dtype: torch.dtype) -> float:
+    """The gradient scale used through a UNet of weights `dtype` (FP16_GRAD_SCALE for fp16, else 1)."""
+    return FP16_GRAD_SCALE if dtype == torch.float16 else 1.0
+
+
 class _StopForward(Exception):
     """Raised inside the UNet by the feature hook to skip everything after the feature block."""
 
@@ -81,10 +105,16 @@ class FeatureExtractor:
             emb = emb.expand(latent.shape[0], *emb.shape[1:])
         self._stored = None
         self._cut = not need_noise
+        scale = grad_scale_for(self.unet.dtype) if torch.is_grad_enabled() and latent.requires_grad else 1.0
+        if scale != 1.0:
+            latent = _ScaleGrad.apply(latent, 1.0 / scale)  # unscale, in the latent's fp32
         handle = self._module.register_forward_hook(self._hook)
         noise: Optional[torch.Tensor] = None
         try:
-            noise = self.unet(latent.to(self.unet.dtype), t, encoder_hidden_states=emb).sample.float()
+            noise = self.unet(latent.to(self.unet.dtype), t, encoder_hidden_states=emb).sample
+            noise = noise.float()
+            if scale != 1.0:  # scaled in fp32, so the gradient is large before it is cast to fp16
+                noise = _ScaleGrad.apply(noise, scale)
         except _StopForward:
             pass
         finally:
@@ -96,6 +126,8 @@ class FeatureExtractor:
         if feats is None:
             raise RuntimeError(f"block {self.block!r} did not run during the UNet forward")
         feats = feats.float()
+        if scale != 1.0:
+            feats = _ScaleGrad.apply(feats, scale)  # in fp32: the gradient is cast to fp16 already scaled
         if self.out_size is not None and tuple(feats.shape[-2:]) != tuple(self.out_size):
             feats = F.interpolate(feats, size=self.out_size, mode="bilinear", align_corners=False)
         return feats, noise

@@ -64,7 +64,9 @@ def make_schedulers(scheduler_config: Any, cfg: InversionConfig) -> tuple[DDIMSc
     if dict(scheduler_config).get("timestep_spacing", "leading") not in ("leading", "trailing"):
         overrides["timestep_spacing"] = "leading"  # the inverse scheduler knows only these two
     fwd = DDIMScheduler.from_config(scheduler_config, **overrides)
-    inv = DDIMInverseScheduler.from_config(scheduler_config, **overrides)
+    # The inverse scheduler always steps with noise: `ddim_invert` converts v / sample predictions
+    # itself, at the noise level the UNet was evaluated at (see `prediction_to_noise`).
+    inv = DDIMInverseScheduler.from_config(scheduler_config, **overrides, prediction_type="epsilon")
     fwd.set_timesteps(cfg.num_steps)
     inv.set_timesteps(cfg.num_steps)
     return fwd, inv
@@ -104,22 +106,66 @@ def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
     return x.permute(1, 2, 0).to(torch.uint8).cpu().numpy()
 
 
+def run_vae(vae: Any, fn: Callable[[torch.dtype], torch.Tensor]) -> torch.Tensor:
+    """`fn(dtype)` (a VAE call with its input cast to `dtype`), redone in fp32 when an fp16 VAE
+    overflows (non-finite output: SD's VAE is known to, e.g. on bright or large images). The VAE
+    is cast to fp32 for that call only and back to fp16 afterwards."""
+    out = fn(vae.dtype)
+    if vae.dtype == torch.float16 and not bool(torch.isfinite(out).all()):
+        log.warning("the VAE overflowed in float16; running it in float32")
+        vae.to(torch.float32)
+        try:
+            out = fn(torch.float32)
+        finally:
+            vae.to(torch.float16)
+    return out
+
+
 @torch.no_grad()
 def encode_image(vae: Any, image: Any) -> torch.Tensor:
-    """RGB image of a VAE-valid size -> latent `1 x 4 x H/8 x W/8` (mean of the posterior, scaled)."""
-    x = image_to_tensor(image).to(vae.device, vae.dtype)
-    return vae.encode(x).latent_dist.mean * vae.config.scaling_factor
+    """RGB image of a VAE-valid size -> latent `1 x 4 x H/8 x W/8` (mean of the posterior, scaled),
+    float32 when the VAE fell back to fp32 (`run_vae`)."""
+    x = image_to_tensor(image).to(vae.device)
+    return run_vae(vae, lambda dt: vae.encode(x.to(dt)).latent_dist.mean) * vae.config.scaling_factor
 
 
 def decode_latent(vae: Any, latent: torch.Tensor) -> torch.Tensor:
-    """Latent `B x 4 x h x w` -> images `B x 3 x 8h x 8w` in [-1, 1] (gradients flow if enabled)."""
-    return vae.decode(latent.to(vae.dtype) / vae.config.scaling_factor).sample
+    """Latent `B x 4 x h x w` -> images `B x 3 x 8h x 8w` in [-1, 1] (gradients flow if enabled;
+    fp32 fallback where an fp16 VAE overflows, `run_vae`)."""
+    z = latent / vae.config.scaling_factor
+    return run_vae(vae, lambda dt: vae.decode(z.to(dt)).sample)
 
 
 def _predict(unet: Any, latent: torch.Tensor, t: int, emb: torch.Tensor) -> torch.Tensor:
     if emb.shape[0] != latent.shape[0]:
         emb = emb.expand(latent.shape[0], *emb.shape[1:])
     return unet(latent.to(unet.dtype), t, encoder_hidden_states=emb).sample
+
+
+def prediction_to_noise(model_output: torch.Tensor, sample: torch.Tensor, alpha_prod: float | torch.Tensor,
+                        prediction_type: str) -> torch.Tensor:
+    """The noise `eps` that a UNet output means, read at the noise level it was evaluated at.
+
+    model_output: the UNet's output for input `sample` (`B x 4 x h x w`) at a timestep whose
+    cumulative alpha is `alpha_prod` (a = alpha-bar). With `x = sqrt(a) x0 + sqrt(1 - a) eps` and
+    `v = sqrt(a) eps - sqrt(1 - a) x0` (Salimans & Ho 2022):
+      "epsilon":      eps = output
+      "v_prediction": eps = sqrt(a) v + sqrt(1 - a) x
+      "sample":       eps = (x - sqrt(a) x0) / sqrt(1 - a)
+    In DDIM inversion the UNet is evaluated on the current (less noisy) latent at the *target*
+    timestep, so `alpha_prod` must be the target's: then all three parameterisations of one model
+    give the same noise and the same inverted latent (diffusers' `DDIMInverseScheduler` reads v and
+    x0 with the current step's alpha instead). Raises ValueError for another prediction type.
+    """
+    a = torch.as_tensor(alpha_prod, dtype=torch.float64)
+    sa, sb = float(a.sqrt()), float((1 - a).sqrt())
+    if prediction_type == "epsilon":
+        return model_output
+    if prediction_type == "v_prediction":
+        return sa * model_output + sb * sample
+    if prediction_type == "sample":
+        return (sample - sa * model_output) / sb
+    raise ValueError(f"unknown prediction_type {prediction_type!r} (epsilon, v_prediction or sample)")
 
 
 @torch.no_grad()
@@ -134,18 +180,22 @@ def ddim_invert(
 ) -> tuple[torch.Tensor, int]:
     """DDIM-invert a clean latent `1 x 4 x h x w` for `cfg.inverse_steps` steps (guidance 1).
 
-    Each inverse step predicts the noise at the *target* (noisier) timestep, as diffusers' inverse
-    pipelines and DragDiffusion do. Reports phase "inversion". Returns `(z_t, t)` with `z_t` in
-    float32 and `t` the timestep it sits at.
+    Each inverse step evaluates the UNet on the current latent at the *target* (noisier) timestep,
+    as diffusers' inverse pipelines and DragDiffusion do, and reads its output as noise at that
+    target's noise level (`prediction_to_noise`: epsilon, v_prediction and sample models alike).
+    Reports phase "inversion". Returns `(z_t, t)` with `z_t` in float32 and `t` the timestep it
+    sits at.
     """
     fwd, inv = make_schedulers(scheduler_config, cfg)
+    prediction_type = fwd.config.prediction_type
     n = cfg.inverse_steps
     z = latent.float()
     report(progress, "inversion", 0, n)
     for i, t in enumerate(inv.timesteps[:n]):
         if cancel is not None:
             cancel.raise_if_cancelled()
-        eps = _predict(unet, z, int(t), emb).float()
+        out = _predict(unet, z, int(t), emb).float()
+        eps = prediction_to_noise(out, z, inv.alphas_cumprod[int(t)], prediction_type)
         z = inv.step(eps, t, z).prev_sample
         report(progress, "inversion", i + 1, n, {"t": int(t)})
     t_end = start_timestep(fwd, cfg)

@@ -25,13 +25,13 @@ import re
 import socket
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 from urllib.parse import urlparse
 
 import torch
 
 from ..device import choose
-from ..errors import ModelUnavailableError
+from ..errors import ModelUnavailableError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +95,16 @@ def clear_cache() -> None:
 
 def load_pipeline(model: Optional[str | os.PathLike] = None, device: Optional[str | torch.device] = None,
                   dtype: Optional[str | torch.dtype] = None,
-                  config_dir: Optional[str | os.PathLike] = None):
+                  config_dir: Optional[str | os.PathLike] = None,
+                  loras: Sequence[tuple[str, float]] = ()):
     """Load (or return the cached) Stable Diffusion 1.x/2.x pipeline.
 
     model: hub id, diffusers folder, single checkpoint file, or None (see the module docstring).
     device/dtype: see `stabledrag.device.choose` (CUDA -> bf16/fp16, CPU -> fp32).
     config_dir: for single-file checkpoints, a local diffusers folder providing the configs.
+    loras: the user's own LoRA files `(path, scale)` (diffusers, DragDiffusion or kohya format),
+      fused into the UNet (and text encoder) weights in this order: the identity LoRA is then
+      trained on and applied over them. Part of the cache key and of `stabledrag_model_key`.
     Returns a `StableDiffusionPipeline` in eval mode on `device`, with a DDIMScheduler. Its
     attribute `stabledrag_model_key` identifies the weights (for LoRA/inversion caches).
     Raises `ModelUnavailableError` with a message saying what was tried and what to do.
@@ -109,14 +113,44 @@ def load_pipeline(model: Optional[str | os.PathLike] = None, device: Optional[st
     spec = os.fspath(model) if model is not None else default_model()
     cfg = os.path.abspath(os.fspath(config_dir)) if config_dir is not None else None
     kind, ident = _classify(spec)
-    key = (kind, ident, cfg, str(dev), str(dt))
+    user = tuple(_lora_spec(p, s) for p, s in loras)
+    key = (kind, ident, cfg, str(dev), str(dt), user)
     with _lock:
         if key in _cache:
             return _cache[key]
         pipe = _load_uncached(kind, ident, cfg, dt)
         pipe = _finish(pipe, kind, ident, dev, dt)
+        if user:
+            _fuse_user_loras(pipe, user)
         _cache[key] = pipe
         return pipe
+
+
+def _lora_spec(path: str, scale: float) -> tuple[str, int, float]:
+    """(absolute path, mtime, scale) of a user LoRA file; UserError when it is missing."""
+    path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    if not os.path.isfile(path):
+        raise ModelUnavailableError(f"the LoRA file {path} does not exist.")
+    return path, os.stat(path).st_mtime_ns, float(scale)
+
+
+def _fuse_user_loras(pipe: Any, loras: tuple[tuple[str, int, float], ...]) -> None:
+    """Fuse each user LoRA into the weights (no LoRA layers stay) and extend the model key."""
+    from lora_tuning.weights import read_lora_state_dict
+
+    for i, (path, _, scale) in enumerate(loras):
+        name = f"user_{i}"
+        try:
+            pipe.load_lora_weights(read_lora_state_dict(path), adapter_name=name)
+        except UserError:
+            raise
+        except Exception as e:  # a LoRA for another architecture: diffusers raises ValueError/KeyError/...
+            raise ModelUnavailableError(f"the LoRA {os.path.basename(path)} does not fit this model: {_short(e)}") \
+                from None
+        components = ["unet"] + (["text_encoder"] if getattr(pipe.text_encoder, "peft_config", None) else [])
+        pipe.fuse_lora(components=components, lora_scale=scale, adapter_names=[name])
+        pipe.unload_lora_weights()
+    pipe.stabledrag_model_key += "".join(f"+lora:{p}:{m}:{s}" for p, m, s in loras)
 
 
 def model_key(pipe: Any) -> Optional[str]:
@@ -156,6 +190,15 @@ def _pipeline_class():
     return StableDiffusionPipeline
 
 
+def _unet_config(folder: str) -> dict[str, Any]:
+    """The UNet config of a diffusers folder ({} when unreadable)."""
+    try:
+        with open(os.path.join(folder, "unet", "config.json")) as f:
+            return dict(json.load(f))
+    except (OSError, json.JSONDecodeError, TypeError, ValueError):
+        return {}
+
+
 def _check_model_index(folder: str) -> None:
     """Reject diffusers folders that are not SD 1.x/2.x text-to-image before loading weights."""
     try:
@@ -167,6 +210,10 @@ def _check_model_index(folder: str) -> None:
     if "text_encoder_2" in index or "XL" in cls:
         raise ModelUnavailableError(f"{folder} holds an SDXL model ({cls}); only Stable Diffusion 1.x/2.x "
                                     "is supported.")
+    in_ch = _unet_config(folder).get("in_channels", 4)
+    if "Inpaint" in cls or in_ch != 4:
+        raise ModelUnavailableError(f"{folder} holds an inpainting model ({cls}, UNet input channels {in_ch}); "
+                                    "use a standard text-to-image Stable Diffusion 1.x/2.x model.")
     missing = [c for c in ("unet", "vae", "text_encoder", "tokenizer") if not index.get(c) or index[c][0] is None]
     if missing:
         raise ModelUnavailableError(f"{folder} ({cls or 'unknown pipeline'}) lacks {', '.join(missing)}; "
@@ -184,7 +231,7 @@ def _load_uncached(kind: str, ident: str, config_dir: Optional[str], dtype: torc
 def _load_folder(folder: str, dtype: torch.dtype, what: Optional[str] = None):
     _check_model_index(folder)
     try:
-        return _pipeline_class().from_pretrained(folder, local_files_only=True, **_common_kwargs(dtype))
+        return _from_hub(folder, dtype, local_only=True)
     except Exception as e:  # diffusers raises OSError/ValueError/KeyError/... for broken folders
         log.debug("loading %s failed", folder, exc_info=True)
         raise ModelUnavailableError(f"could not load the diffusers folder {what or folder}: {_short(e)}. "
@@ -193,12 +240,15 @@ def _load_folder(folder: str, dtype: torch.dtype, what: Optional[str] = None):
 
 def _variants(dtype: torch.dtype) -> list[Optional[str]]:
     """Weight variants to try: half-precision runs first try the repo's "fp16" files (half the
-    download, e.g. 2 GB instead of 4 GB for SD 1.5), then the default files."""
-    return ["fp16", None] if dtype in (torch.float16, torch.bfloat16) else [None]
+    download, e.g. 2 GB instead of 4 GB for SD 1.5), then the default files; full precision the
+    default files, then "fp16" ones (a folder or cache holding only `*.fp16.*` files), which
+    diffusers upcasts to the requested dtype."""
+    return ["fp16", None] if dtype in (torch.float16, torch.bfloat16) else [None, "fp16"]
 
 
 def _from_hub(repo_id: str, dtype: torch.dtype, local_only: bool):
-    """`from_pretrained` over the variants; re-raises the last error if none loads."""
+    """`from_pretrained` over the variants; re-raises the first error (the default files') if
+    none loads."""
     error: Optional[BaseException] = None
     for variant in _variants(dtype):
         try:
@@ -206,12 +256,35 @@ def _from_hub(repo_id: str, dtype: torch.dtype, local_only: bool):
                                                      **_common_kwargs(dtype))
         except Exception as e:
             log.debug("%s (variant %s, local only %s) failed: %s", repo_id, variant, local_only, e)
-            error = e
+            error = error or e
     assert error is not None
     raise error
 
 
+def _check_hub_index(repo_id: str) -> None:
+    """Refuse SDXL / inpainting repos before loading: their model_index.json (and UNet config) from
+    the cache, or, when the hub may be contacted, those two small files alone."""
+    from huggingface_hub import snapshot_download
+
+    patterns = ["model_index.json", "unet/config.json"]
+    try:
+        folder = snapshot_download(repo_id, local_files_only=True, allow_patterns=patterns)
+    except Exception:
+        if hub_offline() or not hub_reachable():
+            return  # nothing to read; loading will say it is not available
+        try:
+            folder = snapshot_download(repo_id, allow_patterns=patterns)
+        except Exception:
+            return
+    if os.path.isfile(os.path.join(folder, "model_index.json")):
+        try:
+            _check_model_index(folder)
+        except ModelUnavailableError as e:
+            raise ModelUnavailableError(str(e).replace(folder, repo_id)) from None
+
+
 def _load_hub(repo_id: str, dtype: torch.dtype):
+    _check_hub_index(repo_id)
     cache = f"the local Hugging Face cache ({_hf_cache_dir()})"
     try:
         return _from_hub(repo_id, dtype, local_only=True)
@@ -235,7 +308,30 @@ def _load_hub(repo_id: str, dtype: torch.dtype):
             f"hub: {_short(e)}. " + _HINT) from None
 
 
+def _check_single_file(path: str, config_dir: Optional[str]) -> None:
+    """Refuse LoRA / SDXL / inpainting files, SD 2.x files whose prediction type is unknown, and a
+    --config-dir of another family, from the file's tensor names and shapes (`families`)."""
+    from .families import detect_family, read_shapes, refusal
+
+    try:
+        shapes = read_shapes(path)
+    except Exception as e:
+        raise ModelUnavailableError(f"could not read the checkpoint {path}: {_short(e)}.") from None
+    found = detect_family(shapes)
+    log.info("%s: %s", path, found)
+    unet_cfg = _unet_config(config_dir) if config_dir is not None else {}
+    why = refusal(found, os.path.basename(path), config_dir, unet_cfg.get("cross_attention_dim"),
+                  unet_cfg.get("in_channels"))
+    if why:
+        raise ModelUnavailableError(why)
+
+
 def _load_single_file(path: str, config_dir: Optional[str], dtype: torch.dtype):
+    if config_dir is not None and os.path.isdir(config_dir) \
+            and os.path.isfile(os.path.join(config_dir, "model_index.json")):
+        _check_single_file(path, config_dir)
+    elif config_dir is None:
+        _check_single_file(path, None)
     if config_dir is not None:
         if not os.path.isdir(config_dir) or not os.path.isfile(os.path.join(config_dir, "model_index.json")):
             raise ModelUnavailableError(
@@ -304,6 +400,9 @@ def _finish(pipe: Any, kind: str, ident: str, device: torch.device, dtype: torch
     unet = getattr(pipe, "unet", None)
     if unet is None or getattr(pipe, "text_encoder", None) is None or getattr(pipe, "vae", None) is None:
         raise ModelUnavailableError(f"{ident} is not a Stable Diffusion 1.x/2.x pipeline (missing components).")
+    if getattr(pipe, "text_encoder_2", None) is not None or unet.config.get("addition_embed_type") == "text_time" \
+            or unet.config.get("cross_attention_dim") in (1280, 2048):
+        raise ModelUnavailableError(f"{ident} holds an SDXL model; only Stable Diffusion 1.x/2.x is supported.")
     if int(unet.config.in_channels) != 4:
         raise ModelUnavailableError(
             f"{ident} has a UNet with {unet.config.in_channels} input channels (an inpainting or other "

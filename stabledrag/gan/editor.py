@@ -21,11 +21,11 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ..config import DragConfig, gan_defaults
+from ..config import DRAGGAN_FEATURE_INDEX, DragConfig, gan_defaults
 from ..device import resolve_device
 from ..drag import DragSession
 from ..errors import UserError
-from ..points import DragPoints, validate
+from ..points import DragPoints, snap_points, validate
 from ..progress import CancelToken, ProgressCallback
 from .backend import DEFAULT_OPT_WS, GanBackend, GanState
 from .networks import Generator, to_uint8
@@ -33,11 +33,20 @@ from .networks import Generator, to_uint8
 log = logging.getLogger(__name__)
 
 
+def draggan_feature_res(G: Generator) -> int:
+    """The synthesis block DragGAN drags on: its `feature_idx = 5`, the sixth block (b128 on every
+    model of 128 px and more: 4, 8, 16, 32, 64, 128, ...). On a smaller model, where DragGAN itself
+    would fail, the last block (the image resolution)."""
+    blocks = list(G.synthesis.block_resolutions)
+    return int(blocks[min(DRAGGAN_FEATURE_INDEX, len(blocks) - 1)])
+
+
 class GanEditor:
     """Generate an image by seed, drag points on it, reset.
 
     generator: a loaded `Generator` (moved to `device` when given).
-    feature_res: drag block resolution (None = the generator's default).
+    feature_res: drag block resolution (None = the generator's default for our methods, and
+      DragGAN's block, `draggan_feature_res`, for method "draggan").
     n_opt: leading W+ vectors optimised (DragGAN: 6). noise_mode: "const" by default.
     """
 
@@ -149,14 +158,21 @@ class GanEditor:
 
     # -- dragging -------------------------------------------------------------------------------
     def default_config(self, method: str = "stabledrag", **overrides: Any) -> DragConfig:
-        """`gan_defaults(method, image height)` with `overrides`."""
+        """`gan_defaults(method, image height)` with `overrides` ("draggan": DragGAN's own settings)."""
         return gan_defaults(method, self.image_size[1], **overrides)
 
-    def backend(self, mask: Any = None, w_plus: bool = True) -> GanBackend:
-        """A `GanBackend` starting from the current latent."""
+    def feature_res_for(self, method: str) -> Optional[int]:
+        """The drag block for `method`: the editor's `feature_res` if set, else DragGAN's block for
+        "draggan" and the generator's default (None) otherwise."""
+        if self.feature_res is None and method == "draggan":
+            return draggan_feature_res(self.G)
+        return self.feature_res
+
+    def backend(self, mask: Any = None, w_plus: bool = True, method: str = "stabledrag") -> GanBackend:
+        """A `GanBackend` starting from the current latent, on the drag block of `method`."""
         try:
             return GanBackend(self.G, self.latent(), mask=mask, w_plus=w_plus, n_opt=self.n_opt,
-                              feature_res=self.feature_res, noise_mode=self.noise_mode)
+                              feature_res=self.feature_res_for(method), noise_mode=self.noise_mode)
         except ValueError as e:
             raise UserError(str(e)) from e
 
@@ -167,11 +183,14 @@ class GanEditor:
 
         mask: `H x W` bool, True = editable (None = everything may change). The editor's current
         latent follows the session's state, so a later `session()` continues from where this one
-        stopped. Returns the `DragSession` (call `step()`, `frames(every)`, `run()`).
+        stopped. With `config.point_snap` "pixel" (DragGAN) the points are first rounded to whole
+        pixels (features are at image size). Returns the `DragSession` (call `step()`,
+        `frames(every)`, `run()`).
         """
         validate(points, self.image_size)
         cfg = config if config is not None else self.default_config()
-        backend = self.backend(mask=mask, w_plus=w_plus)
+        points = snap_points(points, cfg.point_snap, self.image_size, self.image_size)
+        backend = self.backend(mask=mask, w_plus=w_plus, method=cfg.method)
         sess = DragSession(backend, points, cfg, progress=progress, cancel=cancel, preview_every=preview_every)
         self._state = sess.state
         self.last_session = sess

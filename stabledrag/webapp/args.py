@@ -23,6 +23,8 @@ class AppOptions:
     gan_model: StyleGAN2 `.pkl` or native checkpoint offered first in the GAN tab (None: bundled toy).
     models_dir: folder scanned for more checkpoints (`*.pkl`, `*.safetensors`, model folders).
     device: "cpu", "cuda", "cuda:1", ... (None: CUDA if available).
+    dtype: diffusion weights "fp32", "fp16" or "bf16" (None: `stabledrag.device.default_dtype`,
+      i.e. STABLEDRAG_DTYPE, else bf16 on GPUs with native bf16, fp16 on older GPUs, fp32 on CPU).
     max_queue: requests waiting in the queue at most (further ones are told to retry).
     max_image_side: uploads with a longer side are scaled down to it (with a notice).
     lora_cache_dir: where identity LoRAs are cached (None: lora_tuning's default).
@@ -37,6 +39,7 @@ class AppOptions:
     gan_model: Optional[str] = None
     models_dir: str = "models"
     device: Optional[str] = None
+    dtype: Optional[str] = None
     max_queue: int = 16
     max_image_side: int = 1024
     lora_cache_dir: Optional[str] = None
@@ -60,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models-dir", default="models",
                    help="folder searched for more checkpoints offered in the model menus (default ./models)")
     p.add_argument("--device", default=None, metavar="D", help="cpu, cuda, cuda:1, mps (default: cuda if available)")
+    p.add_argument("--dtype", default=None, choices=["auto", "fp32", "fp16", "bf16"],
+                   help="diffusion weights (default auto: STABLEDRAG_DTYPE, else bf16 on GPUs with native bf16, "
+                        "fp16 on older GPUs, fp32 on the CPU)")
     p.add_argument("--max-queue", type=int, default=16, help="requests allowed to wait in the queue")
     p.add_argument("--max-image-side", type=int, default=1024,
                    help="uploads with a longer side are scaled down to this many pixels")

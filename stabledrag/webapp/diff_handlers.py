@@ -31,7 +31,9 @@ from .views import (View, add_frame, canvas_for, check_handles_in_region, click_
 
 log = logging.getLogger(__name__)
 
-METHODS = {"StableDrag": "stabledrag", "DragDiffusion (baseline)": "baseline"}
+#: "baseline" = nearest neighbour + plain supervision on our tuned settings; "dragdiffusion" = DragDiffusion exactly.
+METHODS = {"StableDrag": "stabledrag", "DragDiffusion (baseline)": "baseline",
+           "DragDiffusion (exact reference)": "dragdiffusion"}
 PHASE_NAMES = {"lora": "Fine-tuning the identity LoRA", "inversion": "DDIM inversion", "drag": "Dragging",
                "denoise": "Denoising"}
 #: Images with more pixels than this are refused outright (a 50 MP photo is never needed here).
@@ -44,7 +46,8 @@ CPU_LORA_STEPS, CPU_DDIM_STEPS, CPU_DRAG_STEPS = 20, 25, 40
 class DiffSettings(TabSettings):
     """The tab's settings (the "Advanced settings" panel), defaults as DragDiffusion's.
 
-    method: "stabledrag" or "baseline". lora_steps / lora_lr / lora_rank: identity LoRA.
+    method: "stabledrag", "baseline" (tuned) or "dragdiffusion" (DragDiffusion's own drag settings;
+      a stop distance left at this tab's default then means DragDiffusion's "< 2" rule). lora_steps / lora_lr / lora_rank: identity LoRA.
     inversion_strength / ddim_steps: DDIM inversion. drag_steps / drag_lr: latent optimisation;
     stop_distance: the drag stops when every handle is this close to its target (feature px).
     r_m / r_p: motion patch and tracking radii (feature px). tau: confidence threshold of confident
@@ -112,13 +115,16 @@ class DiffSettings(TabSettings):
             cfg = DiffusionEditConfig(drag=diffusion_defaults(self.method), seed=self.seed)
         except ValueError as e:
             raise UserError(str(e)) from None
-        return cfg.with_overrides({
+        overrides = {
             "lora.steps": self.lora_steps, "lora.lr": self.lora_lr, "lora.rank": self.lora_rank,
             "inversion.strength": self.inversion_strength, "inversion.num_steps": self.ddim_steps,
             "max_steps": self.drag_steps, "lr": self.drag_lr, "stop_distance": self.stop_distance,
             "r_m": self.r_m, "r_p": self.r_p, "tau": self.tau,
             "lambda_mask": self.lambda_mask,
-        })
+        }
+        if self.method == "dragdiffusion" and self.stop_distance == DiffSettings.stop_distance:
+            del overrides["stop_distance"]  # keep DragDiffusion's own "< 2" stop (1.5 on whole cells)
+        return cfg.with_overrides(overrides)
 
 
 def method_label(key: str) -> str:

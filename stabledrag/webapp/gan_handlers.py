@@ -28,7 +28,8 @@ from .views import (View, add_frame, canvas_for, check_handles_in_region, click_
 
 log = logging.getLogger(__name__)
 
-METHODS = {"StableDrag": "stabledrag", "DragGAN (baseline)": "baseline"}
+#: "baseline" = nearest neighbour + plain supervision on our tuned settings; "draggan" = DragGAN exactly.
+METHODS = {"StableDrag": "stabledrag", "DragGAN (baseline)": "baseline", "DragGAN (exact reference)": "draggan"}
 LATENT_SPACES = ("W+", "W")
 MAX_SEED = 2**31 - 1
 
@@ -37,7 +38,8 @@ MAX_SEED = 2**31 - 1
 class GanSettings(TabSettings):
     """The tab's drag settings (DragGAN's defaults where they exist).
 
-    method: "stabledrag" or "baseline". latent_space: "W+" (first 6 vectors optimised) or "W".
+    method: "stabledrag", "baseline" (tuned) or "draggan" (DragGAN's own settings; a step size left
+      at this tab's default then means DragGAN's 1e-3). latent_space: "W+" (first 6 vectors optimised) or "W".
     step_size: Adam learning rate on the latent. max_steps: steps per Start at most.
     r_m / r_p: motion patch and tracking radii in image px (None = DragGAN's, scaled to the size).
     tau: confidence threshold. lambda_mask: mask-loss weight. preview_every: frame every k steps.
@@ -142,6 +144,8 @@ def run_drag(state: GanState, editor_value_: Any, settings: GanSettings, generat
     ed.set_latent(torch.from_numpy(state.w), as_reference=False)
     overrides: dict[str, Any] = dict(lr=settings.step_size, max_steps=settings.max_steps, tau=settings.tau,
                                      lambda_mask=settings.lambda_mask)
+    if settings.method == "draggan" and settings.step_size == GanSettings.step_size:
+        del overrides["lr"]  # the tab's default is our tuned step; DragGAN's own is 1e-3
     if settings.r_m:
         overrides["r_m"] = float(settings.r_m)
     if settings.r_p:

@@ -146,7 +146,7 @@ class Engines:
         from ..device import choose
 
         self.options = options
-        self.device, self.dtype = choose(options.device)
+        self.device, self.dtype = choose(options.device, getattr(options, "dtype", None))
         self.gan_menu = gan_choices(options)
         # on a GPU the real SD 1.5 is the useful default; on a CPU the bundled toy model is
         self.diffusion_menu = diffusion_choices(options, prefer_sd15=self.device.type == "cuda")
