@@ -23,8 +23,6 @@ PATCH_SHAPES = ("square", "disk", "draggan")
 POINT_SNAPS = ("none", "pixel", "cell")
 TRACKERS = ("discriminative", "nearest")
 SUPERVISIONS = ("confident", "plain")
-# Settings earlier versions wrote that no longer exist (accepted and ignored when read back).
-LEGACY_KEYS = ("supervise_min_distance",)
 
 
 @dataclass
@@ -41,9 +39,11 @@ class DragConfig:
       position on a `linspace(0, H, H) x linspace(0, W, W)` grid is at distance < r_m from the handle
       (`sampling.draggan_patch`; off-centre by up to about 1 px, 3-4 px at r_m = 1).
     lr: Adam learning rate on the backend's parameters. max_steps: drag iterations at most.
-    stop_distance: stop when every handle is within this distance of its target (feature px); it
-      is also the motion-loss threshold: a handle this close gets no motion loss (one rule, as in
-      DragGAN and DragDiffusion, so a drag never idles with every handle unsupervised but unstopped).
+    stop_distance: stop when every handle is within this distance of its target (feature px).
+    supervise_min_distance: a handle this close to its target gets no motion loss; None = the stop
+      distance, and never more than it (`push_distance`): one rule, so a drag never idles with
+      every handle unsupervised but unstopped (an old toy-SD setting, 2 px push / 1 px stop, ran
+      every drag to max_steps). DragGAN pushes beyond 1 px and stops within 2 px.
     lambda_mask: weight of the backend's mask loss.
     nn_metric: "l1" or "l2" distance for nearest-neighbour matching.
     train_radius: discriminative tracker's training window radius (feature px); None = 3 * r_p.
@@ -75,6 +75,7 @@ class DragConfig:
     lr: float = 0.01
     max_steps: int = 80
     stop_distance: float = 2.0
+    supervise_min_distance: float | None = None
     lambda_mask: float = 0.1
     nn_metric: str = "l1"
     train_radius: float | None = None
@@ -116,6 +117,13 @@ class DragConfig:
             raise ValueError("r_m, max_steps, stop_distance and lambda_mask must be >= 0")
 
     @property
+    def push_distance(self) -> float:
+        """Motion-loss threshold (feature px): `supervise_min_distance`, at most `stop_distance`."""
+        if self.supervise_min_distance is None:
+            return self.stop_distance
+        return min(self.supervise_min_distance, self.stop_distance)
+
+    @property
     def effective_train_radius(self) -> float:
         """Training-window radius of the discriminative tracker (feature px)."""
         return self.train_radius if self.train_radius is not None else 3.0 * self.r_p
@@ -134,9 +142,7 @@ class DragConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "DragConfig":
-        """Inverse of `to_dict`; unknown keys raise ValueError. `supervise_min_distance`, written
-        by earlier versions (now one rule with `stop_distance`), is ignored."""
-        data = {k: v for k, v in data.items() if k not in LEGACY_KEYS}
+        """Inverse of `to_dict`; unknown keys raise ValueError."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
         if unknown:
@@ -171,7 +177,7 @@ def dragdiffusion_defaults(**overrides: Any) -> DragConfig:
       channel mean (reduction "sum"), skipped for a handle when `|t - p| < 2`; with whole-cell
       points the squared distance is an integer, so `>= 2` is `> 1.5`;
     - stop when every `|t - p| < 2`, i.e. `<= sqrt 2` on whole cells: stop_distance 1.5 gives both
-      rules exactly (our one rule: stop within it, no motion loss within it);
+      rules exactly (stop within it, no motion loss within it);
     - Adam lr 0.01, 80 steps (n_pix_step), mask term lambda 0.1 on the one-step-denoised latent.
     Engine settings (LoRA, inversion, feature block) are in `diffusion.editor.dragdiffusion_edit_config`.
     """
@@ -216,10 +222,8 @@ def draggan_defaults(image_height: int = 512, **overrides: Any) -> DragConfig:
     - motion: DragGAN's grid patch (patch_shape "draggan") of radius r_m = round(3 H / 512)
       (at least 1: below 86 px DragGAN's own patch would be empty), loss = mean |.| over patch
       and channels (reduction "mean"), summed over handles;
-    - stop when every |t - p| <= max(2 H / 512, 2). DragGAN pushes every handle with |t - p| > 1
-      while any is farther than that; our one rule (`stop_distance` is also the motion-loss
-      threshold) pushes only those beyond max(2 H / 512, 2), so with several handles a handle
-      that is 1-2 px away waits for the others here. With one handle both are the same;
+    - stop when every |t - p| <= max(2 H / 512, 2); every handle with |t - p| > 1 is pushed while
+      any is farther than that (supervise_min_distance 1);
     - Adam lr 1e-3 on the first 6 W+ vectors, mask term lambda 20 (mean |F - F0| on the fixed part);
     - max_steps 300 is ours (DragGAN runs until stopped).
     Python's `round` (half to even) as in DragGAN.
@@ -227,7 +231,7 @@ def draggan_defaults(image_height: int = 512, **overrides: Any) -> DragConfig:
     h = float(image_height)
     base = dict(method="draggan", r_m=float(max(1, round(DRAGGAN_R1 / 512 * h))),
                 r_p=float(max(1, round(DRAGGAN_R2 / 512 * h))), patch_shape="draggan", lr=DRAGGAN_LR,
-                max_steps=300, stop_distance=max(2.0 / 512 * h, 2.0),
+                max_steps=300, stop_distance=max(2.0 / 512 * h, 2.0), supervise_min_distance=1.0,
                 lambda_mask=DRAGGAN_LAMBDA_MASK, nn_metric="l2", motion_reduction="mean", point_snap="pixel")
     base.update(overrides)
     return DragConfig(**base)

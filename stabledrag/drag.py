@@ -263,12 +263,12 @@ class DragSession:
             return None
 
         mix = self._template_mix(feats)
-        active = active_handles(self._handles, self._t, cfg.stop_distance)
+        active = active_handles(self._handles, self._t, cfg.push_distance)
         t0 = time.perf_counter()
         m_loss = motion_loss(
             feats, self._handles, self._t, radius=cfg.r_m, shape=cfg.patch_shape,
             template=self._template if mix is not None else None, template_mix=mix,
-            template_weight=cfg.template_weight, min_distance=cfg.stop_distance,
+            template_weight=cfg.template_weight, min_distance=cfg.push_distance,
             reduction=cfg.motion_reduction,
         )
         k_loss = self.backend.mask_loss(self.state, out, self._ref) if cfg.lambda_mask > 0 else None

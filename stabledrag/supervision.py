@@ -19,12 +19,27 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .sampling import disk_offsets, sample_features, square_offsets
+from .sampling import disk_offsets, draggan_patch, sample_features, square_offsets
 
 
 def patch_offsets(radius: float, shape: str = "square", device=None) -> torch.Tensor:
-    """Offsets `P x 2` (x, y) of the motion patch: a `(2r+1)^2` square or a disk of radius r."""
+    """Offsets `P x 2` (x, y) of the motion patch: a `(2r+1)^2` square or a disk of radius r.
+    Raises ValueError for "draggan", whose patch depends on the handle (`motion_patch`)."""
+    if shape == "draggan":
+        raise ValueError("DragGAN's patch depends on the handle's position: use motion_patch")
     return square_offsets(radius, 1.0, device) if shape == "square" else disk_offsets(radius, device)
+
+
+def motion_patch(handles: torch.Tensor, radius: float, shape: str, size: tuple[int, int],
+                 dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Patch positions `N x P x 2` (x, y) around `handles` (`N x 2`) on a map of `size = (W, H)`,
+    and their validity (`N x P` bool, or None when all are valid): offsets of `patch_offsets`, or
+    for "draggan" DragGAN's own grid patch (`sampling.draggan_patch`)."""
+    if shape == "draggan":
+        pos, valid = draggan_patch(handles, size, radius)
+        return pos.to(dtype), valid
+    offs = patch_offsets(radius, shape, handles.device).to(dtype)
+    return handles.to(dtype)[:, None, :] + offs[None], None
 
 
 def motion_loss(
@@ -65,8 +80,7 @@ def motion_loss(
     if not bool(active.any()):
         return feat.sum() * 0.0
     direction = delta / dist.clamp_min(1e-8)[:, None]
-    offs = patch_offsets(radius, shape, feat.device).to(feat.dtype)  # P x 2
-    patch = handles[:, None, :] + offs[None]  # N x P x 2
+    patch, valid = motion_patch(handles, radius, shape, (feat.shape[2], feat.shape[1]), feat.dtype)  # N x P x 2
     shifted = sample_features(feat, patch + direction[:, None, :])  # N x P x C
     source = sample_features(feat.detach(), patch)
     weights = torch.ones(n, device=feat.device, dtype=feat.dtype)
@@ -76,15 +90,23 @@ def motion_loss(
         source = mix[:, None, None] * template.detach().to(feat.dtype) + (1 - mix[:, None, None]) * source
         weights = 1 + (template_weight - 1) * mix
     per_pos = (shifted - source).abs().mean(-1)  # N x P
-    per_handle = per_pos.sum(1) if reduction == "sum" else per_pos.mean(1)
+    if valid is None:
+        per_handle = per_pos.sum(1) if reduction == "sum" else per_pos.mean(1)
+    else:
+        v = valid.to(per_pos.dtype)
+        per_handle = (per_pos * v).sum(1)
+        if reduction == "mean":
+            per_handle = per_handle / v.sum(1).clamp_min(1)
     return (per_handle * weights * active.to(feat.dtype)).sum()
 
 
 def template_patches(feat: torch.Tensor, handles: torch.Tensor, radius: float, shape: str = "square") -> torch.Tensor:
     """Detached patches `N x P x C` of `feat` (`C x H x W`) around `handles` (`N x 2`, (x, y)
-    feature px): the content confident supervision pushes (same offsets as `motion_loss`)."""
-    offs = patch_offsets(radius, shape, feat.device).to(feat.dtype)
-    return sample_features(feat.detach(), handles.to(feat.device, feat.dtype)[:, None, :] + offs[None])
+    feature px): the content confident supervision pushes (same patch as `motion_loss`; for the
+    "draggan" patch, positions outside the handle's patch sample as zeros)."""
+    patch, valid = motion_patch(handles.to(feat.device), radius, shape, (feat.shape[2], feat.shape[1]), feat.dtype)
+    out = sample_features(feat.detach(), patch)
+    return out if valid is None else out * valid[..., None].to(out.dtype)
 
 
 def active_handles(handles: torch.Tensor, targets: torch.Tensor, min_distance: float) -> torch.Tensor:

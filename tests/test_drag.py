@@ -229,7 +229,14 @@ def test_one_rule_stops_and_unsupervises_at_the_stop_distance():
     assert result.to_dict()["pushed_steps"] == result.steps
 
 
-def test_legacy_supervise_min_distance_is_read_and_ignored():
-    data = DragConfig().to_dict()
-    data["supervise_min_distance"] = 2.0
-    assert DragConfig.from_dict(data) == DragConfig()
+def test_push_distance_never_exceeds_the_stop_distance():
+    """A push threshold above the stop distance (the old toy-SD setting: push beyond 2, stop within
+    1) would leave handles 1-2 px away unsupervised but unstopped; it is capped. DragGAN's smaller
+    push threshold (1 px, stop 2 px) is kept."""
+    assert DragConfig(stop_distance=1.0, supervise_min_distance=2.0).push_distance == 1.0
+    assert DragConfig(stop_distance=2.0, supervise_min_distance=1.0).push_distance == 1.0
+    assert DragConfig(stop_distance=1.5).push_distance == 1.5
+    backend = TranslatingTextureBackend(_texture())
+    result = drag(backend, from_pairs([((20, 22), (26, 25))]),
+                  _config("baseline", stop_distance=1.0, supervise_min_distance=2.0))
+    assert result.status == "reached" and result.pushed_steps == result.steps

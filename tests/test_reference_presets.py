@@ -216,8 +216,6 @@ def test_draggan_preset_reproduces_draggan_with_a_centred_disk(G128):
     _compare_with_draggan(G128, patch="disk")
 
 
-@pytest.mark.xfail(strict=True, reason="issue #12: supervision.motion_loss must build the patch with "
-                   "sampling.draggan_patch for patch_shape='draggan' (lead to wire; then drop this mark)")
 def test_draggan_preset_reproduces_draggan_exactly(G128):
     _compare_with_draggan(G128, patch="draggan")
 
