@@ -3,6 +3,7 @@
 Sub-commands:
   edit      --backend diffusion|gan   drag points on an image (diffusion) or a generated image (gan)
   generate  --backend gan             render a GAN sample by seed
+  project   --backend gan             project a photo into a GAN (latent .npz for edit --latent)
   bench     tracking|speed|toy|gpu    benchmarks that print JSON
 
 Engine code is imported lazily so that `bench tracking` needs only torch.
@@ -70,9 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--drag-steps", type=int, default=None, help="maximum drag steps (diffusion)")
     edit.add_argument("--steps", type=int, default=None, help="maximum drag steps (gan)")
     edit.add_argument("--paste-back", action="store_true",
-                      help="diffusion: paste the input back outside the mask")
+                      help="diffusion: paste the input back outside the mask; gan with --latent: paste the "
+                           "edit back into --image, the projected photo")
     edit.add_argument("--w-space", action="store_true", help="gan: optimise W instead of W+")
     edit.add_argument("--truncation", type=float, default=None, help="gan: truncation psi")
+    edit.add_argument("--latent", default=None,
+                      help="gan: start from this latent file (from `project`) instead of a seed")
     _add_drag_options(edit)
 
     gen = sub.add_parser("generate", help="render a generated image")
@@ -82,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--truncation", type=float, default=None, help="truncation psi")
     gen.add_argument("--device", default=None)
     gen.add_argument("--out", required=True)
+
+    from .gan.project_cli import add_project_parser
+
+    add_project_parser(sub)
 
     bench = sub.add_parser("bench", help="benchmarks (JSON on stdout)")
     bsub = bench.add_subparsers(dest="bench", required=True)
@@ -201,6 +209,10 @@ def _dispatch(args: argparse.Namespace) -> Optional[int]:
                 raise UserError(str(e)) from e
             emit_json(result, args.out)
             return 0
+    if args.command == "project":
+        from .gan.project_cli import project_command
+
+        return project_command(args)
     if args.command == "generate":
         from .gan.cli import generate_command
 

@@ -186,7 +186,7 @@ class ProjectionResult:
         return {
             "psnr": round(self.psnr, 3), "ssim": round(self.ssim, 4),
             "psnr_before_pti": round(self.psnr_before_pti, 3), "ssim_before_pti": round(self.ssim_before_pti, 4),
-            "pti": bool(self.weight_delta), "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "pti": self.config.pti_steps > 0, "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "config": self.config.to_dict(), "crop": None if self.crop is None else self.crop.to_list(),
         }
 
@@ -287,8 +287,11 @@ def model_fingerprint(G: Generator) -> str:
 
 
 def noise_buffers(G: Generator) -> dict[str, torch.Tensor]:
-    """`{state-dict name: noise_const}` of every synthesis layer with a noise input."""
-    return {n: b for n, b in G.named_buffers() if n.endswith("noise_const")}
+    """`{state-dict name: noise_const}` of every synthesis layer whose noise input has an effect
+    (non-zero `noise_strength`)."""
+    strengths = dict(G.named_parameters())
+    return {n: b for n, b in G.named_buffers() if n.endswith("noise_const")
+            and float(strengths[n[: -len("noise_const")] + "noise_strength"]) != 0.0}
 
 
 def apply_weight_delta(G: Generator, delta: dict[str, torch.Tensor]) -> Generator:
@@ -474,9 +477,9 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
 
         noise_leaves = []
         for name, buf in noises.items():
-            leaf = buf.detach().clone().requires_grad_(True)
-            _set_buffer(Gp, name, leaf)
-            noise_leaves.append(leaf)
+            n_leaf = buf.detach().clone().requires_grad_(True)
+            _set_buffer(Gp, name, n_leaf)
+            noise_leaves.append(n_leaf)
         opt = torch.optim.Adam([leaf] + noise_leaves, lr=cfg.w_lr, betas=(0.9, 0.999))
         report(progress, "project_w", 0, cfg.w_steps)
         for step in range(cfg.w_steps):
@@ -497,8 +500,8 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
                 for n in noise_leaves:
                     n.sub_(n.mean()).div_(n.square().mean().sqrt() + 1e-8)
             emit("project_w", step + 1, cfg.w_steps, float(loss.detach()), img.detach())
-        for name, leaf in zip(noises, noise_leaves):
-            _set_buffer(Gp, name, leaf.detach())
+        for name, n_leaf in zip(noises, noise_leaves):
+            _set_buffer(Gp, name, n_leaf.detach())
         with torch.no_grad():
             ws = to_w(leaf.detach())[:, None].repeat(1, G.num_ws, 1)
         seconds["project_w"] = time.perf_counter() - t0
