@@ -58,7 +58,7 @@ class ProjectionConfig:
     w_steps / wplus_steps / pti_steps: Adam steps of the three phases (0 skips a phase; pti_steps=0
     = no pivotal tuning). w_lr / wplus_lr / pti_lr: their peak learning rates (W phases use the
     projector's schedule: linear ramp-up over the first 5 %, cosine ramp-down over the last 25 %).
-    noise_factor / noise_ramp: the W phase perturbs w by `w_std * noise_factor * max(0, 1 - t/noise_ramp)^2`
+    PTI uses the same learning-rate shape. noise_factor / noise_ramp: the W phase perturbs w by `w_std * noise_factor * max(0, 1 - t/noise_ramp)^2`
     (t = fraction of the phase done). w_avg_samples: z samples used to measure `w_std`.
     l2_weight / l1_weight: pixel terms; pyramid_weight, pyramid_levels: L1 on 2x, 4x, ... average-
     pooled images. detail_weight: extra weight of the pixel terms where the target has local
@@ -116,6 +116,13 @@ class ProjectionConfig:
         if unknown:
             raise ValueError(f"unknown projection settings: {sorted(unknown)}")
         return cls(**data)
+
+
+# Settings measured on the bundled toy GAN (see `python -m stabledrag bench toy --backend gan --source
+# rendered`): its W has wide regions that draw faces without eyes, so phase 1 searches Z; the
+# steps are what a shared CPU affords per photo.
+TOY_PROJECTION: dict[str, Any] = dict(start_space="z", w_steps=100, wplus_steps=50, pti_steps=100, pti_lr=0.01,
+                                      init_candidates=64)
 
 
 @dataclass(frozen=True)
@@ -545,6 +552,8 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
         try:
             for step in range(cfg.pti_steps):
                 check()
+                for g in opt.param_groups:
+                    g["lr"] = _lr_schedule(step / cfg.pti_steps, cfg.pti_lr)
                 img, _ = Gp.synthesis(ws, noise_mode="const")
                 loss = reconstruction_loss(img, target, cfg, pix_w)
                 opt.zero_grad(set_to_none=True)
