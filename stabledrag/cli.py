@@ -130,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated drag methods to compare (default: %(default)s)")
     by.add_argument("--kinds", default=None, help="comma-separated case kinds (default: all)")
     by.add_argument("--out", default=None)
+    by.add_argument("--source", choices=["generated", "rendered"], default="generated",
+                    help="gan: generated samples (default) or rendered toy faces projected into the GAN first "
+                         "(--cases = faces)")
+    by.add_argument("--project-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="--source rendered: a projection setting, e.g. --project-set pti_steps=200")
+    by.add_argument("--projection-only", action="store_true", help="--source rendered: no drags")
     return parser
 
 
@@ -195,6 +201,16 @@ def _dispatch(args: argparse.Namespace) -> Optional[int]:
             from .bench.gpu import gpu_check
 
             emit_json(gpu_check(small=args.small, device=args.device, dtype=args.dtype, steps=args.steps), args.out)
+            return 0
+        if args.bench == "toy" and args.source == "rendered":
+            if args.backend != "gan":
+                raise UserError("--source rendered projects faces into a GAN: use it with --backend gan.")
+            from .bench.toy_projected import projected_toy_bench
+
+            emit_json(projected_toy_bench(faces=args.cases or 10, seed=args.seed, device=args.device, model=args.model,
+                                          projection=parse_overrides(args.project_set),
+                                          overrides=parse_overrides(args.set), drags=not args.projection_only),
+                      args.out)
             return 0
         if args.bench == "toy":
             from .bench.toy import toy_bench

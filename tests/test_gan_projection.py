@@ -205,3 +205,21 @@ def test_cli_errors_are_one_line(G, tmp_path, capsys):
     rc = main(["project", "--backend", "gan", "--model", str(model), "--image", str(tmp_path / "none.png"),
                "--out", str(tmp_path / "x.npz"), "--set", "w_steps=-1"])
     assert rc == 2
+
+
+def test_bench_toy_rendered_reports_projection_with_and_without_pti(capsys):
+    import json
+
+    rc = main(["bench", "toy", "--backend", "gan", "--source", "rendered", "--cases", "1",
+               "--project-set", "w_steps=2", "--project-set", "wplus_steps=2", "--project-set", "pti_steps=2",
+               "--project-set", "init_candidates=4", "--project-set", "w_avg_samples=16", "--set", "max_steps=2"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["source"] == "rendered" and len(out["faces"]) == 1
+    face = out["faces"][0]
+    assert set(face["no_pti"]) >= {"psnr", "ssim", "part_errors_px", "fits"}
+    assert "left_eye" in face["pti"]["part_errors_px"]  # the rendered face's parts were all looked for
+    assert out["projection"]["with_pti"]["n"] == 1 and out["projection"]["without_pti"]["n"] == 1
+    assert out["settings"]["projection"]["pti_steps"] == 2
+    rc = main(["bench", "toy", "--backend", "diffusion", "--source", "rendered", "--cases", "1"])
+    assert rc == 2
