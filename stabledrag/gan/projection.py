@@ -121,7 +121,7 @@ class ProjectionConfig:
 # Settings measured on the bundled toy GAN (see `python -m stabledrag bench toy --backend gan --source
 # rendered`): its W has wide regions that draw faces without eyes, so phase 1 searches Z; the
 # steps are what a shared CPU affords per photo.
-TOY_PROJECTION: dict[str, Any] = dict(start_space="z", w_steps=100, wplus_steps=50, pti_steps=100, pti_lr=0.01,
+TOY_PROJECTION: dict[str, Any] = dict(start_space="z", w_steps=100, wplus_steps=50, pti_steps=300, pti_lr=0.02,
                                       init_candidates=64)
 
 
