@@ -115,3 +115,11 @@ def test_stop_keeps_the_previous_image_and_bad_uploads_are_refused(G, photo):
         list(gp.project_photo(GanState(), "tiny", np.zeros((4, 4, 3), np.uint8), G))
     with pytest.raises(UserError, match="Upload a photo"):
         list(gp.more_steps(GanState(), G))
+
+
+def test_abandoning_the_live_views_stops_the_projection(G, photo):
+    token = CancelToken()
+    run = gp.project_photo(GanState(), "tiny", photo, G, cancel=token)
+    next(run)
+    run.close()  # the page went away
+    assert token.cancelled

@@ -90,6 +90,7 @@ def _run(state: GanState, generator: Any, image: np.ndarray, crop: Any, config: 
 
     reports: "queue.Queue[Any]" = queue.Queue()
     box: dict[str, Any] = {}
+    cancel = cancel if cancel is not None else CancelToken()  # also stops the work if the page goes away
 
     def work() -> None:
         try:
@@ -103,17 +104,23 @@ def _run(state: GanState, generator: Any, image: np.ndarray, crop: Any, config: 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
     scale = drawing.display_scale(image.shape[1], image.shape[0])
-    while True:
-        p: Optional[Progress] = reports.get()
-        if p is None:
-            break
-        label = PHASE_LABELS.get(p.phase, p.phase)
-        if progress is not None and p.total:
-            progress((p.step, p.total), desc=label)
-        if p.preview is not None or p.step == 0:
-            frame = drawing.enlarge(p.preview if p.preview is not None else image, scale)
-            yield View(canvas=frame, progress=progress_html(label, p.step, p.total or 1),
-                       status=f"{label}: {p.step}/{p.total}")
+    finished = False
+    try:
+        while True:
+            p: Optional[Progress] = reports.get()
+            if p is None:
+                finished = True
+                break
+            label = PHASE_LABELS.get(p.phase, p.phase)
+            if progress is not None and p.total:
+                progress((p.step, p.total), desc=label)
+            if p.preview is not None or p.step == 0:
+                frame = drawing.enlarge(p.preview if p.preview is not None else image, scale)
+                yield View(canvas=frame, progress=progress_html(label, p.step, p.total or 1),
+                           status=f"{label}: {p.step}/{p.total}")
+    finally:
+        if not finished:  # the caller stopped listening (page closed): stop the work too
+            cancel.cancel()
     thread.join()
     if "error" in box:
         if isinstance(box["error"], Cancelled):
