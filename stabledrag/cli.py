@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     by.add_argument("--project-set", action="append", default=[], metavar="KEY=VALUE",
                     help="--source rendered: a projection setting, e.g. --project-set pti_steps=200")
     by.add_argument("--projection-only", action="store_true", help="--source rendered: no drags")
+    by.add_argument("--jsonl", default=None, help="--source rendered: append each face's scores here as it finishes")
     return parser
 
 
@@ -209,7 +210,8 @@ def _dispatch(args: argparse.Namespace) -> Optional[int]:
 
             emit_json(projected_toy_bench(faces=args.cases or 10, seed=args.seed, device=args.device, model=args.model,
                                           projection=parse_overrides(args.project_set),
-                                          overrides=parse_overrides(args.set), drags=not args.projection_only),
+                                          overrides=parse_overrides(args.set), drags=not args.projection_only,
+                                          jsonl=args.jsonl),
                       args.out)
             return 0
         if args.bench == "toy":

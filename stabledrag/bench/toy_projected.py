@@ -18,6 +18,7 @@ and case, settings and timings.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import platform
@@ -84,12 +85,14 @@ def summarise_projection(rows: list[dict[str, Any]], key: str) -> dict[str, Any]
 def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[str] = None,
                         model: Optional[str] = None, projection: Optional[dict[str, Any]] = None,
                         overrides: Optional[dict[str, Any]] = None, kinds: Sequence[str] = DEFAULT_KINDS,
-                        methods: Sequence[str] = ("stabledrag",), drags: bool = True) -> dict[str, Any]:
+                        methods: Sequence[str] = ("stabledrag",), drags: bool = True,
+                        jsonl: Optional[str] = None) -> dict[str, Any]:
     """Run the benchmark on `faces` rendered faces; see the module docstring.
 
     projection: `ProjectionConfig` fields over `TOY_PROJECTION` (its `pti_steps` is the PTI run's).
     overrides: drag settings for `methods`' defaults. kinds: drag case kinds to run (of
-    `bench.toy.make_cases`); drags=False measures the projection only. Returns a JSON-ready dict.
+    `bench.toy.make_cases`); drags=False measures the projection only. jsonl: also append each
+    face's row (with its drag scores) to this file as it finishes. Returns a JSON-ready dict.
     """
     from ..gan import load_generator
     from ..gan.editor import GanEditor
@@ -132,20 +135,25 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
                         "part_errors_px": errs, "worst_part_px": _max_error(errs), "fits": _fits(errs)}
         face_rows.append(row)
         log.info("face %d: PSNR %.2f / %.2f dB (no PTI / PTI)", i, row["no_pti"]["psnr"], row["pti"]["psnr"])
-        if not drags:
-            continue
-        editor.set_projection(tuned)
-        start = tuned.image
-        for case in make_cases(detect(start), i, rng, start):
-            if case.kind not in kinds:
-                continue
-            for method in methods:
-                editor.reset()
-                t = time.perf_counter()
-                sess = editor.session(from_pairs(case.pairs()), editor.default_config(method, **overrides),
-                                      mask=edit_mask(case, start.shape[0]))
-                res = sess.run()
-                drag_rows[method].append(score(case, start, editor.image(), time.perf_counter() - t, res.status))
+        face_drags: list[dict[str, Any]] = []
+        if drags:
+            editor.set_projection(tuned)
+            start = tuned.image
+            for case in make_cases(detect(start), i, rng, start):
+                if case.kind not in kinds:
+                    continue
+                for method in methods:
+                    editor.reset()
+                    t = time.perf_counter()
+                    sess = editor.session(from_pairs(case.pairs()), editor.default_config(method, **overrides),
+                                          mask=edit_mask(case, start.shape[0]))
+                    res = sess.run()
+                    row_d = score(case, start, editor.image(), time.perf_counter() - t, res.status)
+                    drag_rows[method].append(row_d)
+                    face_drags.append({"method": method, **row_d})
+        if jsonl:
+            with open(jsonl, "a") as f:
+                f.write(json.dumps({**row, "drags": face_drags}) + "\n")
 
     kinds_seen = sorted({r["kind"] for rows in drag_rows.values() for r in rows})
     n_proj = max(1, len(face_rows))
