@@ -7,18 +7,23 @@
 
 Phases (each reported through the project's `ProgressCallback`, each cancellable):
 
-1. `project_w`  - one w, started at `w_avg`, optimised with Adam under a cosine-ramped learning
+1. `project_w`  - one w, started at the best of `w_avg` and a few mapped random z (compared on a
+   cheap low-resolution partial render), optimised with Adam under a cosine-ramped learning
    rate and a decaying Gaussian perturbation of w (its scale taken from the spread of W), as in
    the StyleGAN2 projector (Karras et al. 2020, `projector.py`, read not copied). When the
    generator has noise inputs, its constant noise maps are optimised too, with the projector's
-   multi-scale autocorrelation penalty and re-normalisation after each step.
+   multi-scale autocorrelation penalty and re-normalisation after each step. With
+   `start_space="z"` the search runs in Z through the mapping network instead (stays on the
+   image manifold; what the toy GAN needs).
 2. `project_wplus` - every vector of W+ freed from the phase-1 w (Abdal et al., Image2StyleGAN).
 3. `pti`     - pivotal tuning (Roich et al. 2021, PTI): the synthesis weights are fine-tuned with the
    latent frozen at the pivot, so the image is reproduced exactly while the latent stays where
    editing works. The change is returned as a weight *delta* (tuned - original), tensors by name.
 
-Losses (offline only: no LPIPS/VGG weights exist here): pixel L2 + L1 on the image in [-1, 1] and
-L1 on an average-pooled pyramid (multi-scale, coarse shape first). Image conventions: uint8
+Losses (offline only: no LPIPS/VGG weights exist here, and the bundled toy checkpoint carries no
+discriminator whose features could serve): pixel L2 + L1 on the image in [-1, 1], weighted up where
+the target has local contrast (small parts count), and L1 on an average-pooled pyramid
+(multi-scale, coarse shape first). Image conventions: uint8
 `H x W x 3` RGB arrays in, generator images `N x 3 x R x R` float in [-1, 1] inside.
 
 Results are cached per (model weights fingerprint, image bytes, config), so projecting the same

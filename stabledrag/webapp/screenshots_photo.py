@@ -109,7 +109,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             page = browser.new_page(viewport=VIEWPORT, accept_downloads=True)
             page.set_default_timeout(120_000)
             page.goto(url, wait_until="domcontentloaded")
-            page.locator("#gan_canvas").wait_for()
+            page.get_by_role("tab", name="StableDrag-GAN").wait_for()
             seen = photo_flow(page, Path(args.photo), out, args.timeout)
             browser.close()
     finally:
