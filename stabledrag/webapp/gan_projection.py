@@ -138,7 +138,7 @@ def _run(state: GanState, generator: Any, image: np.ndarray, crop: Any, config: 
     yield View(state=state, canvas=canvas_for(state), editor=editor_value(state.image, None, state.scale),
                result=drawing.enlarge(state.image, state.scale), points_text="", progress="", animation=None,
                download=save_png(download_image(state), "stabledrag-gan-photo"),
-               status=f"Projected the photo: {quality_text(state).replace('**', '')}. Press 'More steps' to refine, "
+               status=f"Projected the photo. {quality_text(state).replace('**', '')}. Press 'More steps' to refine, "
                       "or click points and Start to drag. " + click_status([]))
 
 
