@@ -208,10 +208,13 @@ def _dispatch(args: argparse.Namespace) -> Optional[int]:
                 raise UserError("--source rendered projects faces into a GAN: use it with --backend gan.")
             from .bench.toy_projected import projected_toy_bench
 
+            extra: dict[str, Any] = {"methods": tuple(m for m in args.methods.split(",") if m)}
+            if args.kinds:
+                extra["kinds"] = tuple(k for k in args.kinds.split(",") if k)
             emit_json(projected_toy_bench(faces=args.cases or 10, seed=args.seed, device=args.device, model=args.model,
                                           projection=parse_overrides(args.project_set),
                                           overrides=parse_overrides(args.set), drags=not args.projection_only,
-                                          jsonl=args.jsonl),
+                                          jsonl=args.jsonl, **extra),
                       args.out)
             return 0
         if args.bench == "toy":

@@ -212,7 +212,8 @@ def test_bench_toy_rendered_reports_projection_with_and_without_pti(capsys):
 
     rc = main(["bench", "toy", "--backend", "gan", "--source", "rendered", "--cases", "1",
                "--project-set", "w_steps=2", "--project-set", "wplus_steps=2", "--project-set", "pti_steps=2",
-               "--project-set", "init_candidates=4", "--project-set", "w_avg_samples=16", "--set", "max_steps=2"])
+               "--project-set", "init_candidates=4", "--project-set", "w_avg_samples=16", "--set", "max_steps=2",
+               "--methods", "stabledrag", "--kinds", "eye_short"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["source"] == "rendered" and len(out["faces"]) == 1
