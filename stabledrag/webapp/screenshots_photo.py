@@ -58,8 +58,15 @@ def photo_flow(page: Any, photo: Path, out: Path, timeout_s: float) -> dict[str,
     target = (eye[0], eye[1] - 0.06 * res)
     _click_image_px(page, "#gan_canvas img", eye, size)
     _click_image_px(page, "#gan_canvas img", target, size)
+    page.wait_for_timeout(1000)
+    seen["points"] = page.locator("#gan_status textarea").input_value()
+    print("after the clicks:", seen["points"], flush=True)
     page.locator("#gan_start").click()
-    seen["dragged"] = _wait_status(page, "gan", r"^(Reached|Ran out|Stopped|Something)", timeout_s)
+    try:
+        seen["dragged"] = _wait_status(page, "gan", r"^(Reached|Ran out|Stopped|Something)", timeout_s)
+    except TimeoutError:
+        page.screenshot(path=str(out / "gan_projected_debug.png"), full_page=True)
+        raise
     page.wait_for_timeout(1500)
     page.screenshot(path=str(out / "gan_projected_dragged.png"), full_page=True, animations="disabled")
     after, _ = _shown_image(page, "#gan_result img", f"({res}x{res})")
