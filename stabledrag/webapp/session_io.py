@@ -8,6 +8,8 @@ A session file is a zip holding:
   mask.png       the editable region, white = may change (optional)
   result.png     the last result (optional)
   latent0.npy / latent.npy   GAN: generated and current W+ latents (optional)
+  weight_delta.npz            GAN, projected photo with PTI: tuned - original weights by name (optional)
+  photo.png                   GAN, projected photo: the uploaded photo, for paste-back (optional)
   report.json    the engine's report of the last result (optional)
 
 Reading is defensive: only these names are read (never extracted to disk), sizes are capped,
@@ -35,7 +37,8 @@ VERSION = 1
 ENGINES = ("diffusion", "gan")
 MAX_MEMBER_BYTES = 64 * 1024 * 1024
 MAX_TOTAL_BYTES = 160 * 1024 * 1024
-_KNOWN = {"session.json", "image.png", "mask.png", "result.png", "latent0.npy", "latent.npy", "report.json"}
+_KNOWN = {"session.json", "image.png", "mask.png", "result.png", "latent0.npy", "latent.npy", "report.json",
+          "weight_delta.npz", "photo.png"}
 
 
 @dataclass
@@ -44,6 +47,8 @@ class SessionData:
 
     image / result: `H x W x 3` uint8. mask: `H x W` bool or None. clicks: image px.
     latents: GAN latents by name ("latent0", "latent"), `1 x num_ws x w_dim` float32.
+    weight_delta: GAN PTI weight delta (`{state-dict name: float32 array}`). photo: the projected
+    photo (`H' x W' x 3` uint8) or None.
     """
 
     engine: str
@@ -56,6 +61,8 @@ class SessionData:
     gan: dict[str, Any] = field(default_factory=dict)
     latents: dict[str, np.ndarray] = field(default_factory=dict)
     report: Optional[dict[str, Any]] = None
+    weight_delta: dict[str, np.ndarray] = field(default_factory=dict)
+    photo: Optional[np.ndarray] = None
 
 
 def _png(arr: np.ndarray) -> bytes:
@@ -68,6 +75,23 @@ def _npy(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.asarray(arr, dtype=np.float32), allow_pickle=False)
     return buf.getvalue()
+
+
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()})
+    return buf.getvalue()
+
+
+def _read_npz(z: zipfile.ZipFile, name: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(io.BytesIO(z.read(name)), allow_pickle=False) as arrays:
+            out = {k: np.asarray(arrays[k]) for k in arrays.files}
+    except (ValueError, OSError, zipfile.BadZipFile) as e:
+        raise UserError(f"The session's {name} is not readable ({e}).") from None
+    if not all(a.dtype.kind == "f" and np.isfinite(a).all() for a in out.values()):
+        raise UserError(f"The session's {name} holds something other than finite float weights.")
+    return {k: a.astype(np.float32) for k, a in out.items()}
 
 
 def session_bytes(data: SessionData) -> bytes:
@@ -90,6 +114,10 @@ def session_bytes(data: SessionData) -> bytes:
             z.writestr("result.png", _png(data.result))
         for name, arr in data.latents.items():
             z.writestr(f"{name}.npy", _npy(arr))
+        if data.weight_delta:
+            z.writestr("weight_delta.npz", _npz(data.weight_delta))
+        if data.photo is not None:
+            z.writestr("photo.png", _png(data.photo))
         if data.report is not None:
             z.writestr("report.json", json.dumps(data.report, indent=2, default=_json_default))
     return buf.getvalue()
@@ -173,6 +201,8 @@ def read_session(source: bytes | str | Path, expect_engine: Optional[str] = None
             mask = mask_from_png_array(_read_image(z, "mask.png"), (w, h))
         result = _read_image(z, "result.png") if "result.png" in infos else None
         latents = {n[:-4]: _read_npy(z, n) for n in ("latent0.npy", "latent.npy") if n in infos}
+        weight_delta = _read_npz(z, "weight_delta.npz") if "weight_delta.npz" in infos else {}
+        photo = _read_image(z, "photo.png") if "photo.png" in infos else None
         report = None
         if "report.json" in infos:
             try:
@@ -185,7 +215,8 @@ def read_session(source: bytes | str | Path, expect_engine: Optional[str] = None
             raise UserError("The session's settings are damaged (not a JSON object).")
         prompt = doc.get("prompt") or ""
         return SessionData(engine=engine, image=image, clicks=clicks, mask=mask, result=result,
-                           settings=settings, prompt=str(prompt), gan=gan, latents=latents, report=report)
+                           settings=settings, prompt=str(prompt), gan=gan, latents=latents, report=report,
+                           weight_delta=weight_delta, photo=photo)
 
 
 def _points(raw: Any, size: tuple[int, int]) -> list[tuple[int, int]]:

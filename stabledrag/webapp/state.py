@@ -68,9 +68,13 @@ class GanState(_ImageCanvas):
     clicks: current points; handles move with the drag so Start continues from where it stopped.
     start_clicks: the points as placed before the first drag since Generate/Reset.
     mask: flexible region (`H x W` bool) or None. frames: animation of the last drag.
+    Projected photos (issue 16; all empty for generated samples): photo: the uploaded photo
+    (`H' x W' x 3` uint8, for paste-back); crop: `CropBox.to_list()` of where the image came from;
+    weight_delta: PTI's tuned - original weights (`{state-dict name: float32 array}`, empty without
+    PTI); projection: its metrics (PSNR/SSIM with and without PTI, config, seconds).
     """
 
-    NO_IMAGE: ClassVar[str] = "No image yet: pick a model and press Generate."
+    NO_IMAGE: ClassVar[str] = "No image yet: pick a model and press Generate (or upload a photo)."
     model: str = ""
     seed: int = 0
     psi: float = 0.7
@@ -83,6 +87,10 @@ class GanState(_ImageCanvas):
     mask: Optional[np.ndarray] = None
     frames: list[np.ndarray] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    photo: Optional[np.ndarray] = None
+    crop: Optional[list[int]] = None
+    weight_delta: dict[str, np.ndarray] = field(default_factory=dict)
+    projection: Optional[dict[str, Any]] = None
 
 
 def require_image(image: Optional[np.ndarray],
