@@ -34,6 +34,11 @@ from .views import KEEP, View, add_point, clear_points, refresh_region, set_poin
 log = logging.getLogger(__name__)
 
 GPU_QUEUE = "gpu"
+#: The region editors' empty canvas. Gradio's editor sizes a restored layer by the union of its
+#: layers and the default canvas (800 x 800 unless set), and centres the layer in it, so a layer
+#: given back with a smaller image landed shifted right and down; a canvas smaller than any image
+#: keeps the restored layer exactly on its background.
+EDITOR_MIN_CANVAS = (32, 32)
 #: Seconds of ZeroGPU time asked for per call (ignored elsewhere).
 ZERO_GPU_DURATION = 120
 
@@ -180,12 +185,15 @@ def _wire_point_editing(prefix: str, out: Outputs, st: Callable[[Any], Any], sta
     def on_region(s, region):
         return _call(out, refresh_region, st(s), region)
 
+    def on_region_change(s, region):
+        return _call(out, refresh_region, st(s), region, True)
+
     canvas.select(on_click, [state], out.all, api_visibility="undocumented", show_progress="hidden")
     undo_btn.click(on_undo, [state], out.all, api_name=f"{prefix}_undo", show_progress="hidden")
     clear_btn.click(on_clear, [state], out.all, api_name=f"{prefix}_clear", show_progress="hidden")
     points_btn.click(on_points, [state, points_text], out.all, api_name=f"{prefix}_points", show_progress="hidden")
     region_btn.click(on_region, [state, editor], out.all, api_name=f"{prefix}_region", show_progress="hidden")
-    editor.change(on_region, [state, editor], out.all, api_visibility="undocumented", trigger_mode="always_last",
+    editor.change(on_region_change, [state, editor], out.all, api_visibility="undocumented", trigger_mode="always_last",
                   show_progress="hidden")
 
 
@@ -205,10 +213,10 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
                                  object_fit="cover", elem_id="diff_examples", visible=bool(examples))
         with gr.Column(scale=1):
             editor = gr.ImageEditor(label="2. Paint the region that may change (optional)", type="numpy",
-                                    image_mode="RGBA", sources=(), transforms=(), layers=False, height=420,
+                                    image_mode="RGBA", sources=(), transforms=(), layers=False, height=420, canvas_size=EDITOR_MIN_CANVAS,
                                     brush=gr.Brush(default_size=24, colors=["#ff00b4"], color_mode="fixed"),
                                     eraser=gr.Eraser(default_size=24), elem_id="diff_editor")
-            region_btn = gr.Button("Show painted region on the points image", size="sm")
+            region_btn = gr.Button("Show painted region on the points image", size="sm", elem_id="diff_region")
         with gr.Column(scale=1):
             canvas = gr.Image(label="3. Click a handle, then its target", type="numpy", format="png",
                               interactive=False, height=420, elem_id="diff_canvas")
@@ -266,9 +274,10 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
                 download = gr.DownloadButton("Download result (PNG)", value=None, elem_id="diff_download")
                 animation = gr.Image(label="Drag animation (GIF)", interactive=False, height=180,
                                      elem_id="diff_animation")
-    with gr.Accordion("Session: export / import (image, points, region, settings)", open=False):
+    with gr.Accordion("Session: export / import (image, points, region, settings)", open=False,
+                      elem_id="diff_session_panel"):
         with gr.Row():
-            export_btn = gr.Button("Export session")
+            export_btn = gr.Button("Export session", elem_id="diff_export")
             session_file = gr.File(label="Exported session", interactive=False, elem_id="diff_session_file")
             import_file = gr.File(label="Import a session (.zip)", file_types=[".zip"], type="binary",
                                   elem_id="diff_session_import")
@@ -388,12 +397,13 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
             with gr.Row():
                 latent_space = gr.Radio(list(gh.LATENT_SPACES), value=g.latent_space, label="Latent space")
                 step_size = gr.Number(value=g.step_size, label="Step size (learning rate)")
-            with gr.Accordion("Flexible region (optional: paint what may change)", open=False):
-                editor = gr.ImageEditor(label="Flexible region", type="numpy", image_mode="RGBA", sources=(),
+            with gr.Accordion("Flexible region (optional: paint what may change)", open=False,
+                              elem_id="gan_region_panel"):
+                editor = gr.ImageEditor(label="Flexible region", type="numpy", image_mode="RGBA", sources=(), canvas_size=EDITOR_MIN_CANVAS,
                                         transforms=(), layers=False, height=380,
                                         brush=gr.Brush(default_size=24, colors=["#ff00b4"], color_mode="fixed"),
                                         eraser=gr.Eraser(default_size=24), elem_id="gan_editor")
-                region_btn = gr.Button("Show painted region on the image", size="sm")
+                region_btn = gr.Button("Show painted region on the image", size="sm", elem_id="gan_region")
             with gr.Accordion("Advanced settings", open=False):
                 with gr.Row():
                     max_steps = gr.Slider(1, 1000, value=g.max_steps, step=1, label="Steps per Start (at most)")
@@ -410,9 +420,10 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
         with gr.Column():
             download = gr.DownloadButton("Download image (PNG)", value=None, elem_id="gan_download")
             animation = gr.Image(label="Drag animation (GIF)", interactive=False, height=220, elem_id="gan_animation")
-    with gr.Accordion("Session: export / import (model, seed, latent, points, region, settings)", open=False):
+    with gr.Accordion("Session: export / import (model, seed, latent, points, region, settings)", open=False,
+                      elem_id="gan_session_panel"):
         with gr.Row():
-            export_btn = gr.Button("Export session")
+            export_btn = gr.Button("Export session", elem_id="gan_export")
             session_file = gr.File(label="Exported session", interactive=False, elem_id="gan_session_file")
             import_file = gr.File(label="Import a session (.zip)", file_types=[".zip"], type="binary",
                                   elem_id="gan_session_import")

@@ -129,16 +129,26 @@ def set_points_text(state: Any, text: str) -> View:
     return points_view(state, click_status(state.clicks))
 
 
-def refresh_region(state: Any, editor_value: Any) -> View:
-    """Read the painted region from the editor and show it on the canvas."""
+def refresh_region(state: Any, editor_value: Any, quiet_if_same: bool = False) -> View:
+    """Read the painted region from the editor and show it on the canvas.
+
+    quiet_if_same: the editor's own change event, which also fires when the app has just set the
+    editor (an image or a restored session): an unchanged region then changes nothing on the page.
+    The "Show painted region" button always says what it read.
+    """
     img = require_image(state.image, state.NO_IMAGE)
     mask = mask_from_editor(editor_value, (img.shape[1], img.shape[0]))
-    if _same_mask(mask, state.mask):
-        return View(state=state)  # e.g. the editor echoing an image the app just set
+    if quiet_if_same and _same_mask(mask, state.mask):
+        return View(state=state)
     state.mask = mask
-    msg = ("No region painted: the whole image may change." if mask is None else
-           f"Editable region: {int(mask.sum())} of {mask.size} pixels (the dimmed area stays fixed).")
-    return View(state=state, canvas=canvas_for(state), status=msg)
+    return View(state=state, canvas=canvas_for(state), status=region_status(mask))
+
+
+def region_status(mask: Optional[np.ndarray]) -> str:
+    """One line describing the editable region (`H x W` bool or None)."""
+    if mask is None:
+        return "No region painted: the whole image may change (paint a region to keep the rest fixed)."
+    return f"Editable region: {int(mask.sum())} of {mask.size} pixels (the dimmed area stays fixed)."
 
 
 def _same_mask(a: Optional[np.ndarray], b: Optional[np.ndarray]) -> bool:
