@@ -152,6 +152,13 @@ def _import_and_read_back(page, prefix, zip_path, mask):
     expect(status).to_have_value(re.compile(f"Editable region: {int(mask.sum())} of {mask.size} pixels"))
     back = _session_mask(page, prefix)
     assert back.shape == mask.shape and np.array_equal(back, mask), (int(back.sum()), int(mask.sum()))
+    # and the editor shows it where it was painted: every layer has exactly its background's size
+    # (Gradio's editor used to size a restored layer by its default 800 x 800 canvas and centre the
+    # painting in it, so the region appeared shifted right and down, and the next stroke made that
+    # shifted copy the mask)
+    sizes = page.evaluate("""() => window.editor.layer_manager.image_container.children.map(
+        c => { const b = c.getLocalBounds(); return [b.width, b.height]; })""")
+    assert len(sizes) >= 2 and all(sz == sizes[0] for sz in sizes), sizes
 
 
 def test_session_round_trip_gives_back_the_identical_region_on_both_tabs(served):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterator, Optional
 
@@ -26,8 +27,8 @@ from .runner import Finished, stream_work
 from .settings_base import TabSettings
 from .session_io import SessionData, read_session, write_session
 from .state import DiffState, clicks_to_text, require_image
-from .views import (View, add_frame, canvas_for, check_handles_in_region, click_status, new_output_path,
-                    progress_html, save_gif, save_png)
+from .views import (DISTANCE_NOTE, View, add_frame, canvas_for, check_handles_in_region, click_status,
+                    handle_lines, new_output_path, progress_html, save_gif, save_png, status_words, time_text)
 
 log = logging.getLogger(__name__)
 
@@ -237,17 +238,23 @@ def run_edit(state: DiffState, editor_value: Any, prompt: str, settings: DiffSet
     editor = get_editor()
 
     state.mask, state.prompt, state.settings = mask, prompt, settings.to_dict()
-    state.frames = []
+    state.frames, state.result, state.report = [], None, None
     start = canvas_for(state)
     add_frame(state.frames, start)
     before = drawing.enlarge(img, state.scale)
+    targets = [tuple(t) for t in points.targets.tolist()]
+    # the previous run's files go as soon as a new run starts (Download stays disabled until a result)
     yield View(state=state, canvas=start, status="Starting…", result=(before, start),
-               progress=progress_html("Starting", 0, None))
+               progress=progress_html("Starting", 0, None), download=None, animation=None)
 
     def work(callback: Callable[[Progress], None]) -> Any:
         return editor.edit(Image.fromarray(img), points, mask=mask, prompt=prompt or "", config=config,
                            progress=callback, cancel=cancel, preview_every=max(0, settings.preview_every))
 
+    t0 = time.monotonic()
+    drag_t0: Optional[float] = None
+    trail: list = []
+    last_frame: Optional[np.ndarray] = None
     try:
         for item in stream_work(work, cancel):
             if isinstance(item, Finished):
@@ -257,28 +264,59 @@ def run_edit(state: DiffState, editor_value: Any, prompt: str, settings: DiffSet
                 progress((item.step, item.total) if item.total else None, desc=PHASE_NAMES.get(item.phase, item.phase))
             text = _progress_text(item)
             bar = progress_html(PHASE_NAMES.get(item.phase, item.phase), item.step, item.total)
-            if item.phase == "drag" and item.preview is not None:
-                frame = _live_frame(state, item, size)
-                add_frame(state.frames, frame)
-                yield View(state=state, status=text, progress=bar, result=(before, frame))
+            if item.phase != "drag":
+                yield View(state=state, status=f"{text} ({time.monotonic() - t0:.0f} s so far)", progress=bar)
+                continue
+            drag_t0 = drag_t0 if drag_t0 is not None else time.monotonic()
+            handles = _input_handles(item, size)
+            if handles is not None:
+                trail.append(handles)
+            per_handle = handle_lines(handles or [], targets, item.info.get("confidence"),
+                                      item.info.get("template_used"))
+            text = (f"Dragging: step {item.step} of at most {item.total} "
+                    f"({time_text(time.monotonic() - drag_t0, item.step, item.total)}). "
+                    f"Handles (tracker's estimate): {per_handle}.")
+            if item.preview is not None:
+                last_frame = _live_frame(state, item, size, handles, trail)
+                add_frame(state.frames, last_frame)
+                yield View(state=state, status=text + " " + PREVIEW_NOTE, progress=bar, result=(before, last_frame))
             else:
                 yield View(state=state, status=text, progress=bar)
     except Cancelled:
-        yield View(state=state, status=STOPPED_MESSAGE, progress="")
+        # the slider and the GIF show how far the drag got; there is no result to download
+        gif = save_gif(state.frames, "stabledrag-diff-drag") if last_frame is not None else None
+        yield View(state=state, status=STOPPED_MESSAGE, progress="", download=None, animation=gif,
+                   result=(before, last_frame) if last_frame is not None else (before, start))
 
 
-def _live_frame(state: DiffState, p: Progress, size: tuple[int, int]) -> np.ndarray:
-    """The preview at input size with the tracked handles drawn (engine points are model px)."""
+#: What the live preview is (said in the status line while it is shown).
+PREVIEW_NOTE = ("Preview: the model's one-step guess of the clean image at the inversion step (decoded x0 "
+                "prediction), blurrier than the result, which is denoised in full at the end.")
+
+
+def _input_handles(p: Progress, size: tuple[int, int]) -> Optional[list]:
+    """The tracked handles of a drag report in input-image px (engine points are model px)."""
     import torch
 
-    preview = np.asarray(p.preview)
-    model_size = (preview.shape[1], preview.shape[0])
-    if model_size != size:
-        preview = np.asarray(Image.fromarray(preview).resize(size, Image.Resampling.LANCZOS))
     handles = p.info.get("handles")
-    if handles:
-        handles = scale_points(torch.tensor(handles, dtype=torch.float32), model_size, size).tolist()
-    return drawing.draw_points(preview, state.clicks, state.scale, mask=state.mask, handles=handles)
+    model_size = p.info.get("model_size")
+    if not handles:
+        return None
+    if model_size is None and p.preview is not None:
+        preview = np.asarray(p.preview)
+        model_size = (preview.shape[1], preview.shape[0])
+    if model_size is None or tuple(model_size) == tuple(size):
+        return [list(map(float, h)) for h in handles]
+    return scale_points(torch.tensor(handles, dtype=torch.float32), tuple(model_size), size).tolist()
+
+
+def _live_frame(state: DiffState, p: Progress, size: tuple[int, int], handles: Optional[list],
+                trail: list) -> np.ndarray:
+    """The preview at input size with the tracked handles and their trail drawn."""
+    preview = np.asarray(p.preview)
+    if (preview.shape[1], preview.shape[0]) != size:
+        preview = np.asarray(Image.fromarray(preview).resize(size, Image.Resampling.LANCZOS))
+    return drawing.draw_points(preview, state.clicks, state.scale, mask=state.mask, handles=handles, trail=trail)
 
 
 def _finished(state: DiffState, result: Any) -> View:
@@ -286,13 +324,17 @@ def _finished(state: DiffState, result: Any) -> View:
     state.result, state.report = out, result.report
     drag = result.report.get("drag", {})
     handles = drag.get("handles")
-    final = drawing.draw_points(out, state.clicks, state.scale, mask=state.mask, handles=handles)
+    final = drawing.draw_points(out, state.clicks, state.scale, mask=state.mask, handles=handles,
+                                trail=drag.get("trajectory"))
     add_frame(state.frames, final)
-    dists = ", ".join(f"{d:.1f}" for d in drag.get("final_distances", []))
+    targets = drag.get("targets") or []
+    conf = drag.get("confidences") or []
+    per_handle = handle_lines(handles or [], targets, conf[-1] if conf else None)
     cached = [k for k, v in result.cached.items() if v]
     seconds = result.timings.get("total", 0.0)
-    status = (f"Done: {result.drag.status} after {result.drag.steps} drag steps in {seconds:.1f} s; "
-              f"handle-target distances (px): {dists}." + (f" Reused cached {' and '.join(cached)}." if cached else ""))
+    status = (f"Done: {status_words(result.drag.status).lower()} after {result.drag.steps} drag steps, "
+              f"{seconds:.1f} s in all. Handles: {per_handle}. {DISTANCE_NOTE}"
+              + (f" Reused the cached {' and '.join(cached)}." if cached else ""))
     return View(state=state, status=status, progress="", result=(state.image, out),
                 download=save_png(out, "stabledrag-diff"),
                 animation=save_gif(state.frames, "stabledrag-diff-drag"))

@@ -47,6 +47,7 @@ class DiffState(_ImageCanvas):
     """
 
     NO_IMAGE: ClassVar[str] = "No image yet: upload one or pick an example."
+    RUN_BUTTON: ClassVar[str] = "Run"
     image: Optional[np.ndarray] = None
     name: str = ""
     clicks: list[Click] = field(default_factory=list)
@@ -68,9 +69,12 @@ class GanState(_ImageCanvas):
     clicks: current points; handles move with the drag so Start continues from where it stopped.
     start_clicks: the points as placed before the first drag since Generate/Reset.
     mask: flexible region (`H x W` bool) or None. frames: animation of the last drag.
+    trail: handle positions per step of the last drag (`S x N x 2` image px), drawn on the canvas.
+    last_result: the numbers of the last drag (see `gan_handlers.summarize_result`).
     """
 
     NO_IMAGE: ClassVar[str] = "No image yet: pick a model and press Generate."
+    RUN_BUTTON: ClassVar[str] = "Start"
     model: str = ""
     seed: int = 0
     psi: float = 0.7
@@ -83,6 +87,8 @@ class GanState(_ImageCanvas):
     mask: Optional[np.ndarray] = None
     frames: list[np.ndarray] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    trail: list = field(default_factory=list)
+    last_result: Optional[dict[str, Any]] = None
 
 
 def require_image(image: Optional[np.ndarray],
