@@ -483,3 +483,104 @@ def test_gan_stop_keeps_the_progress_made(tiny_generator):
     assert not np.array_equal(s.w, s.w0)
     with pytest.raises(UserError, match="seed"):
         gh.generate(GanState(), "tiny", "abc", 0.7, tiny_generator)
+
+
+# -- issue 14: honest words and numbers ------------------------------------------------------------------------
+
+
+def test_status_words_name_the_tabs_button_and_warn_about_handles_outside_the_region():
+    s = GanState(image=np.zeros((32, 32, 3), np.uint8))
+    views.add_point(s, sel(4 * s.scale, 4 * s.scale))
+    v = views.add_point(s, sel(10 * s.scale, 4 * s.scale))
+    assert "press Start" in v.status and "Run" not in v.status
+    assert "rest of the image may move" in v.status  # no region painted
+    d = loaded_diff_state(64, 64)
+    d.clicks = [(5, 5), (9, 5)]
+    assert "press Run" in views.points_view(d).status
+    d.mask = np.zeros((64, 64), bool)
+    d.mask[30:, 30:] = True
+    assert "handle 1 is outside the painted region" in views.points_view(d).status
+    assert views.status_words("max_steps") == "Ran out of steps"
+    assert "max_steps" not in views.status_words("something new")
+
+
+def test_delete_one_pair_keeps_the_others_in_order():
+    d = loaded_diff_state(64, 64)
+    d.clicks = [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 6)]
+    v = views.delete_pair(d, 2)
+    assert d.clicks == [(1, 1), (2, 2), (5, 5), (6, 6)] and v.points_text == "1,1:2,2 5,5:6,6"
+    with pytest.raises(UserError, match="no pair 3"):
+        views.delete_pair(d, 3)
+
+
+def test_examples_follow_the_model_and_say_what_a_photo_needs():
+    from stabledrag.webapp.examples import PHOTO_NOTE, examples_for_model
+
+    ex = list_examples()
+    toy = examples_for_model(ex, toy_model=True)
+    photo = examples_for_model(ex, toy_model=False)
+    assert toy and all(e.kind == "toy" for e in toy)
+    assert photo and all(e.kind == "photo" for e in photo)
+    assert "Stable Diffusion 1.5" in PHOTO_NOTE and "GPU" in PHOTO_NOTE
+
+
+def test_offline_model_message_names_only_the_apps_own_options():
+    from stabledrag.diffusion.loading import _HINT
+
+    msg = messages.user_message(ModelUnavailableError("SD 1.5 is not in the cache and HF_HUB_OFFLINE is set. " + _HINT))
+    assert "--config-dir" not in msg and "--model " not in msg
+    assert "--diffusion-model" in msg and "HF_HUB_OFFLINE" in msg
+
+
+def test_gan_status_says_the_distance_is_the_trackers_estimate_with_confidence(tiny_generator):
+    s = GanState()
+    gh.generate(s, "tiny", 3, 0.7, tiny_generator)
+    s.clicks = [(8, 8), (14, 8)]
+    frames = list(gh.run_drag(s, None, gh.GanSettings(max_steps=4, preview_every=2), tiny_generator))
+    assert frames[0].download is None and frames[0].animation is None  # nothing to download mid-drag
+    live = [f.status for f in frames[1:-1]]
+    assert live and all("confidence" in t and "#1" in t and "s" in t for t in live), live
+    final = frames[-1].status
+    assert "tracker's estimate" in final and "confidence" in final and "max_steps" not in final
+    assert len(s.trail) >= 2 and s.last_result["distances"]
+
+
+def test_compare_runs_both_methods_from_the_same_start_and_leaves_the_image(tiny_generator):
+    s = GanState()
+    gh.generate(s, "tiny", 4, 0.7, tiny_generator)
+    s.clicks = [(8, 8), (14, 8)]
+    w0, image0 = s.w.copy(), s.image.copy()
+    views_ = list(gh.run_compare(s, None, gh.GanSettings(max_steps=3, preview_every=3), tiny_generator))
+    final = views_[-1]
+    assert any("run 1 of 2 (StableDrag)" in v.status for v in views_)
+    assert any("run 2 of 2 (DragGAN" in v.status for v in views_)
+    assert "StableDrag" in final.compare_table and "DragGAN (baseline)" in final.compare_table
+    assert final.compare_table.count("px") >= 2 and "handle 1" in final.compare_table
+    assert final.compare.ndim == 3 and final.compare.shape[1] > final.compare.shape[0]  # two panels side by side
+    assert np.array_equal(s.w, w0) and np.array_equal(s.image, image0) and s.clicks == [(8, 8), (14, 8)]
+
+
+class _StoppedEditor:
+    """A diffusion editor stand-in: reports one drag step with a preview, then is stopped."""
+
+    def edit(self, image, points, mask=None, prompt="", config=None, progress=None, cancel=None, preview_every=0):
+        preview = np.full((64, 64, 3), 200, np.uint8)
+        progress(Progress("lora", 1, 2))
+        progress(Progress("drag", 1, 10, {"handles": [[22.0, 30.0]], "confidence": [0.42], "template_used": [True]},
+                          preview))
+        raise Cancelled()
+
+
+def test_diff_stop_shows_how_far_it_got_and_offers_no_stale_download():
+    s = loaded_diff_state(64, 64)
+    s.clicks = [(20, 30), (40, 30)]
+    s.result = np.zeros((64, 64, 3), np.uint8)  # a previous run's result
+    out = list(dh.run_edit(s, None, "", dh.DiffSettings(preview_every=1), lambda: _StoppedEditor()))
+    assert out[0].download is None and out[0].animation is None and s.result is None
+    live = [v for v in out if isinstance(v.status, str) and v.status.startswith("Dragging")]
+    assert live and "confidence 0.42 (template)" in live[0].status and "one-step" in live[0].status
+    last = out[-1]
+    assert last.status == messages.STOPPED_MESSAGE and last.download is None
+    before, after = last.result
+    assert not np.array_equal(before, after)  # the slider shows the last preview, not the input twice
+    assert last.animation is not None and last.animation.endswith(".gif")
