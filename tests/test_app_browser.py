@@ -190,3 +190,29 @@ def test_session_round_trip_gives_back_the_identical_region_on_both_tabs(served)
 
         expect(expect_generated).to_have_value(re.compile("Generated seed"), timeout=90_000)
         _import_and_read_back(page, "gan", gan_zip, gs.mask)
+
+
+def test_compare_on_the_gan_tab_shows_both_results_with_their_numbers(page_url):
+    from playwright.sync_api import expect
+
+    with _page(page_url) as page:
+        page.get_by_role("tab", name="StableDrag-GAN").click()
+        status = page.locator("#gan_status textarea")
+        expect(status).to_have_value(re.compile("Generated seed 0"), timeout=90_000)
+        page.locator("#gan_points_panel").get_by_text("Points as text").click()
+        page.locator("#gan_points textarea").fill("26,32:34,30")
+        page.get_by_role("button", name="Use these points").click()
+        expect(status).to_have_value(re.compile("1 drag pair"))
+        page.get_by_text("Advanced settings").last.click()
+        steps = page.locator("#gan_max_steps input[type=number]")
+        steps.fill("8")
+        steps.press("Enter")
+        page.locator("#gan_compare").click()
+        expect(status).to_have_value(re.compile("^Compared"), timeout=180_000)
+        table = page.locator("#gan_compare_table")
+        expect(table).to_contain_text("StableDrag")
+        expect(table).to_contain_text("DragGAN (baseline)")
+        text = table.inner_text()
+        assert len(re.findall(r"\d+\.\d px", text)) == 2, text  # one distance per method
+        image, _ = _image_at(page, "#gan_compare_image img")
+        assert image.shape[1] > 1.5 * image.shape[0]  # the two results side by side
