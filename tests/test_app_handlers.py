@@ -584,3 +584,38 @@ def test_diff_stop_shows_how_far_it_got_and_offers_no_stale_download():
     before, after = last.result
     assert not np.array_equal(before, after)  # the slider shows the last preview, not the input twice
     assert last.animation is not None and last.animation.endswith(".gif")
+
+
+def test_diff_run_stopped_mid_drag_continues_from_there(tmp_path):
+    from stabledrag.diffusion.editor import DiffusionEditor
+    from stabledrag.diffusion.tiny import build_tiny_pipeline
+
+    editor = DiffusionEditor(pipeline=build_tiny_pipeline(image_size=64), lora_cache_dir=str(tmp_path / "lora"))
+    s = loaded_diff_state(64, 64)
+    s.clicks = [(20, 30), (40, 30)]
+    settings = dh.DiffSettings(lora_steps=1, ddim_steps=10, drag_steps=12, preview_every=1, stop_distance=0.0)
+    token = CancelToken()
+
+    def stop_at_drag_step_2(fraction, desc=""):
+        if desc == "Dragging" and fraction and fraction[0] >= 2:
+            token.cancel()  # the Stop button
+
+    first = list(dh.run_edit(s, None, "a photo", settings, lambda: editor, cancel=token, progress=stop_at_drag_step_2))
+    assert first[-1].status.startswith("Stopped after") and "Press Run to continue" in first[-1].status
+    done = s.paused["steps"]
+    assert 2 <= done < 12 and s.result is None
+    counters = dict(editor.counters)
+    token.reset()
+    second = list(dh.run_edit(s, None, "a photo", settings, lambda: editor, cancel=token))
+    assert second[0].status.startswith(f"Continuing the stopped drag (it had done {done} steps)")
+    assert second[-1].status.startswith("Done") and s.result is not None and s.paused is None
+    assert editor.counters["lora_trained"] == counters["lora_trained"]
+    assert editor.counters["inversion"] == counters["inversion"]  # LoRA and inversion reused
+    # a change (here the points) starts over instead of continuing
+    s.clicks = [(20, 30), (44, 30)]
+    token2 = CancelToken()
+    list(dh.run_edit(s, None, "a photo", settings, lambda: editor, cancel=token2,
+                     progress=lambda f, desc="": token2.cancel() if desc == "Dragging" else None))
+    s.clicks = [(20, 30), (40, 30)]
+    third = list(dh.run_edit(s, None, "a photo", settings, lambda: editor))
+    assert third[0].status == "Starting…"

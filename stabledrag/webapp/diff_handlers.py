@@ -236,6 +236,17 @@ def run_edit(state: DiffState, editor_value: Any, prompt: str, settings: DiffSet
     check_handles_in_region(state.clicks, mask)
     config = settings.edit_config()
     editor = get_editor()
+    key = _resume_key(img, state.clicks, mask, prompt, settings, editor)
+    paused = state.paused if state.paused is not None and state.paused.get("key") == key else None
+    state.paused = None
+    start_latent = None
+    if paused is not None:
+        import torch
+
+        from ..points import DragPoints
+
+        points = DragPoints(handles=torch.tensor(paused["handles"], dtype=torch.float32), targets=points.targets)
+        start_latent = torch.from_numpy(paused["latent"])
 
     state.mask, state.prompt, state.settings = mask, prompt, settings.to_dict()
     state.frames, state.result, state.report = [], None, None
@@ -244,12 +255,15 @@ def run_edit(state: DiffState, editor_value: Any, prompt: str, settings: DiffSet
     before = drawing.enlarge(img, state.scale)
     targets = [tuple(t) for t in points.targets.tolist()]
     # the previous run's files go as soon as a new run starts (Download stays disabled until a result)
-    yield View(state=state, canvas=start, status="Starting…", result=(before, start),
+    first = (f"Continuing the stopped drag (it had done {paused['steps']} steps)…" if paused is not None
+             else "Starting…")
+    yield View(state=state, canvas=start, status=first, result=(before, start),
                progress=progress_html("Starting", 0, None), download=None, animation=None)
 
     def work(callback: Callable[[Progress], None]) -> Any:
+        kwargs = {"start_latent": start_latent} if start_latent is not None else {}
         return editor.edit(Image.fromarray(img), points, mask=mask, prompt=prompt or "", config=config,
-                           progress=callback, cancel=cancel, preview_every=max(0, settings.preview_every))
+                           progress=callback, cancel=cancel, preview_every=max(0, settings.preview_every), **kwargs)
 
     t0 = time.monotonic()
     drag_t0: Optional[float] = None
@@ -282,11 +296,35 @@ def run_edit(state: DiffState, editor_value: Any, prompt: str, settings: DiffSet
                 yield View(state=state, status=text + " " + PREVIEW_NOTE, progress=bar, result=(before, last_frame))
             else:
                 yield View(state=state, status=text, progress=bar)
-    except Cancelled:
+    except Cancelled as e:
         # the slider and the GIF show how far the drag got; there is no result to download
         gif = save_gif(state.frames, "stabledrag-diff-drag") if last_frame is not None else None
-        yield View(state=state, status=STOPPED_MESSAGE, progress="", download=None, animation=gif,
+        message = STOPPED_MESSAGE
+        latent = getattr(e, "latent", None)
+        if latent is not None:
+            done = int(getattr(e, "steps", 0)) + (paused["steps"] if paused is not None else 0)
+            state.paused = {"key": key, "latent": np.asarray(latent.numpy(), dtype=np.float32),
+                            "handles": np.asarray(e.handles, dtype=np.float32).tolist(), "steps": done}
+            message = (f"Stopped after {done} drag steps. Press Run to continue from there (the LoRA and "
+                       "inversion are reused); change the points, region, prompt or settings to start over.")
+        yield View(state=state, status=message, progress="", download=None, animation=gif,
                    result=(before, last_frame) if last_frame is not None else (before, start))
+
+
+def _resume_key(img: np.ndarray, clicks: list, mask: Optional[np.ndarray], prompt: str, settings: DiffSettings,
+                editor: Any) -> str:
+    """What must be unchanged for Run to continue a stopped drag: image, points, region, prompt,
+    model and every setting except the step budget and the preview rate."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256(np.ascontiguousarray(img).tobytes())
+    h.update(repr(img.shape).encode())
+    if mask is not None:
+        h.update(np.packbits(mask).tobytes())
+    s = {k: v for k, v in settings.to_dict().items() if k not in ("drag_steps", "preview_every")}
+    h.update(json.dumps([list(map(list, clicks)), prompt or "", s, id(editor)], sort_keys=True, default=str).encode())
+    return h.hexdigest()
 
 
 #: What the live preview is (said in the status line while it is shown).

@@ -44,6 +44,8 @@ class DiffState(_ImageCanvas):
     clicks: `[h1, t1, h2, t2, ...]` image px. mask: last editable region read (`H x W` bool) or None.
     result: last edited image (`H x W x 3` uint8). report: the engine's JSON report of it.
     frames: drag animation frames (canvas images with markers, shrunk). settings: last run's settings.
+    paused: a drag stopped by Stop, which Run continues while nothing else changed:
+      {"key", "latent" (z_t float32), "handles" (input px), "steps"}; None otherwise.
     """
 
     NO_IMAGE: ClassVar[str] = "No image yet: upload one or pick an example."
@@ -57,6 +59,7 @@ class DiffState(_ImageCanvas):
     frames: list[np.ndarray] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     prompt: str = ""
+    paused: Optional[dict[str, Any]] = None
 
 
 @dataclass
