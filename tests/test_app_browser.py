@@ -35,14 +35,16 @@ def served(tmp_path_factory):
     _need(importlib.util.find_spec("playwright") is not None, "playwright is not installed")
     _need(os.path.exists(CHROMIUM), f"{CHROMIUM} is not installed (apt-get install chromium)")
     from stabledrag.webapp.args import parse_args
-    from stabledrag.webapp.testing import save_tiny_gan
+    from stabledrag.webapp.testing import save_tiny_gan, save_tiny_sd
     from stabledrag.webapp.ui import build_demo
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("browser")
     gan = save_tiny_gan(root, resolution=64)
-    demo = build_demo(parse_args(["--gan-model", gan, "--models-dir", str(root / "none"), "--device", "cpu"]))
+    sd = save_tiny_sd(root, image_size=64)
+    demo = build_demo(parse_args(["--gan-model", gan, "--diffusion-model", sd, "--models-dir", str(root / "none"),
+                                  "--lora-cache-dir", str(root / "lora"), "--device", "cpu"]))
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=None)
     try:
         yield url, gan, root
@@ -58,7 +60,9 @@ def page_url(served):
 
 @contextmanager
 def _page(url):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=30_000)  # the test machine is shared: page updates may take seconds
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -216,3 +220,42 @@ def test_compare_on_the_gan_tab_shows_both_results_with_their_numbers(page_url):
         assert len(re.findall(r"\d+\.\d px", text)) == 2, text  # one distance per method
         image, _ = _image_at(page, "#gan_compare_image img")
         assert image.shape[1] > 1.5 * image.shape[0]  # the two results side by side
+
+
+def _set_number(page, elem_id, value):
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def test_diff_run_stopped_and_continued(served):
+    from playwright.sync_api import expect
+
+    url, _, root = served
+    rng = np.random.default_rng(1)
+    Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(root / "stop_me.png")
+    with _page(url) as page:
+        status = page.locator("#diff_status textarea")
+        page.locator("#diff_upload input[type=file]").set_input_files(str(root / "stop_me.png"))
+        expect(status).to_have_value(re.compile("^Loaded"))
+        page.locator("#diff_points_panel").get_by_text("Points as text").click()
+        page.locator("#diff_points textarea").fill("20,30:40,30")
+        page.locator("#diff_points_panel").get_by_role("button", name="Use these points").click()
+        expect(status).to_have_value(re.compile("1 drag pair"))
+        page.locator("#diff_download").first.wait_for()
+        assert page.locator("#diff_download").first.is_disabled()  # nothing to download yet
+        page.get_by_text("Advanced settings").first.click()
+        for elem_id, value in (("diff_lora_steps", 1), ("diff_ddim_steps", 10), ("diff_drag_steps", 300),
+                               ("diff_stop_distance", 0), ("diff_preview_every", 1)):
+            _set_number(page, elem_id, value)
+        page.locator("#diff_run").click()
+        expect(status).to_have_value(re.compile("^Dragging: step [1-9]"), timeout=120_000)
+        page.locator("#diff_stop").click()
+        expect(status).to_have_value(re.compile("^Stopped after"), timeout=120_000)
+        stopped = int(re.search(r"after (\d+) drag steps", status.input_value()).group(1))
+        assert page.locator("#diff_download").first.is_disabled()
+        _set_number(page, "diff_drag_steps", 3)  # the step budget may change; the drag continues
+        page.locator("#diff_run").click()
+        expect(status).to_have_value(re.compile(f"^Done: .* more drag steps \\(continued after {stopped}\\)"),
+                                     timeout=180_000)
+        assert page.locator("#diff_download").first.is_enabled()

@@ -609,6 +609,7 @@ def test_diff_run_stopped_mid_drag_continues_from_there(tmp_path):
     second = list(dh.run_edit(s, None, "a photo", settings, lambda: editor, cancel=token))
     assert second[0].status.startswith(f"Continuing the stopped drag (it had done {done} steps)")
     assert second[-1].status.startswith("Done") and s.result is not None and s.paused is None
+    assert f"(continued after {done})" in second[-1].status
     assert editor.counters["lora_trained"] == counters["lora_trained"]
     assert editor.counters["inversion"] == counters["inversion"]  # LoRA and inversion reused
     # a change (here the points) starts over instead of continuing

@@ -272,7 +272,7 @@ def run_edit(state: DiffState, editor_value: Any, prompt: str, settings: DiffSet
     try:
         for item in stream_work(work, cancel):
             if isinstance(item, Finished):
-                yield _finished(state, item.value)
+                yield _finished(state, item.value, paused["steps"] if paused is not None else 0)
                 return
             if progress is not None:
                 progress((item.step, item.total) if item.total else None, desc=PHASE_NAMES.get(item.phase, item.phase))
@@ -357,7 +357,7 @@ def _live_frame(state: DiffState, p: Progress, size: tuple[int, int], handles: O
     return drawing.draw_points(preview, state.clicks, state.scale, mask=state.mask, handles=handles, trail=trail)
 
 
-def _finished(state: DiffState, result: Any) -> View:
+def _finished(state: DiffState, result: Any, resumed_after: int = 0) -> View:
     out = np.asarray(result.image.convert("RGB"))
     state.result, state.report = out, result.report
     drag = result.report.get("drag", {})
@@ -370,7 +370,9 @@ def _finished(state: DiffState, result: Any) -> View:
     per_handle = handle_lines(handles or [], targets, conf[-1] if conf else None)
     cached = [k for k, v in result.cached.items() if v]
     seconds = result.timings.get("total", 0.0)
-    status = (f"Done: {status_words(result.drag.status).lower()} after {result.drag.steps} drag steps, "
+    steps = (f"{result.drag.steps} more drag steps (continued after {resumed_after})" if resumed_after
+             else f"{result.drag.steps} drag steps")
+    status = (f"Done: {status_words(result.drag.status).lower()} after {steps}, "
               f"{seconds:.1f} s in all. Handles: {per_handle}. {DISTANCE_NOTE}"
               + (f" Reused the cached {' and '.join(cached)}." if cached else ""))
     return View(state=state, status=status, progress="", result=(state.image, out),
