@@ -620,3 +620,16 @@ def test_diff_run_stopped_mid_drag_continues_from_there(tmp_path):
     s.clicks = [(20, 30), (40, 30)]
     third = list(dh.run_edit(s, None, "a photo", settings, lambda: editor))
     assert third[0].status == "Starting…"
+
+
+def test_generate_is_refused_while_a_drag_of_the_same_session_is_queued_or_running():
+    from stabledrag.webapp.ui import CancelTokens
+
+    tokens = CancelTokens()
+    me = type("Request", (), {"session_hash": "me"})()
+    other = type("Request", (), {"session_hash": "other"})()
+    assert not tokens.busy(me, "gan")
+    tokens.set_busy(me, "gan", True)  # Start pressed (the drag may still wait in the queue)
+    assert tokens.busy(me, "gan") and not tokens.busy(other, "gan") and not tokens.busy(me, "diff")
+    tokens.set_busy(me, "gan", False)  # the drag ended
+    assert not tokens.busy(me, "gan")

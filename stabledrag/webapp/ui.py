@@ -89,22 +89,33 @@ class CancelTokens:
 
     def __init__(self) -> None:
         self._tokens: dict[tuple[str, str], CancelToken] = {}
-        self._busy: set[tuple[str, str]] = set()
+        self._busy: dict[tuple[str, str], float] = {}  # key -> time.monotonic() when armed
         self._lock = threading.Lock()
 
     @staticmethod
     def _key(request: Optional[gr.Request], tab: str) -> tuple[str, str]:
         return getattr(request, "session_hash", None) or "anonymous", tab
 
+    #: A mark older than this is forgotten (a drag that never started, e.g. refused by a full queue).
+    BUSY_TTL_S = 3600.0
+
     def set_busy(self, request: Optional[gr.Request], tab: str, busy: bool) -> None:
         """Mark a drag of `request`'s session on `tab` as queued or running (True) or over (False)."""
+        import time
+
         with self._lock:
-            (self._busy.add if busy else self._busy.discard)(self._key(request, tab))
+            if busy:
+                self._busy[self._key(request, tab)] = time.monotonic()
+            else:
+                self._busy.pop(self._key(request, tab), None)
 
     def busy(self, request: Optional[gr.Request], tab: str) -> bool:
         """True while a drag of that session and tab is queued or running."""
+        import time
+
         with self._lock:
-            return self._key(request, tab) in self._busy
+            since = self._busy.get(self._key(request, tab))
+            return since is not None and time.monotonic() - since < self.BUSY_TTL_S
 
     def get(self, request: Optional[gr.Request], tab: str) -> CancelToken:
         """The token of `request`'s session for `tab` (created on first use)."""

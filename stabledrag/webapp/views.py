@@ -208,7 +208,7 @@ def check_handles_in_region(clicks: Sequence, mask: Optional[np.ndarray]) -> Non
 
 
 STATUS_WORDS = {
-    "reached": "The tracker places every handle at its target",
+    "reached": "Reached the targets (by the tracker's estimate)",
     "max_steps": "Ran out of steps",
     "cancelled": "Stopped",
     "diverged": "Stopped: the optimisation diverged; the last good image is kept",
