@@ -633,3 +633,13 @@ def test_generate_is_refused_while_a_drag_of_the_same_session_is_queued_or_runni
     assert tokens.busy(me, "gan") and not tokens.busy(other, "gan") and not tokens.busy(me, "diff")
     tokens.set_busy(me, "gan", False)  # the drag ended
     assert not tokens.busy(me, "gan")
+
+
+def test_diff_drag_settings_follow_the_chosen_model():
+    from stabledrag.toy.sd_model import TOY_SD_DRAG_OVERRIDES
+
+    toy = dh.settings_for_model("cpu", toy_model=True)
+    sd = dh.settings_for_model("cpu", toy_model=False)
+    assert toy == {"drag_lr": float(TOY_SD_DRAG_OVERRIDES["lr"]),
+                   "stop_distance": float(TOY_SD_DRAG_OVERRIDES["stop_distance"])}
+    assert sd == {"drag_lr": dh.DiffSettings.drag_lr, "stop_distance": dh.DiffSettings.stop_distance}

@@ -122,6 +122,13 @@ class DiffSettings(TabSettings):
         })
 
 
+def settings_for_model(device_type: str, toy_model: bool) -> dict[str, Any]:
+    """The drag settings that follow the chosen model (`DiffSettings.defaults_for`): the bundled toy
+    model's own drag lr and stop distance, DragDiffusion's for any other model. `{name: value}`."""
+    d = DiffSettings.defaults_for(device_type, toy_model=toy_model)
+    return {"drag_lr": d.drag_lr, "stop_distance": d.stop_distance}
+
+
 def method_label(key: str) -> str:
     """The menu label of a method key."""
     return next((label for label, k in METHODS.items() if k == key), key)

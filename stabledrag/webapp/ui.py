@@ -324,9 +324,8 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
                 if engines.device.type != "cuda":
                     gr.Markdown(f"No GPU: lighter defaults ({d.lora_steps} LoRA, {d.ddim_steps} DDIM and "
                                 f"{d.drag_steps} drag steps; DragDiffusion uses 80, 50 and 80).")
-                if d.drag_lr != dh.DiffSettings.drag_lr:
-                    gr.Markdown(f"Drag lr {d.drag_lr:g} and stop distance {d.stop_distance:g} suit the bundled "
-                                "128 px toy model; for SD 1.5 use DragDiffusion's 0.01 and 2.")
+                gr.Markdown("Drag lr and stop distance follow the chosen model: the bundled toy model's own "
+                            "values, DragDiffusion's 0.01 and 2 for SD 1.5 and other models.")
                 with gr.Row():
                     lora_steps = gr.Slider(0, 300, value=d.lora_steps, step=1, label="LoRA steps")
                     lora_lr = gr.Number(value=d.lora_lr, label="LoRA learning rate")
@@ -430,9 +429,10 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
 
     def on_model(label):
         shown = shown_examples(label)
+        follow = dh.settings_for_model(engines.device.type, toy_model=label == TOY_SD_LABEL)
         return (_status_markdown(engines, "Diffusion", label),
                 gr.update(value=_gallery_items(shown), columns=max(3, len(shown)), visible=bool(shown)),
-                examples_note(label))
+                examples_note(label), follow["drag_lr"], follow["stop_distance"])
 
     upload.upload(on_upload, [state, upload], out.all, api_name="diff_load_image", show_progress_on=[status])
     gallery.select(on_example, [state, model], out.all, api_visibility="undocumented", show_progress="hidden")
@@ -446,7 +446,8 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
     export_btn.click(on_export, [state, prompt, *settings.values()], out.all, api_name="diff_export",
                      show_progress_on=[status])
     import_file.upload(on_import, [state, import_file], out.all, api_name="diff_import", show_progress_on=[status])
-    model.change(on_model, [model], [status_md, gallery, photo_note], api_visibility="private", show_progress="hidden")
+    model.change(on_model, [model], [status_md, gallery, photo_note, drag_lr, stop_distance], api_visibility="private",
+                 show_progress="hidden")
 
 
 
