@@ -643,3 +643,13 @@ def test_diff_drag_settings_follow_the_chosen_model():
     assert toy == {"drag_lr": float(TOY_SD_DRAG_OVERRIDES["lr"]),
                    "stop_distance": float(TOY_SD_DRAG_OVERRIDES["stop_distance"])}
     assert sd == {"drag_lr": dh.DiffSettings.drag_lr, "stop_distance": dh.DiffSettings.stop_distance}
+
+
+def test_the_baseline_shows_no_confidence_it_does_not_have(tiny_generator):
+    s = GanState()
+    gh.generate(s, "tiny", 3, 0.7, tiny_generator)
+    s.clicks = [(8, 8), (14, 8)]
+    frames = list(gh.run_drag(s, None, gh.GanSettings(method="baseline", max_steps=2, preview_every=1),
+                              tiny_generator))
+    assert all("confidence" not in f.status for f in frames[1:]) and "#1" in frames[-1].status
+    assert s.last_result["confidence"] is None

@@ -292,8 +292,9 @@ def run_edit(state: DiffState, editor_value: Any, prompt: str, settings: DiffSet
             handles = _input_handles(item, size)
             if handles is not None:
                 trail.append(handles)
-            per_handle = handle_lines(handles or [], targets, item.info.get("confidence"),
-                                      item.info.get("template_used"))
+            stable = settings.method == "stabledrag"  # the baseline's tracker has no confidence
+            per_handle = handle_lines(handles or [], targets, item.info.get("confidence") if stable else None,
+                                      item.info.get("template_used") if stable else None)
             text = (f"Dragging: step {item.step} of at most {item.total} "
                     f"({time_text(time.monotonic() - drag_t0, item.step, item.total)}). "
                     f"Handles (tracker's estimate): {per_handle}.")
@@ -373,7 +374,8 @@ def _finished(state: DiffState, result: Any, resumed_after: int = 0) -> View:
                                 trail=drag.get("trajectory"))
     add_frame(state.frames, final)
     targets = drag.get("targets") or []
-    conf = drag.get("confidences") or []
+    method = getattr(getattr(result.config, "drag", None), "method", "stabledrag")
+    conf = (drag.get("confidences") or []) if method == "stabledrag" else []
     per_handle = handle_lines(handles or [], targets, conf[-1] if conf else None)
     cached = [k for k, v in result.cached.items() if v]
     seconds = result.timings.get("total", 0.0)

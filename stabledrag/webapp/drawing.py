@@ -166,7 +166,8 @@ def thin_frames(frames: list, max_frames: int) -> list:
 
 def side_by_side(images: Sequence[np.ndarray], captions: Sequence[str], side: int = 448, gap: int = 8) -> np.ndarray:
     """The `images` (`H x W x 3` uint8) scaled to a long side of `side` px, in a row with a white
-    `gap`, each under a caption bar. Returns `H' x W' x 3` uint8."""
+    `gap`, each above a caption bar (below, so a viewer's own label never covers it).
+    Returns `H' x W' x 3` uint8."""
     panels = []
     for img in images:
         arr = np.asarray(img)[..., :3].astype(np.uint8)
@@ -181,7 +182,7 @@ def side_by_side(images: Sequence[np.ndarray], captions: Sequence[str], side: in
     font = _font(18)
     x = 0
     for panel, caption in zip(panels, captions):
-        draw.text((x + panel.width / 2, bar / 2), caption, fill=(20, 20, 20), font=font, anchor="mm")
-        out.paste(panel, (x, bar))
+        draw.text((x + panel.width / 2, panel.height + bar / 2), caption, fill=(20, 20, 20), font=font, anchor="mm")
+        out.paste(panel, (x, 0))
         x += panel.width + gap
     return np.asarray(out)

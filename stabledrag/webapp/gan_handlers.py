@@ -175,8 +175,9 @@ def run_drag(state: GanState, editor_value_: Any, settings: GanSettings, generat
         add_frame(state.frames, frame)
         if progress is not None:
             progress((rec.step, config.max_steps), desc="Dragging")
-        per_handle = handle_lines(handles, targets, getattr(rec, "confidence", None),
-                                  getattr(rec, "template_used", None))
+        stable = settings.method == "stabledrag"  # the baseline's nearest-neighbour tracker has no confidence
+        per_handle = handle_lines(handles, targets, getattr(rec, "confidence", None) if stable else None,
+                                  getattr(rec, "template_used", None) if stable else None)
         yield View(state=state, canvas=frame, progress=progress_html("Dragging", rec.step, config.max_steps),
                    status=f"Dragging: step {rec.step} of at most {config.max_steps} "
                           f"({time_text(time.monotonic() - t0, rec.step, config.max_steps)}). "
@@ -204,7 +205,7 @@ def summarize_result(result: Any, targets: list, method: str) -> dict[str, Any]:
     """The numbers of a finished drag that the page shows: per-handle distance (tracker's estimate,
     image px), last confidence and how often the template supervised, plus a one-line text."""
     handles = result.handles.tolist()
-    conf = result.confidences[-1].tolist() if len(result.confidences) else None
+    conf = result.confidences[-1].tolist() if len(result.confidences) and method == "stabledrag" else None
     used = getattr(result, "template_used", None) or []
     counts = [sum(1 for step in used if n < len(step) and step[n]) for n in range(len(handles))]
     text = handle_lines(handles, targets, conf)
