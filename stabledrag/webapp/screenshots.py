@@ -161,7 +161,7 @@ def diff_tab(page: Any, out: Path, steps: dict[str, int], timeout_s: float) -> N
     print(f"wrote {out / 'diff_done.png'}")
 
 
-def gan_tab(page: Any, out: Path, timeout_s: float, max_steps: int = 60) -> None:
+def gan_tab(page: Any, out: Path, timeout_s: float, max_steps: int = 40) -> None:
     """Generated image -> points -> Start; screenshots mid-drag and after; then Reset -> Compare."""
     page.get_by_role("tab", name="StableDrag-GAN").click()
     status = _wait_status(page, "gan", r"^Generated seed", timeout_s)
