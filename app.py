@@ -42,7 +42,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UserError as e:  # e.g. --device cuda on a machine without CUDA
         print(f"error: {e}", file=sys.stderr)
         return 2
-    demo.launch(**launch_kwargs(options))
+    if options.share:
+        demo.launch(**launch_kwargs(options))
+        return 0
+    # Gradio's own start-up lines tell people to "set share=True in launch()"; this app has --share
+    _, local_url, _ = demo.launch(**launch_kwargs(options), quiet=True, prevent_thread_lock=True)
+    print(f"* Running on local URL:  {local_url}")
+    print("* To create a public link, start the app with --share.")
+    demo.block_thread()
     return 0
 
 

@@ -1,10 +1,13 @@
 """End to end in headless Chromium (Playwright): load the page, click a handle and a target on the
-GAN tab, Start, and check the image changed. Skips when Playwright or /usr/bin/chromium is missing,
-unless STABLEDRAG_REQUIRE_BROWSER=1 (set by CI), where it fails instead."""
+GAN tab, Start, and check the image changed; a session exported with a painted region, imported
+into a freshly loaded page, gives back the identical region on both tabs. Skips when Playwright or
+/usr/bin/chromium is missing, unless STABLEDRAG_REQUIRE_BROWSER=1 (set by CI), where it fails instead."""
 
 import io
 import os
 import re
+import zipfile
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -25,26 +28,51 @@ def _need(ok: bool, why: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def page_url(tmp_path_factory):
+def served(tmp_path_factory):
+    """(page URL, tiny GAN folder, temporary folder) of an app on a tiny 64 px GAN."""
     import importlib.util
 
     _need(importlib.util.find_spec("playwright") is not None, "playwright is not installed")
     _need(os.path.exists(CHROMIUM), f"{CHROMIUM} is not installed (apt-get install chromium)")
     from stabledrag.webapp.args import parse_args
-    from stabledrag.webapp.testing import save_tiny_gan
+    from stabledrag.webapp.testing import save_tiny_gan, save_tiny_sd
     from stabledrag.webapp.ui import build_demo
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("browser")
     gan = save_tiny_gan(root, resolution=64)
-    demo = build_demo(parse_args(["--gan-model", gan, "--models-dir", str(root / "none"), "--device", "cpu"]))
+    sd = save_tiny_sd(root, image_size=64)
+    demo = build_demo(parse_args(["--gan-model", gan, "--diffusion-model", sd, "--models-dir", str(root / "none"),
+                                  "--lora-cache-dir", str(root / "lora"), "--device", "cpu"]))
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=None)
     try:
-        yield url
+        yield url, gan, root
     finally:
         demo.close()
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def page_url(served):
+    return served[0]
+
+
+@contextmanager
+def _page(url):
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=30_000)  # the test machine is shared: page updates may take seconds
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+            page.set_default_timeout(90_000)
+            page.goto(url, wait_until="domcontentloaded")
+            yield page
+        finally:
+            browser.close()
 
 
 def _image_at(page, selector):
@@ -89,3 +117,145 @@ def test_gan_tab_click_points_drag_and_see_the_image_change(page_url):
             assert np.abs(after.astype(int) - before.astype(int)).mean() > 0.5, "the dragged image must differ"
         finally:
             browser.close()
+
+
+def _band_mask(w, h):
+    mask = np.zeros((h, w), bool)
+    mask[h // 10: h // 2, w // 8: (3 * w) // 4] = True  # a band in the upper half, off-centre
+    mask[h - 6:, 2:9] = True  # and a small patch in a corner
+    return mask
+
+
+def _session_mask(page, prefix):
+    """Export the tab's session in the page and return the mask.png of the downloaded zip."""
+    from playwright.sync_api import expect
+
+    page.locator(f"#{prefix}_export").click()
+    link = page.locator(f"#{prefix}_session_file a").first
+    expect(link).to_have_attribute("href", re.compile(r"\.zip"), timeout=60_000)
+    href = link.get_attribute("href")
+    resp = page.request.get(href if href.startswith("http") else page.url.rstrip("/") + href)
+    assert resp.ok, href
+    with zipfile.ZipFile(io.BytesIO(resp.body())) as z:
+        return np.asarray(Image.open(io.BytesIO(z.read("mask.png"))).convert("L")) > 127
+
+
+def _import_and_read_back(page, prefix, zip_path, mask):
+    """Import `zip_path` into the tab, let the region editor show it, read the editor's painting back
+    ("Show painted region"), export again: the region must come back pixel for pixel."""
+    from playwright.sync_api import expect
+
+    status = page.locator(f"#{prefix}_status textarea")
+    page.locator(f"#{prefix}_session_panel").get_by_text("Session:").first.click()
+    page.locator(f"#{prefix}_session_import input[type=file]").set_input_files(str(zip_path))
+    expect(status).to_have_value(re.compile("Session imported"), timeout=90_000)
+    if prefix == "gan":
+        page.locator("#gan_region_panel").get_by_text("Flexible region").first.click()
+    page.wait_for_timeout(2500)  # the editor loads its background and the restored layer
+    page.locator(f"#{prefix}_region").click()
+    expect(status).to_have_value(re.compile(f"Editable region: {int(mask.sum())} of {mask.size} pixels"))
+    back = _session_mask(page, prefix)
+    assert back.shape == mask.shape and np.array_equal(back, mask), (int(back.sum()), int(mask.sum()))
+    # and the editor shows it where it was painted: every layer has exactly its background's size
+    # (Gradio's editor used to size a restored layer by its default 800 x 800 canvas and centre the
+    # painting in it, so the region appeared shifted right and down, and the next stroke made that
+    # shifted copy the mask)
+    sizes = page.evaluate("""() => window.editor.layer_manager.image_container.children.map(
+        c => { const b = c.getLocalBounds(); return [b.width, b.height]; })""")
+    assert len(sizes) >= 2 and all(sz == sizes[0] for sz in sizes), sizes
+
+
+def test_session_round_trip_gives_back_the_identical_region_on_both_tabs(served):
+    from stabledrag.gan import load_generator
+    from stabledrag.webapp import diff_handlers as dh
+    from stabledrag.webapp import gan_handlers as gh
+    from stabledrag.webapp.state import DiffState, GanState
+
+    url, gan_path, root = served
+    # Diff tab: an 80 x 48 picture (shown 7x enlarged, a size unlike the editor's default canvas)
+    ys, xs = np.mgrid[0:48, 0:80]
+    picture = np.stack([xs * 3, ys * 5, np.full_like(xs, 90)], -1).astype(np.uint8)
+    ds = DiffState()
+    dh.new_image(ds, picture, "a test image", max_side=1024)
+    ds.clicks, ds.mask = [(20, 10), (30, 10)], _band_mask(80, 48)
+    diff_zip = dh.export_session(ds, "a gradient", dh.DiffSettings()).session_file
+    # GAN tab: the served tiny generator, under its menu label
+    gs = GanState()
+    label = f"{os.path.basename(gan_path)} (--gan-model)"
+    gh.generate(gs, label, 2, 0.7, load_generator(gan_path, torch.device("cpu")))
+    gs.clicks, gs.mask = [(20, 20), (30, 20)], _band_mask(64, 64)
+    gan_zip = gh.export_session(gs, gh.GanSettings()).session_file
+
+    with _page(url) as page:
+        _import_and_read_back(page, "diff", diff_zip, ds.mask)
+        page.get_by_role("tab", name="StableDrag-GAN").click()
+        expect_generated = page.locator("#gan_status textarea")
+        from playwright.sync_api import expect
+
+        expect(expect_generated).to_have_value(re.compile("Generated seed"), timeout=90_000)
+        _import_and_read_back(page, "gan", gan_zip, gs.mask)
+
+
+def test_compare_on_the_gan_tab_shows_both_results_with_their_numbers(page_url):
+    from playwright.sync_api import expect
+
+    with _page(page_url) as page:
+        page.get_by_role("tab", name="StableDrag-GAN").click()
+        status = page.locator("#gan_status textarea")
+        expect(status).to_have_value(re.compile("Generated seed 0"), timeout=90_000)
+        page.locator("#gan_points_panel").get_by_text("Points as text").click()
+        page.locator("#gan_points textarea").fill("26,32:34,30")
+        page.get_by_role("button", name="Use these points").click()
+        expect(status).to_have_value(re.compile("1 drag pair"))
+        page.get_by_text("Advanced settings").last.click()
+        steps = page.locator("#gan_max_steps input[type=number]")
+        steps.fill("8")
+        steps.press("Enter")
+        page.locator("#gan_compare").click()
+        expect(status).to_have_value(re.compile("^Compared"), timeout=180_000)
+        table = page.locator("#gan_compare_table")
+        expect(table).to_contain_text("StableDrag")
+        expect(table).to_contain_text("DragGAN (baseline)")
+        text = table.inner_text()
+        assert len(re.findall(r"\d+\.\d px", text)) == 2, text  # one distance per method
+        image, _ = _image_at(page, "#gan_compare_image img")
+        assert image.shape[1] > 1.5 * image.shape[0]  # the two results side by side
+
+
+def _set_number(page, elem_id, value):
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def test_diff_run_stopped_and_continued(served):
+    from playwright.sync_api import expect
+
+    url, _, root = served
+    rng = np.random.default_rng(1)
+    Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(root / "stop_me.png")
+    with _page(url) as page:
+        status = page.locator("#diff_status textarea")
+        page.locator("#diff_upload input[type=file]").set_input_files(str(root / "stop_me.png"))
+        expect(status).to_have_value(re.compile("^Loaded"))
+        page.locator("#diff_points_panel").get_by_text("Points as text").click()
+        page.locator("#diff_points textarea").fill("20,30:40,30")
+        page.locator("#diff_points_panel").get_by_role("button", name="Use these points").click()
+        expect(status).to_have_value(re.compile("1 drag pair"))
+        page.locator("#diff_download").first.wait_for()
+        assert page.locator("#diff_download").first.is_disabled()  # nothing to download yet
+        page.get_by_text("Advanced settings").first.click()
+        for elem_id, value in (("diff_lora_steps", 1), ("diff_ddim_steps", 10), ("diff_drag_steps", 300),
+                               ("diff_stop_distance", 0), ("diff_preview_every", 1)):
+            _set_number(page, elem_id, value)
+        page.locator("#diff_run").click()
+        expect(status).to_have_value(re.compile("^Dragging: step [1-9]"), timeout=120_000)
+        page.locator("#diff_stop").click()
+        expect(status).to_have_value(re.compile("^Stopped after"), timeout=120_000)
+        stopped = int(re.search(r"after (\d+) drag steps", status.input_value()).group(1))
+        assert page.locator("#diff_download").first.is_disabled()
+        _set_number(page, "diff_drag_steps", 3)  # the step budget may change; the drag continues
+        page.locator("#diff_run").click()
+        expect(status).to_have_value(re.compile(f"^Done: .* more drag steps \\(continued after {stopped}\\)"),
+                                     timeout=180_000)
+        assert page.locator("#diff_download").first.is_enabled()

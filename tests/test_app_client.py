@@ -58,6 +58,8 @@ def _index(client, endpoint, label):
 
 
 def _read(file_data):
+    if isinstance(file_data, dict) and file_data.get("__type__") == "update":  # the download button's
+        file_data = file_data["value"]  # file comes with its interactivity (disabled without a file)
     assert isinstance(file_data, dict) and os.path.isfile(file_data["path"]), file_data
     return np.asarray(Image.open(file_data["path"]).convert("RGB"))
 

@@ -483,3 +483,173 @@ def test_gan_stop_keeps_the_progress_made(tiny_generator):
     assert not np.array_equal(s.w, s.w0)
     with pytest.raises(UserError, match="seed"):
         gh.generate(GanState(), "tiny", "abc", 0.7, tiny_generator)
+
+
+# -- issue 14: honest words and numbers ------------------------------------------------------------------------
+
+
+def test_status_words_name_the_tabs_button_and_warn_about_handles_outside_the_region():
+    s = GanState(image=np.zeros((32, 32, 3), np.uint8))
+    views.add_point(s, sel(4 * s.scale, 4 * s.scale))
+    v = views.add_point(s, sel(10 * s.scale, 4 * s.scale))
+    assert "press Start" in v.status and "Run" not in v.status
+    assert "rest of the image may move" in v.status  # no region painted
+    d = loaded_diff_state(64, 64)
+    d.clicks = [(5, 5), (9, 5)]
+    assert "press Run" in views.points_view(d).status
+    d.mask = np.zeros((64, 64), bool)
+    d.mask[30:, 30:] = True
+    assert "handle 1 is outside the painted region" in views.points_view(d).status
+    assert views.status_words("max_steps") == "Ran out of steps"
+    assert "max_steps" not in views.status_words("something new")
+
+
+def test_delete_one_pair_keeps_the_others_in_order():
+    d = loaded_diff_state(64, 64)
+    d.clicks = [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 6)]
+    v = views.delete_pair(d, 2)
+    assert d.clicks == [(1, 1), (2, 2), (5, 5), (6, 6)] and v.points_text == "1,1:2,2 5,5:6,6"
+    with pytest.raises(UserError, match="no pair 3"):
+        views.delete_pair(d, 3)
+
+
+def test_examples_follow_the_model_and_say_what_a_photo_needs():
+    from stabledrag.webapp.examples import PHOTO_NOTE, examples_for_model
+
+    ex = list_examples()
+    toy = examples_for_model(ex, toy_model=True)
+    photo = examples_for_model(ex, toy_model=False)
+    assert toy and all(e.kind == "toy" for e in toy)
+    assert photo and all(e.kind == "photo" for e in photo)
+    assert "Stable Diffusion 1.5" in PHOTO_NOTE and "GPU" in PHOTO_NOTE
+
+
+def test_offline_model_message_names_only_the_apps_own_options():
+    from stabledrag.diffusion.loading import _HINT
+
+    msg = messages.user_message(ModelUnavailableError("SD 1.5 is not in the cache and HF_HUB_OFFLINE is set. " + _HINT))
+    assert "--config-dir" not in msg and "--model " not in msg
+    assert "--diffusion-model" in msg and "HF_HUB_OFFLINE" in msg
+
+
+def test_gan_status_says_the_distance_is_the_trackers_estimate_with_confidence(tiny_generator):
+    s = GanState()
+    gh.generate(s, "tiny", 3, 0.7, tiny_generator)
+    s.clicks = [(8, 8), (14, 8)]
+    frames = list(gh.run_drag(s, None, gh.GanSettings(max_steps=4, preview_every=2), tiny_generator))
+    assert frames[0].download is None and frames[0].animation is None  # nothing to download mid-drag
+    live = [f.status for f in frames[1:-1]]
+    assert live and all("confidence" in t and "#1" in t and "s" in t for t in live), live
+    final = frames[-1].status
+    assert "tracker's estimate" in final and "confidence" in final and "max_steps" not in final
+    assert len(s.trail) >= 2 and s.last_result["distances"]
+
+
+def test_compare_runs_both_methods_from_the_same_start_and_leaves_the_image(tiny_generator):
+    s = GanState()
+    gh.generate(s, "tiny", 4, 0.7, tiny_generator)
+    s.clicks = [(8, 8), (14, 8)]
+    w0, image0 = s.w.copy(), s.image.copy()
+    views_ = list(gh.run_compare(s, None, gh.GanSettings(max_steps=3, preview_every=3), tiny_generator))
+    final = views_[-1]
+    assert any("run 1 of 2 (StableDrag)" in v.status for v in views_)
+    assert any("run 2 of 2 (DragGAN" in v.status for v in views_)
+    assert "StableDrag" in final.compare_table and "DragGAN (baseline)" in final.compare_table
+    assert final.compare_table.count("px") >= 2 and "handle 1" in final.compare_table
+    assert final.compare.ndim == 3 and final.compare.shape[1] > final.compare.shape[0]  # two panels side by side
+    assert np.array_equal(s.w, w0) and np.array_equal(s.image, image0) and s.clicks == [(8, 8), (14, 8)]
+
+
+class _StoppedEditor:
+    """A diffusion editor stand-in: reports one drag step with a preview, then is stopped."""
+
+    def edit(self, image, points, mask=None, prompt="", config=None, progress=None, cancel=None, preview_every=0):
+        preview = np.full((64, 64, 3), 200, np.uint8)
+        progress(Progress("lora", 1, 2))
+        progress(Progress("drag", 1, 10, {"handles": [[22.0, 30.0]], "confidence": [0.42], "template_used": [True]},
+                          preview))
+        raise Cancelled()
+
+
+def test_diff_stop_shows_how_far_it_got_and_offers_no_stale_download():
+    s = loaded_diff_state(64, 64)
+    s.clicks = [(20, 30), (40, 30)]
+    s.result = np.zeros((64, 64, 3), np.uint8)  # a previous run's result
+    out = list(dh.run_edit(s, None, "", dh.DiffSettings(preview_every=1), lambda: _StoppedEditor()))
+    assert out[0].download is None and out[0].animation is None and s.result is None
+    live = [v for v in out if isinstance(v.status, str) and v.status.startswith("Dragging")]
+    assert live and "confidence 0.42 (template)" in live[0].status and "one-step" in live[0].status
+    last = out[-1]
+    assert last.status == messages.STOPPED_MESSAGE and last.download is None
+    before, after = last.result
+    assert not np.array_equal(before, after)  # the slider shows the last preview, not the input twice
+    assert last.animation is not None and last.animation.endswith(".gif")
+
+
+def test_diff_run_stopped_mid_drag_continues_from_there(tmp_path):
+    from stabledrag.diffusion.editor import DiffusionEditor
+    from stabledrag.diffusion.tiny import build_tiny_pipeline
+
+    editor = DiffusionEditor(pipeline=build_tiny_pipeline(image_size=64), lora_cache_dir=str(tmp_path / "lora"))
+    s = loaded_diff_state(64, 64)
+    s.clicks = [(20, 30), (40, 30)]
+    settings = dh.DiffSettings(lora_steps=1, ddim_steps=10, drag_steps=12, preview_every=1, stop_distance=0.0)
+    token = CancelToken()
+
+    def stop_at_drag_step_2(fraction, desc=""):
+        if desc == "Dragging" and fraction and fraction[0] >= 2:
+            token.cancel()  # the Stop button
+
+    first = list(dh.run_edit(s, None, "a photo", settings, lambda: editor, cancel=token, progress=stop_at_drag_step_2))
+    assert first[-1].status.startswith("Stopped after") and "Press Run to continue" in first[-1].status
+    done = s.paused["steps"]
+    assert 2 <= done < 12 and s.result is None
+    counters = dict(editor.counters)
+    token.reset()
+    second = list(dh.run_edit(s, None, "a photo", settings, lambda: editor, cancel=token))
+    assert second[0].status.startswith(f"Continuing the stopped drag (it had done {done} steps)")
+    assert second[-1].status.startswith("Done") and s.result is not None and s.paused is None
+    assert f"(continued after {done})" in second[-1].status
+    assert editor.counters["lora_trained"] == counters["lora_trained"]
+    assert editor.counters["inversion"] == counters["inversion"]  # LoRA and inversion reused
+    # a change (here the points) starts over instead of continuing
+    s.clicks = [(20, 30), (44, 30)]
+    token2 = CancelToken()
+    list(dh.run_edit(s, None, "a photo", settings, lambda: editor, cancel=token2,
+                     progress=lambda f, desc="": token2.cancel() if desc == "Dragging" else None))
+    s.clicks = [(20, 30), (40, 30)]
+    third = list(dh.run_edit(s, None, "a photo", settings, lambda: editor))
+    assert third[0].status == "Starting…"
+
+
+def test_generate_is_refused_while_a_drag_of_the_same_session_is_queued_or_running():
+    from stabledrag.webapp.ui import CancelTokens
+
+    tokens = CancelTokens()
+    me = type("Request", (), {"session_hash": "me"})()
+    other = type("Request", (), {"session_hash": "other"})()
+    assert not tokens.busy(me, "gan")
+    tokens.set_busy(me, "gan", True)  # Start pressed (the drag may still wait in the queue)
+    assert tokens.busy(me, "gan") and not tokens.busy(other, "gan") and not tokens.busy(me, "diff")
+    tokens.set_busy(me, "gan", False)  # the drag ended
+    assert not tokens.busy(me, "gan")
+
+
+def test_diff_drag_settings_follow_the_chosen_model():
+    from stabledrag.toy.sd_model import TOY_SD_DRAG_OVERRIDES
+
+    toy = dh.settings_for_model("cpu", toy_model=True)
+    sd = dh.settings_for_model("cpu", toy_model=False)
+    assert toy == {"drag_lr": float(TOY_SD_DRAG_OVERRIDES["lr"]),
+                   "stop_distance": float(TOY_SD_DRAG_OVERRIDES["stop_distance"])}
+    assert sd == {"drag_lr": dh.DiffSettings.drag_lr, "stop_distance": dh.DiffSettings.stop_distance}
+
+
+def test_the_baseline_shows_no_confidence_it_does_not_have(tiny_generator):
+    s = GanState()
+    gh.generate(s, "tiny", 3, 0.7, tiny_generator)
+    s.clicks = [(8, 8), (14, 8)]
+    frames = list(gh.run_drag(s, None, gh.GanSettings(method="baseline", max_steps=2, preview_every=1),
+                              tiny_generator))
+    assert all("confidence" not in f.status for f in frames[1:]) and "#1" in frames[-1].status
+    assert s.last_result["confidence"] is None

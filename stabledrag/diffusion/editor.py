@@ -173,6 +173,16 @@ def _hash(*parts: Any) -> str:
     return h.hexdigest()[:32]
 
 
+class DragStopped(Cancelled):
+    """`Cancelled` during the drag phase, carrying what a later `edit(..., start_latent=...)` needs
+    to continue: `latent` (the dragged z_t, `1 x 4 x h x w` float32 on the CPU), `handles` (`N x 2`
+    tracked handles in input-image px) and `steps` (drag steps done)."""
+
+    def __init__(self, latent: torch.Tensor, handles: torch.Tensor, steps: int) -> None:
+        super().__init__("stopped during the drag")
+        self.latent, self.handles, self.steps = latent, handles, steps
+
+
 class DiffusionEditor:
     """Holds a Stable-Diffusion pipeline and runs StableDrag-Diff edits on it, caching LoRA and
     inversion per image.
@@ -231,21 +241,26 @@ class DiffusionEditor:
         progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None,
         preview_every: int = 0,
+        start_latent: Optional[torch.Tensor] = None,
     ) -> DiffusionEditResult:
         """Drag `points` (handles -> targets, `(x, y)` px of `image`) on `image`.
 
         mask: `H x W` of the input image, True/non-zero = editable; None = all editable.
         preview_every: decode a live preview every k drag steps (sent with progress "drag").
         Reports progress phases "lora", "inversion" (skipped when cached), "drag", "denoise".
-        Raises UserError for bad input, `Cancelled` when `cancel` fires.
+        start_latent: continue a stopped edit: the drag starts from this z_t (`DragStopped.latent`,
+        same image, prompt and settings) instead of the inverted one, with `points.handles` where the
+        stopped drag left them; LoRA and inversion still come from the cache.
+        Raises UserError for bad input, `Cancelled` when `cancel` fires (`DragStopped`, with the
+        partial drag, when it fires during the drag phase).
         """
         with self._lock:  # one edit at a time: the pipeline and its LoRA are shared state
             return self._edit(image, points, mask, prompt, config or DiffusionEditConfig(), progress, cancel,
-                              preview_every)
+                              preview_every, start_latent)
 
     def _edit(self, image: Image.Image, points: DragPoints, mask: Optional[np.ndarray], prompt: str,
               cfg: DiffusionEditConfig, progress: Optional[ProgressCallback], cancel: Optional[CancelToken],
-              preview_every: int) -> DiffusionEditResult:
+              preview_every: int, start_latent: Optional[torch.Tensor] = None) -> DiffusionEditResult:
         timings: dict[str, float] = {}
         t_all = time.perf_counter()
 
@@ -290,7 +305,14 @@ class DiffusionEditor:
         timings["inversion"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        result = self._drag(pipe, inverted, model_size, work_points, work_mask, cfg, progress, cancel, preview_every)
+        if start_latent is not None and tuple(start_latent.shape) != tuple(inverted.latent.shape):
+            raise UserError("The stopped drag does not fit this image or model; press Run to start over.")
+        try:
+            result = self._drag(pipe, inverted, model_size, work_points, work_mask, cfg, progress, cancel,
+                                preview_every, start_latent)
+        except DragStopped as e:
+            e.handles = scale_points(e.handles.float(), model_size, orig_size)
+            raise
         timings["drag"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -367,11 +389,15 @@ class DiffusionEditor:
 
     def _drag(self, pipe: Any, inv: _Inverted, model_size: tuple[int, int], points: DragPoints,
               mask: Optional[np.ndarray], cfg: DiffusionEditConfig, progress: Optional[ProgressCallback],
-              cancel: Optional[CancelToken], preview_every: int) -> DragResult:
+              cancel: Optional[CancelToken], preview_every: int,
+              start_latent: Optional[torch.Tensor] = None) -> DragResult:
         scheduler, _ = make_schedulers(pipe.scheduler.config, cfg.inversion)
         ref_key = (cfg.feature_block, mask is not None)
-        backend = DiffusionBackend(pipe, scheduler, inv.latent, inv.t, inv.emb, model_size, cfg.feature_block,
-                                   mask=mask, preview_decode=preview_every > 0, reference=inv.references.get(ref_key))
+        resuming = start_latent is not None
+        latent = start_latent.to(inv.latent.device, inv.latent.dtype) if resuming else inv.latent
+        backend = DiffusionBackend(pipe, scheduler, latent, inv.t, inv.emb, model_size, cfg.feature_block,
+                                   mask=mask, preview_decode=preview_every > 0,
+                                   reference=None if resuming else inv.references.get(ref_key))
         out_h, out_w = backend.extractor.out_size
         # DragDiffusion ("cell"): its points are whole cells of the H/2 x W/2 feature map.
         points = snap_points(points, cfg.drag.point_snap, model_size, (out_w, out_h))
@@ -380,11 +406,12 @@ class DiffusionEditor:
             session = DragSession(backend, points, cfg.drag, progress, cancel, preview_every)
             if backend.reference_reused:
                 self.counters["reference_reused"] += 1
-            elif backend.reference is not None:
+            elif backend.reference is not None and not resuming:
                 inv.references[ref_key] = _detached(backend.reference)
             result = session.run()
         if result.status == "cancelled":
-            raise Cancelled()
+            raise DragStopped(result.state.detach().float().cpu().clone(), result.handles.detach().cpu(),
+                              result.steps)
         if result.status == "diverged":
             log.warning("drag diverged: %s", result.error)
         return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterator, Optional
 
@@ -26,8 +27,8 @@ from .runner import Finished, stream_work
 from .settings_base import TabSettings
 from .session_io import SessionData, read_session, write_session
 from .state import DiffState, clicks_to_text, require_image
-from .views import (View, add_frame, canvas_for, check_handles_in_region, click_status, new_output_path,
-                    progress_html, save_gif, save_png)
+from .views import (DISTANCE_NOTE, View, add_frame, canvas_for, check_handles_in_region, click_status,
+                    handle_lines, new_output_path, progress_html, save_gif, save_png, status_words, time_text)
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,13 @@ class DiffSettings(TabSettings):
         if self.method == "dragdiffusion" and self.stop_distance == DiffSettings.stop_distance:
             del overrides["stop_distance"]  # keep DragDiffusion's own "< 2" stop (1.5 on whole cells)
         return cfg.with_overrides(overrides)
+
+
+def settings_for_model(device_type: str, toy_model: bool) -> dict[str, Any]:
+    """The drag settings that follow the chosen model (`DiffSettings.defaults_for`): the bundled toy
+    model's own drag lr and stop distance, DragDiffusion's for any other model. `{name: value}`."""
+    d = DiffSettings.defaults_for(device_type, toy_model=toy_model)
+    return {"drag_lr": d.drag_lr, "stop_distance": d.stop_distance}
 
 
 def method_label(key: str) -> str:
@@ -241,64 +249,147 @@ def run_edit(state: DiffState, editor_value: Any, prompt: str, settings: DiffSet
     check_handles_in_region(state.clicks, mask)
     config = settings.edit_config()
     editor = get_editor()
+    key = _resume_key(img, state.clicks, mask, prompt, settings, editor)
+    paused = state.paused if state.paused is not None and state.paused.get("key") == key else None
+    state.paused = None
+    start_latent = None
+    if paused is not None:
+        import torch
+
+        from ..points import DragPoints
+
+        points = DragPoints(handles=torch.tensor(paused["handles"], dtype=torch.float32), targets=points.targets)
+        start_latent = torch.from_numpy(paused["latent"])
 
     state.mask, state.prompt, state.settings = mask, prompt, settings.to_dict()
-    state.frames = []
+    state.frames, state.result, state.report = [], None, None
     start = canvas_for(state)
     add_frame(state.frames, start)
     before = drawing.enlarge(img, state.scale)
-    yield View(state=state, canvas=start, status="Starting…", result=(before, start),
-               progress=progress_html("Starting", 0, None))
+    targets = [tuple(t) for t in points.targets.tolist()]
+    # the previous run's files go as soon as a new run starts (Download stays disabled until a result)
+    first = (f"Continuing the stopped drag (it had done {paused['steps']} steps)…" if paused is not None
+             else "Starting…")
+    yield View(state=state, canvas=start, status=first, result=(before, start),
+               progress=progress_html("Starting", 0, None), download=None, animation=None)
 
     def work(callback: Callable[[Progress], None]) -> Any:
+        kwargs = {"start_latent": start_latent} if start_latent is not None else {}
         return editor.edit(Image.fromarray(img), points, mask=mask, prompt=prompt or "", config=config,
-                           progress=callback, cancel=cancel, preview_every=max(0, settings.preview_every))
+                           progress=callback, cancel=cancel, preview_every=max(0, settings.preview_every), **kwargs)
 
+    t0 = time.monotonic()
+    drag_t0: Optional[float] = None
+    trail: list = []
+    last_frame: Optional[np.ndarray] = None
     try:
         for item in stream_work(work, cancel):
             if isinstance(item, Finished):
-                yield _finished(state, item.value)
+                yield _finished(state, item.value, paused["steps"] if paused is not None else 0)
                 return
             if progress is not None:
                 progress((item.step, item.total) if item.total else None, desc=PHASE_NAMES.get(item.phase, item.phase))
             text = _progress_text(item)
             bar = progress_html(PHASE_NAMES.get(item.phase, item.phase), item.step, item.total)
-            if item.phase == "drag" and item.preview is not None:
-                frame = _live_frame(state, item, size)
-                add_frame(state.frames, frame)
-                yield View(state=state, status=text, progress=bar, result=(before, frame))
+            if item.phase != "drag":
+                yield View(state=state, status=f"{text} ({time.monotonic() - t0:.0f} s so far)", progress=bar)
+                continue
+            drag_t0 = drag_t0 if drag_t0 is not None else time.monotonic()
+            handles = _input_handles(item, size)
+            if handles is not None:
+                trail.append(handles)
+            stable = settings.method == "stabledrag"  # the baseline's tracker has no confidence
+            per_handle = handle_lines(handles or [], targets, item.info.get("confidence") if stable else None,
+                                      item.info.get("template_used") if stable else None)
+            text = (f"Dragging: step {item.step} of at most {item.total} "
+                    f"({time_text(time.monotonic() - drag_t0, item.step, item.total)}). "
+                    f"Handles (tracker's estimate): {per_handle}.")
+            if item.preview is not None:
+                last_frame = _live_frame(state, item, size, handles, trail)
+                add_frame(state.frames, last_frame)
+                yield View(state=state, status=text + " " + PREVIEW_NOTE, progress=bar, result=(before, last_frame))
             else:
                 yield View(state=state, status=text, progress=bar)
-    except Cancelled:
-        yield View(state=state, status=STOPPED_MESSAGE, progress="")
+    except Cancelled as e:
+        # the slider and the GIF show how far the drag got; there is no result to download
+        gif = save_gif(state.frames, "stabledrag-diff-drag") if last_frame is not None else None
+        message = STOPPED_MESSAGE
+        latent = getattr(e, "latent", None)
+        if latent is not None:
+            done = int(getattr(e, "steps", 0)) + (paused["steps"] if paused is not None else 0)
+            state.paused = {"key": key, "latent": np.asarray(latent.numpy(), dtype=np.float32),
+                            "handles": np.asarray(e.handles, dtype=np.float32).tolist(), "steps": done}
+            message = (f"Stopped after {done} drag steps. Press Run to continue from there (the LoRA and "
+                       "inversion are reused); change the points, region, prompt or settings to start over.")
+        yield View(state=state, status=message, progress="", download=None, animation=gif,
+                   result=(before, last_frame) if last_frame is not None else (before, start))
 
 
-def _live_frame(state: DiffState, p: Progress, size: tuple[int, int]) -> np.ndarray:
-    """The preview at input size with the tracked handles drawn (engine points are model px)."""
+def _resume_key(img: np.ndarray, clicks: list, mask: Optional[np.ndarray], prompt: str, settings: DiffSettings,
+                editor: Any) -> str:
+    """What must be unchanged for Run to continue a stopped drag: image, points, region, prompt,
+    model and every setting except the step budget and the preview rate."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256(np.ascontiguousarray(img).tobytes())
+    h.update(repr(img.shape).encode())
+    if mask is not None:
+        h.update(np.packbits(mask).tobytes())
+    s = {k: v for k, v in settings.to_dict().items() if k not in ("drag_steps", "preview_every")}
+    h.update(json.dumps([list(map(list, clicks)), prompt or "", s, id(editor)], sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+#: What the live preview is (said in the status line while it is shown).
+PREVIEW_NOTE = ("Preview: the model's one-step guess of the clean image at the inversion step (decoded x0 "
+                "prediction), blurrier than the result, which is denoised in full at the end.")
+
+
+def _input_handles(p: Progress, size: tuple[int, int]) -> Optional[list]:
+    """The tracked handles of a drag report in input-image px (engine points are model px)."""
     import torch
 
-    preview = np.asarray(p.preview)
-    model_size = (preview.shape[1], preview.shape[0])
-    if model_size != size:
-        preview = np.asarray(Image.fromarray(preview).resize(size, Image.Resampling.LANCZOS))
     handles = p.info.get("handles")
-    if handles:
-        handles = scale_points(torch.tensor(handles, dtype=torch.float32), model_size, size).tolist()
-    return drawing.draw_points(preview, state.clicks, state.scale, mask=state.mask, handles=handles)
+    model_size = p.info.get("model_size")
+    if not handles:
+        return None
+    if model_size is None and p.preview is not None:
+        preview = np.asarray(p.preview)
+        model_size = (preview.shape[1], preview.shape[0])
+    if model_size is None or tuple(model_size) == tuple(size):
+        return [list(map(float, h)) for h in handles]
+    return scale_points(torch.tensor(handles, dtype=torch.float32), tuple(model_size), size).tolist()
 
 
-def _finished(state: DiffState, result: Any) -> View:
+def _live_frame(state: DiffState, p: Progress, size: tuple[int, int], handles: Optional[list],
+                trail: list) -> np.ndarray:
+    """The preview at input size with the tracked handles and their trail drawn."""
+    preview = np.asarray(p.preview)
+    if (preview.shape[1], preview.shape[0]) != size:
+        preview = np.asarray(Image.fromarray(preview).resize(size, Image.Resampling.LANCZOS))
+    return drawing.draw_points(preview, state.clicks, state.scale, mask=state.mask, handles=handles, trail=trail)
+
+
+def _finished(state: DiffState, result: Any, resumed_after: int = 0) -> View:
     out = np.asarray(result.image.convert("RGB"))
     state.result, state.report = out, result.report
     drag = result.report.get("drag", {})
     handles = drag.get("handles")
-    final = drawing.draw_points(out, state.clicks, state.scale, mask=state.mask, handles=handles)
+    final = drawing.draw_points(out, state.clicks, state.scale, mask=state.mask, handles=handles,
+                                trail=drag.get("trajectory"))
     add_frame(state.frames, final)
-    dists = ", ".join(f"{d:.1f}" for d in drag.get("final_distances", []))
+    targets = drag.get("targets") or []
+    method = getattr(getattr(result.config, "drag", None), "method", "stabledrag")
+    conf = (drag.get("confidences") or []) if method == "stabledrag" else []
+    per_handle = handle_lines(handles or [], targets, conf[-1] if conf else None)
     cached = [k for k, v in result.cached.items() if v]
     seconds = result.timings.get("total", 0.0)
-    status = (f"Done: {result.drag.status} after {result.drag.steps} drag steps in {seconds:.1f} s; "
-              f"handle-target distances (px): {dists}." + (f" Reused cached {' and '.join(cached)}." if cached else ""))
+    steps = (f"{result.drag.steps} more drag steps (continued after {resumed_after})" if resumed_after
+             else f"{result.drag.steps} drag steps")
+    status = (f"Done: {status_words(result.drag.status).lower()} after {steps}, "
+              f"{seconds:.1f} s in all. Handles: {per_handle}. {DISTANCE_NOTE}"
+              + (f" Reused the cached {' and '.join(cached)}." if cached else ""))
     return View(state=state, status=status, progress="", result=(state.image, out),
                 download=save_png(out, "stabledrag-diff"),
                 animation=save_gif(state.frames, "stabledrag-diff-drag"))

@@ -162,3 +162,27 @@ def thin_frames(frames: list, max_frames: int) -> list:
         return list(frames)
     idx = np.linspace(0, len(frames) - 1, max_frames).round().astype(int)
     return [frames[i] for i in sorted(set(idx.tolist()))]
+
+
+def side_by_side(images: Sequence[np.ndarray], captions: Sequence[str], side: int = 448, gap: int = 8) -> np.ndarray:
+    """The `images` (`H x W x 3` uint8) scaled to a long side of `side` px, in a row with a white
+    `gap`, each above a caption bar (below, so a viewer's own label never covers it).
+    Returns `H' x W' x 3` uint8."""
+    panels = []
+    for img in images:
+        arr = np.asarray(img)[..., :3].astype(np.uint8)
+        f = side / max(arr.shape[:2])
+        size = (max(1, round(arr.shape[1] * f)), max(1, round(arr.shape[0] * f)))
+        panels.append(Image.fromarray(arr).resize(size, Image.Resampling.LANCZOS))
+    bar = 30
+    width = sum(p.width for p in panels) + gap * (len(panels) - 1)
+    height = max(p.height for p in panels) + bar
+    out = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(out)
+    font = _font(18)
+    x = 0
+    for panel, caption in zip(panels, captions):
+        draw.text((x + panel.width / 2, panel.height + bar / 2), caption, fill=(20, 20, 20), font=font, anchor="mm")
+        out.paste(panel, (x, 0))
+        x += panel.width + gap
+    return np.asarray(out)

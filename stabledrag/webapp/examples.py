@@ -40,11 +40,27 @@ _PHOTOS = (
 
 @dataclass(frozen=True)
 class Example:
-    """One example: `path` to the image, `name` shown in the page, `prompt` suggested for it."""
+    """One example: `path` to the image, `name` shown in the page, `prompt` suggested for it,
+    `kind`: "toy" (a toy face the bundled toy models draw) or "photo" (needs an SD 1.5-class model)."""
 
     name: str
     path: Path
     prompt: str
+    kind: str = "photo"
+
+
+#: What a photo needs, said where the selected model cannot draw one.
+PHOTO_NOTE = ("Photos need Stable Diffusion 1.5 (or a similar model) — pick it in the Model menu where it is "
+              "available; it downloads about 4 GB once, and an edit takes about a minute on a GPU but tens of "
+              "minutes on a CPU. The bundled toy model draws only toy faces, so only those are offered with it.")
+
+
+def examples_for_model(examples: list[Example], toy_model: bool) -> list[Example]:
+    """The examples a model can draw: toy faces for the bundled toy model, photos for any other
+    (an SD 1.5-class model); never an empty list while there are examples of the other kind."""
+    want = "toy" if toy_model else "photo"
+    chosen = [e for e in examples if e.kind == want]
+    return chosen or list(examples)
 
 
 def list_examples(directory: Path = EXAMPLES_DIR) -> list[Example]:
@@ -61,7 +77,8 @@ def list_examples(directory: Path = EXAMPLES_DIR) -> list[Example]:
     for it in items:
         p = directory / str(it.get("file", ""))
         if p.is_file() and p.parent == directory:
-            out.append(Example(name=str(it.get("name", p.stem)), path=p, prompt=str(it.get("prompt", ""))))
+            kind = str(it.get("kind") or ("toy" if p.name.startswith("toy_") else "photo"))
+            out.append(Example(name=str(it.get("name", p.stem)), path=p, prompt=str(it.get("prompt", "")), kind=kind))
     return out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterator, Optional
 
@@ -23,8 +24,8 @@ from .masks import editor_value, mask_from_editor
 from .settings_base import TabSettings
 from .session_io import SessionData, read_session, write_session
 from .state import GanState, clicks_from_pairs, clicks_to_text, require_image
-from .views import (KEEP, View, add_frame, canvas_for, check_handles_in_region, click_status, new_output_path,
-                    progress_html, save_gif, save_png)
+from .views import (DISTANCE_NOTE, KEEP, View, add_frame, canvas_for, check_handles_in_region, click_status,
+                    handle_lines, new_output_path, progress_html, save_gif, save_png, status_words, time_text)
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ def generate(state: GanState, model: str, seed: Any, psi: float, generator: Any)
     state.w0, state.w, state.image0, state.image = w, w.copy(), img, img
     state.clicks, state.start_clicks, state.mask, state.frames = [], [], None, []
     state.photo, state.crop, state.weight_delta, state.projection = None, None, {}, None
+    state.trail, state.last_result = [], None
     return View(state=state, canvas=canvas_for(state), editor=editor_value(img, None, state.scale),
                 result=drawing.enlarge(img, state.scale),
                 points_text="", seed=seed, download=save_png(img, f"stabledrag-gan-seed{seed}"), animation=None,
@@ -179,36 +181,110 @@ def run_drag(state: GanState, editor_value_: Any, settings: GanSettings, generat
     targets = [tuple(t) for t in points.targets.tolist()]
     first = canvas_for(state)
     add_frame(state.frames, first)
-    yield View(state=state, canvas=first, status=f"Dragging: 0/{config.max_steps}",
-               progress=progress_html("Dragging", 0, config.max_steps))
+    t0 = time.monotonic()
+    yield View(state=state, canvas=first, status=f"Dragging: step 0 of at most {config.max_steps}",
+               progress=progress_html("Dragging", 0, config.max_steps), download=None, animation=None)
     for rec in session.frames(every=every):
         handles = rec.handles.tolist()
         state.w = ed.latent().cpu().numpy()
         if session.last_preview is not None:
             state.image = np.asarray(session.last_preview)
-        frame = drawing.draw_points(state.image, state.clicks, state.scale, mask=mask, handles=handles)
+        trail = [t.tolist() for t in session.trajectory]
+        frame = drawing.draw_points(state.image, state.clicks, state.scale, mask=mask, handles=handles, trail=trail)
         add_frame(state.frames, frame)
         if progress is not None:
             progress((rec.step, config.max_steps), desc="Dragging")
-        dist = max(float(np.hypot(h[0] - t[0], h[1] - t[1])) for h, t in zip(handles, targets))
+        stable = settings.method == "stabledrag"  # the baseline's nearest-neighbour tracker has no confidence
+        per_handle = handle_lines(handles, targets, getattr(rec, "confidence", None) if stable else None,
+                                  getattr(rec, "template_used", None) if stable else None)
         yield View(state=state, canvas=frame, progress=progress_html("Dragging", rec.step, config.max_steps),
-                   status=f"Dragging: {rec.step}/{config.max_steps}, farthest handle {dist:.1f} px from its target")
+                   status=f"Dragging: step {rec.step} of at most {config.max_steps} "
+                          f"({time_text(time.monotonic() - t0, rec.step, config.max_steps)}). "
+                          f"Handles (tracker's estimate): {per_handle}.")
     result = session.result()
     state.w = ed.latent().cpu().numpy()
     state.image = ed.image()
     state.clicks = clicks_from_pairs(result.handles.tolist(), targets)
-    final = canvas_for(state)
+    state.trail = [t.tolist() for t in result.trajectory]
+    final = drawing.draw_points(state.image, state.clicks, state.scale, mask=mask, trail=state.trail)
     add_frame(state.frames, final)
-    dists = ", ".join(f"{d:.1f}" for d in result.distances.tolist())
-    how = {"reached": "Reached the targets", "max_steps": "Ran out of steps (press Start to continue)",
-           "cancelled": "Stopped (press Start to continue)",
-           "diverged": "Stopped: the optimisation diverged; the last good image is kept"}
-    how = how.get(result.status, result.status)
+    state.last_result = summarize_result(result, targets, settings.method)
+    how = status_words(result.status)
+    if result.status in ("max_steps", "cancelled"):
+        how += " (press Start to continue)"
     yield View(state=state, canvas=final, result=drawing.enlarge(state.image, state.scale), progress="",
                points_text=clicks_to_text(state.clicks),
-               status=f"{how} after {result.steps} steps; handle-target distances (px): {dists}.",
+               status=f"{how} after {result.steps} steps in {time.monotonic() - t0:.0f} s. "
+                      f"Handles: {state.last_result['text']}. {DISTANCE_NOTE}",
                download=_download(state),
                animation=save_gif(state.frames, "stabledrag-gan-drag"))
+
+
+def summarize_result(result: Any, targets: list, method: str) -> dict[str, Any]:
+    """The numbers of a finished drag that the page shows: per-handle distance (tracker's estimate,
+    image px), last confidence and how often the template supervised, plus a one-line text."""
+    handles = result.handles.tolist()
+    conf = result.confidences[-1].tolist() if len(result.confidences) and method == "stabledrag" else None
+    used = getattr(result, "template_used", None) or []
+    counts = [sum(1 for step in used if n < len(step) and step[n]) for n in range(len(handles))]
+    text = handle_lines(handles, targets, conf)
+    if any(counts):
+        text += " (template supervised " + ", ".join(f"#{n + 1} at {c} step(s)" for n, c in enumerate(counts) if c) + ")"
+    return {"method": method, "status": result.status, "steps": result.steps,
+            "distances": [round(float(d), 2) for d in result.distances.tolist()],
+            "confidence": conf, "template_steps": counts, "text": text}
+
+
+COMPARE_METHODS = (("stabledrag", "StableDrag"), ("baseline", "DragGAN (baseline)"))
+
+
+def run_compare(state: GanState, editor_value_: Any, settings: GanSettings, generator: Any,
+                cancel: Optional[CancelToken] = None, progress: Optional[Callable[..., Any]] = None) -> Iterator[View]:
+    """Drag the same points from the same latent with StableDrag, then with the DragGAN baseline
+    (every other setting equal), streaming both; the last View shows the two results side by side
+    (`compare`: image with each method's trajectory drawn) and their numbers (`compare_table`,
+    Markdown). The tab's own image, latent and points are left as they were."""
+    require_image(state.image, state.NO_IMAGE)
+    runs: list[tuple[str, GanState]] = []
+    for k, (method, label) in enumerate(COMPARE_METHODS, start=1):
+        work = dataclasses.replace(state, clicks=list(state.clicks), start_clicks=list(state.start_clicks),
+                                   frames=[], trail=[], last_result=None)
+        for view in run_drag(work, editor_value_, dataclasses.replace(settings, method=method), generator,
+                             cancel=cancel, progress=progress):
+            yield View(state=state, canvas=view.canvas, progress=view.progress,
+                       status=f"Compare, run {k} of 2 ({label}): {view.status}")
+        runs.append((label, work))
+        if cancel is not None and cancel.cancelled:
+            yield View(state=state, canvas=canvas_for(state), progress="",
+                       status="Compare stopped; your image and points are unchanged.")
+            return
+    panels = [drawing.draw_points(w.image, w.clicks, state.scale, mask=w.mask, trail=w.trail) for _, w in runs]
+    image = drawing.side_by_side(panels, [label for label, _ in runs])
+    table = compare_table([(label, w.last_result) for label, w in runs])
+    summary = "; ".join(f"{label}: {w.last_result['text']}" for label, w in runs)
+    state.mask = runs[0][1].mask
+    yield View(state=state, canvas=canvas_for(state), progress="", compare=image, compare_table=table,
+               status=f"Compared from the same image and points. {summary}. Your image is unchanged; "
+                      "press Start to drag it.")
+
+
+def compare_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
+    """A Markdown table of each method's numbers (see `summarize_result`)."""
+    n = max(len(r["distances"]) for _, r in rows)
+    head = "| | " + " | ".join(label for label, _ in rows) + " |\n|---|" + "---|" * len(rows) + "\n"
+    lines = ["| outcome | " + " | ".join(f"{status_words(r['status']).split(':')[0]}, {r['steps']} steps"
+                                         for _, r in rows) + " |"]
+    for i in range(n):
+        cells = []
+        for _, r in rows:
+            cell = f"{r['distances'][i]:.1f} px"
+            if r.get("confidence"):
+                cell += f", confidence {r['confidence'][i]:.2f}"
+            if r["template_steps"][i]:
+                cell += f", template at {r['template_steps'][i]} step(s)"
+            cells.append(cell)
+        lines.append(f"| handle {i + 1} | " + " | ".join(cells) + " |")
+    return head + "\n".join(lines) + "\n\nDistances: the tracker's estimate of each handle's distance to its target."
 
 
 def reset(state: GanState) -> View:
@@ -218,12 +294,12 @@ def reset(state: GanState) -> View:
     state.w, state.image = state.w0.copy(), state.image0
     if state.start_clicks:
         state.clicks = list(state.start_clicks)
-    state.frames = []
+    state.frames, state.trail, state.last_result = [], [], None
     return View(state=state, canvas=canvas_for(state), result=drawing.enlarge(state.image, state.scale),
                 points_text=clicks_to_text(state.clicks),
                 download=_download(state), animation=None,
                 status=("Back to the projected photo. " if state.projection else "Back to the generated image. ")
-                + click_status(state.clicks))
+                + click_status(state.clicks, state.RUN_BUTTON, state.mask))
 
 
 def export_session(state: GanState, settings: GanSettings) -> View:

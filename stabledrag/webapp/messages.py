@@ -21,6 +21,24 @@ BUG_MESSAGE = ("Something went wrong inside the app ({kind}). Your image, points
                "export the session and report it if it happens again.")
 
 
+#: What the web app offers instead of the library's command-line hints (`--model`, `--config-dir`).
+APP_MODEL_HINT = ("Start the app with --diffusion-model /path/to/diffusers-folder (a folder with model_index.json) "
+                  "or put such a folder in ./models (--models-dir), or fill the Hugging Face cache (HF_HOME) on a "
+                  "machine with internet access and copy it over. Photos need SD 1.5 (about 4 GB) and, for "
+                  "edits in minutes, a GPU; the bundled toy model draws only toy faces.")
+_CLI_HINT_STARTS = ("Point at local files instead", "Pass --config-dir", "Give its configs with --config-dir")
+
+
+def app_model_hint(text: str) -> str:
+    """A loader message with its command-line advice (options `python app.py` does not have)
+    replaced by `APP_MODEL_HINT`."""
+    cut = min((text.find(m) for m in _CLI_HINT_STARTS if m in text), default=-1)
+    if cut < 0 and "--config-dir" not in text and "--model " not in text:
+        return text
+    head = text[:cut].rstrip() if cut >= 0 else text.split("--")[0].rstrip()
+    return (head + " " if head else "") + APP_MODEL_HINT
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """True for CUDA/MPS out-of-memory errors (torch raises several types for them)."""
     try:
@@ -37,7 +55,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
 def user_message(exc: BaseException) -> str:
     """The sentence to show in the page for `exc`."""
     if isinstance(exc, ModelUnavailableError):
-        return f"Model not available: {exc}"
+        return f"Model not available: {app_model_hint(str(exc))}"
     if isinstance(exc, UserError):
         return str(exc)
     if isinstance(exc, Cancelled):

@@ -5,7 +5,8 @@
 Starts the app in-process (bundled toy models by default; `--gan-model` / `--diffusion-model`
 choose others, `--tiny` uses tiny random models to check the page without them), drives it with
 Playwright like a person would — pick an example, paint the region, click a handle and a target,
-Run / Start — and saves `diff_mid.png`, `diff_done.png`, `gan_mid.png`, `gan_done.png`.
+Run / Start — and saves `diff_mid.png`, `diff_done.png`, `gan_mid.png`, `gan_done.png`, and
+`gan_compare.png` (Compare: StableDrag and DragGAN from the same generated image and points).
 The points are placed on the toy face's parts found by `stabledrag.toy.detect` when it finds them
 (move the right eye up; move the mouth's right corner up), else at fixed places.
 Needs `playwright` and Chromium at /usr/bin/chromium (Playwright's own download is not used).
@@ -91,7 +92,7 @@ def _wait_status(page: Any, tab: str, pattern: str, timeout_s: float) -> str:
 
 def _shot_mid(page: Any, tab: str, path: Path, timeout_s: float) -> None:
     """Screenshot as soon as the drag shows live progress past its first step."""
-    _wait_status(page, tab, r"^Dragging: ([2-9]|\d\d)", timeout_s)
+    _wait_status(page, tab, r"^Dragging: step ([2-9]|\d\d)", timeout_s)
     page.screenshot(path=str(path), full_page=True, animations="disabled")
     print(f"wrote {path}")
 
@@ -160,20 +161,29 @@ def diff_tab(page: Any, out: Path, steps: dict[str, int], timeout_s: float) -> N
     print(f"wrote {out / 'diff_done.png'}")
 
 
-def gan_tab(page: Any, out: Path, timeout_s: float) -> None:
-    """Generated image -> points -> Start; screenshots mid-drag and after."""
+def gan_tab(page: Any, out: Path, timeout_s: float, max_steps: int = 40) -> None:
+    """Generated image -> points -> Start; screenshots mid-drag and after; then Reset -> Compare."""
     page.get_by_role("tab", name="StableDrag-GAN").click()
     status = _wait_status(page, "gan", r"^Generated seed", timeout_s)
     small, size = _shown_image(page, "#gan_result img", status)
     (hx, hy), (tx, ty) = drag_for(small)
     _click_image_px(page, "#gan_canvas img", (hx, hy), size)
     _click_image_px(page, "#gan_canvas img", (tx, ty), size)
+    page.get_by_text("Advanced settings").last.click()
+    _set_number(page, "gan_max_steps", max_steps)
     page.locator("#gan_start").click()
     _shot_mid(page, "gan", out / "gan_mid.png", timeout_s)
     _wait_status(page, "gan", r"^(Reached|Ran out|Stopped)", timeout_s)
     page.wait_for_timeout(1500)
     page.screenshot(path=str(out / "gan_done.png"), full_page=True, animations="disabled")
     print(f"wrote {out / 'gan_done.png'}")
+    page.locator("#gan_reset").click()
+    _wait_status(page, "gan", r"^Back to the generated image", 60)
+    page.locator("#gan_compare").click()
+    _wait_status(page, "gan", r"^(Compared|Compare stopped)", timeout_s)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(out / "gan_compare.png"), full_page=True, animations="disabled")
+    print(f"wrote {out / 'gan_compare.png'}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

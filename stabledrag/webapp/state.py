@@ -44,9 +44,12 @@ class DiffState(_ImageCanvas):
     clicks: `[h1, t1, h2, t2, ...]` image px. mask: last editable region read (`H x W` bool) or None.
     result: last edited image (`H x W x 3` uint8). report: the engine's JSON report of it.
     frames: drag animation frames (canvas images with markers, shrunk). settings: last run's settings.
+    paused: a drag stopped by Stop, which Run continues while nothing else changed:
+      {"key", "latent" (z_t float32), "handles" (input px), "steps"}; None otherwise.
     """
 
     NO_IMAGE: ClassVar[str] = "No image yet: upload one or pick an example."
+    RUN_BUTTON: ClassVar[str] = "Run"
     image: Optional[np.ndarray] = None
     name: str = ""
     clicks: list[Click] = field(default_factory=list)
@@ -56,6 +59,7 @@ class DiffState(_ImageCanvas):
     frames: list[np.ndarray] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     prompt: str = ""
+    paused: Optional[dict[str, Any]] = None
 
 
 @dataclass
@@ -72,9 +76,12 @@ class GanState(_ImageCanvas):
     (`H' x W' x 3` uint8, for paste-back); crop: `CropBox.to_list()` of where the image came from;
     weight_delta: PTI's tuned - original weights (`{state-dict name: float32 array}`, empty without
     PTI); projection: its metrics (PSNR/SSIM with and without PTI, config, seconds).
+    trail: handle positions per step of the last drag (`S x N x 2` image px), drawn on the canvas.
+    last_result: the numbers of the last drag (see `gan_handlers.summarize_result`).
     """
 
     NO_IMAGE: ClassVar[str] = "No image yet: pick a model and press Generate (or upload a photo)."
+    RUN_BUTTON: ClassVar[str] = "Start"
     model: str = ""
     seed: int = 0
     psi: float = 0.7
@@ -91,6 +98,8 @@ class GanState(_ImageCanvas):
     crop: Optional[list[int]] = None
     weight_delta: dict[str, np.ndarray] = field(default_factory=dict)
     projection: Optional[dict[str, Any]] = None
+    trail: list = field(default_factory=list)
+    last_result: Optional[dict[str, Any]] = None
 
 
 def require_image(image: Optional[np.ndarray],

@@ -24,31 +24,59 @@ from ..progress import CancelToken
 from . import diff_handlers as dh
 from . import gan_handlers as gh
 from .args import AppOptions
-from .examples import list_examples
+from .examples import PHOTO_NOTE, examples_for_model, list_examples
 from .gan_projection_ui import build_photo_controls, wire_photo_controls
 from .messages import user_message
 from .models import NO_GAN_MESSAGE, TOY_SD_LABEL, Engines
 from .spaces_compat import gpu, on_zero_gpu
 from .state import DiffState, GanState
-from .views import KEEP, View, add_point, clear_points, refresh_region, set_points_text, undo_point
+from .views import KEEP, View, add_point, clear_points, delete_pair, refresh_region, set_points_text, undo_point
 
 log = logging.getLogger(__name__)
 
 GPU_QUEUE = "gpu"
+#: The region editors' empty canvas. Gradio's editor sizes a restored layer by the union of its
+#: layers and the default canvas (800 x 800 unless set), and centres the layer in it, so a layer
+#: given back with a smaller image landed shifted right and down; a canvas smaller than any image
+#: keeps the restored layer exactly on its background.
+EDITOR_MIN_CANVAS = (32, 32)
 #: Seconds of ZeroGPU time asked for per call (ignored elsewhere).
 ZERO_GPU_DURATION = 120
 
 INTRO = """# StableDrag Studio
-Point-based image editing: click a **handle** (red) on the content, then its **target** (blue), press Run,
-and watch the content move. *StableDrag-Diff* edits real photos with Stable Diffusion;
-*StableDrag-GAN* edits images a StyleGAN2 generates, live.
+Point-based image editing: click a **handle** (red) on the content, then its **target** (blue), press
+**Run** (Diff) or **Start** (GAN), and watch the content move. *StableDrag-Diff* edits pictures with Stable
+Diffusion; *StableDrag-GAN* edits images a StyleGAN2 generates, live.
 """
+
+HOW_IT_WORKS = """**StableDrag** ([Cui et al., CVPR 2024, arXiv 2403.04437](https://arxiv.org/abs/2403.04437)) moves
+each handle by repeating two steps: *motion supervision* (optimise the latent so the features around the handle
+shift one small step towards the target) and *point tracking* (find where the handle went). It changes two
+things over DragGAN / DragDiffusion:
+
+1. **Discriminative point tracking.** Instead of looking for the nearest feature to the original handle, a small
+   tracking model, fitted to the first image, scores every candidate position; the highest score is the new
+   handle and its value is the **confidence** shown per handle while dragging.
+2. **Confidence-based latent enhancement.** While the confidence stays above **tau**, the handle's current features
+   supervise the next step; when it falls below tau the **template** (the original handle's features) is used
+   instead, so the content keeps its look. The status marks such steps "(template)".
+
+The distance shown per handle is the tracker's estimate of where the handle is, which is what the drag
+optimises; judge the picture itself. **Compare** runs StableDrag and the baseline (DragGAN on the GAN tab) from
+the same image and points, side by side.
+"""
+
+#: Caption above the before/after slider.
+SLIDER_CAPTION = '<div class="sd-caption"><span>◀ before</span><span>after ▶</span></div>'
+
 
 CSS = """
 #diff_status textarea, #gan_status textarea { font-size: 0.95em; }
 .sd-small-buttons button { min-width: 0; }
 .sd-progress { display: flex; flex-direction: column; gap: 4px; font-size: 0.9em; }
 .sd-progress progress { width: 100%; height: 12px; accent-color: #6366f1; }
+.sd-caption { display: flex; justify-content: space-between; font-size: 0.85em; opacity: 0.8; padding: 0 8px; }
+.sd-step { margin: 0 0 2px 2px; font-size: 0.95em; }
 """
 
 
@@ -62,7 +90,33 @@ class CancelTokens:
 
     def __init__(self) -> None:
         self._tokens: dict[tuple[str, str], CancelToken] = {}
+        self._busy: dict[tuple[str, str], float] = {}  # key -> time.monotonic() when armed
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(request: Optional[gr.Request], tab: str) -> tuple[str, str]:
+        return getattr(request, "session_hash", None) or "anonymous", tab
+
+    #: A mark older than this is forgotten (a drag that never started, e.g. refused by a full queue).
+    BUSY_TTL_S = 3600.0
+
+    def set_busy(self, request: Optional[gr.Request], tab: str, busy: bool) -> None:
+        """Mark a drag of `request`'s session on `tab` as queued or running (True) or over (False)."""
+        import time
+
+        with self._lock:
+            if busy:
+                self._busy[self._key(request, tab)] = time.monotonic()
+            else:
+                self._busy.pop(self._key(request, tab), None)
+
+    def busy(self, request: Optional[gr.Request], tab: str) -> bool:
+        """True while a drag of that session and tab is queued or running."""
+        import time
+
+        with self._lock:
+            since = self._busy.get(self._key(request, tab))
+            return since is not None and time.monotonic() - since < self.BUSY_TTL_S
 
     def get(self, request: Optional[gr.Request], tab: str) -> CancelToken:
         """The token of `request`'s session for `tab` (created on first use)."""
@@ -97,7 +151,7 @@ class Outputs:
 
     def values(self, view: View) -> list[Any]:
         """Output values for `view` (KEEP -> gr.skip())."""
-        out = [gr.skip() if getattr(view, n) is KEEP else getattr(view, n) for n in self.names]
+        out = [gr.skip() if getattr(view, n) is KEEP else _output(n, getattr(view, n)) for n in self.names]
         out += [view.settings.get(n, gr.skip()) for n in self.settings_names]
         return out
 
@@ -110,6 +164,13 @@ class Outputs:
         if "progress" in self.names:
             out[self.names.index("progress")] = ""
         return out
+
+
+def _output(name: str, value: Any) -> Any:
+    """A View field's value for Gradio: the download button is clickable only while it has a file."""
+    if name == "download":
+        return gr.update(value=value, interactive=value is not None)
+    return value
 
 
 def _call(outputs: Outputs, fn: Callable[..., View], *args: Any) -> list[Any]:
@@ -157,12 +218,27 @@ def _status_markdown(engines: Engines, what: str, model: Optional[str]) -> str:
     return f"**Device:** {engines.device_text()} · **{what} model:** {model or 'none available'}"
 
 
+def _gallery_items(examples: list) -> list:
+    return [(Image.open(e.path).convert("RGB"), e.name) for e in examples]
+
+
 # -- StableDrag-Diff --------------------------------------------------------------------------------------
+
+
+def _point_tools(prefix: str) -> tuple[Any, Any, Any, Any]:
+    """The row under a point canvas: undo, clear, and delete pair k. Returns (undo, clear, number, delete)."""
+    with gr.Row(elem_classes="sd-small-buttons"):
+        undo_btn = gr.Button("Undo last point", size="sm", elem_id=f"{prefix}_undo")
+        clear_btn = gr.Button("Clear points", size="sm", elem_id=f"{prefix}_clear")
+        pair_no = gr.Number(value=1, precision=0, minimum=1, label="Pair", show_label=False, min_width=60,
+                            elem_id=f"{prefix}_pair_number")
+        delete_btn = gr.Button("Delete this pair", size="sm", elem_id=f"{prefix}_delete_pair")
+    return undo_btn, clear_btn, pair_no, delete_btn
 
 
 def _wire_point_editing(prefix: str, out: Outputs, st: Callable[[Any], Any], state: Any, canvas: Any,
                         undo_btn: Any, clear_btn: Any, points_btn: Any, points_text: Any, region_btn: Any,
-                        editor: Any) -> None:
+                        editor: Any, pair_no: Any = None, delete_btn: Any = None) -> None:
     """Wire the point/region editing events that both tabs share (click, undo, clear, points as text,
     region refresh, also on every editor change) to the shared view functions; API names are `<prefix>_undo`, `<prefix>_clear`, ..."""
 
@@ -181,19 +257,36 @@ def _wire_point_editing(prefix: str, out: Outputs, st: Callable[[Any], Any], sta
     def on_region(s, region):
         return _call(out, refresh_region, st(s), region)
 
+    def on_region_change(s, region):
+        return _call(out, refresh_region, st(s), region, True)
+
+    def on_delete(s, number):
+        return _call(out, delete_pair, st(s), number)
+
+    if delete_btn is not None:
+        delete_btn.click(on_delete, [state, pair_no], out.all, api_name=f"{prefix}_delete_pair", show_progress="hidden")
+
     canvas.select(on_click, [state], out.all, api_visibility="undocumented", show_progress="hidden")
     undo_btn.click(on_undo, [state], out.all, api_name=f"{prefix}_undo", show_progress="hidden")
     clear_btn.click(on_clear, [state], out.all, api_name=f"{prefix}_clear", show_progress="hidden")
     points_btn.click(on_points, [state, points_text], out.all, api_name=f"{prefix}_points", show_progress="hidden")
     region_btn.click(on_region, [state, editor], out.all, api_name=f"{prefix}_region", show_progress="hidden")
-    editor.change(on_region, [state, editor], out.all, api_visibility="undocumented", trigger_mode="always_last",
+    editor.change(on_region_change, [state, editor], out.all, api_visibility="undocumented", trigger_mode="always_last",
                   show_progress="hidden")
 
 
 def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -> None:
     """The StableDrag-Diff tab (call inside a `gr.Blocks`)."""
     menu = [c.label for c in engines.diffusion_menu]
-    examples = list_examples()
+    all_examples = list_examples()
+
+    def shown_examples(label: Optional[str]) -> list:
+        return examples_for_model(all_examples, toy_model=label == TOY_SD_LABEL)
+
+    def examples_note(label: Optional[str]) -> str:
+        return f"ℹ️ {PHOTO_NOTE}" if label == TOY_SD_LABEL else ""
+
+    examples = shown_examples(menu[0] if menu else None)
     d = dh.DiffSettings.defaults_for(engines.device.type, toy_model=bool(menu) and menu[0] == TOY_SD_LABEL)
     state = gr.State(None)
     status_md = gr.Markdown(_status_markdown(engines, "Diffusion", menu[0] if menu else None), elem_id="diff_info")
@@ -201,21 +294,23 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
         with gr.Column(scale=1):
             upload = gr.File(label="1. Upload an image (PNG, JPEG, WebP)", file_types=["image"], type="binary",
                              height=150, elem_id="diff_upload")
-            gallery = gr.Gallery(value=[(Image.open(e.path).convert("RGB"), e.name) for e in examples],
-                                 label="…or pick an example", columns=5, height=130, allow_preview=False,
+            gr.Markdown("…or pick an example", elem_classes="sd-step")
+            gallery = gr.Gallery(value=_gallery_items(examples), label="Examples", show_label=False, buttons=[],
+                                 columns=max(3, len(examples)), height=130, allow_preview=False,
                                  object_fit="cover", elem_id="diff_examples", visible=bool(examples))
+            photo_note = gr.Markdown(examples_note(menu[0] if menu else None), elem_id="diff_examples_note")
         with gr.Column(scale=1):
-            editor = gr.ImageEditor(label="2. Paint the region that may change (optional)", type="numpy",
-                                    image_mode="RGBA", sources=(), transforms=(), layers=False, height=420,
+            gr.Markdown("**2. Paint the region that may change** (optional)", elem_classes="sd-step")
+            editor = gr.ImageEditor(label="2. Paint the region that may change (optional)", show_label=False,
+                                    type="numpy",
+                                    image_mode="RGBA", sources=(), transforms=(), layers=False, height=420, canvas_size=EDITOR_MIN_CANVAS,
                                     brush=gr.Brush(default_size=24, colors=["#ff00b4"], color_mode="fixed"),
                                     eraser=gr.Eraser(default_size=24), elem_id="diff_editor")
-            region_btn = gr.Button("Show painted region on the points image", size="sm")
+            region_btn = gr.Button("Show painted region on the points image", size="sm", elem_id="diff_region")
         with gr.Column(scale=1):
             canvas = gr.Image(label="3. Click a handle, then its target", type="numpy", format="png",
                               interactive=False, height=420, elem_id="diff_canvas")
-            with gr.Row(elem_classes="sd-small-buttons"):
-                undo_btn = gr.Button("Undo last point", size="sm")
-                clear_btn = gr.Button("Clear points", size="sm")
+            undo_btn, clear_btn, pair_no, delete_btn = _point_tools("diff")
             with gr.Accordion("Points as text", open=False, elem_id="diff_points_panel"):
                 points_text = gr.Textbox(label="handle x,y : target x,y (image pixels), pairs separated by spaces",
                                          placeholder="40,60:70,60", elem_id="diff_points")
@@ -230,9 +325,8 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
                 if engines.device.type != "cuda":
                     gr.Markdown(f"No GPU: lighter defaults ({d.lora_steps} LoRA, {d.ddim_steps} DDIM and "
                                 f"{d.drag_steps} drag steps; DragDiffusion uses 80, 50 and 80).")
-                if d.drag_lr != dh.DiffSettings.drag_lr:
-                    gr.Markdown(f"Drag lr {d.drag_lr:g} and stop distance {d.stop_distance:g} suit the bundled "
-                                "128 px toy model; for SD 1.5 use DragDiffusion's 0.01 and 2.")
+                gr.Markdown("Drag lr and stop distance follow the chosen model: the bundled toy model's own "
+                            "values, DragDiffusion's 0.01 and 2 for SD 1.5 and other models.")
                 with gr.Row():
                     lora_steps = gr.Slider(0, 300, value=d.lora_steps, step=1, label="LoRA steps")
                     lora_lr = gr.Number(value=d.lora_lr, label="LoRA learning rate")
@@ -261,15 +355,18 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
             status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="diff_status",
                                 value="Upload an image or pick an example.")
         with gr.Column(scale=2):
+            gr.HTML(SLIDER_CAPTION)
             result = gr.ImageSlider(label="Before / after (live preview while dragging)", format="png",
                                     elem_id="diff_result", max_height=520)
             with gr.Row():
-                download = gr.DownloadButton("Download result (PNG)", value=None, elem_id="diff_download")
+                download = gr.DownloadButton("Download result (PNG)", value=None, interactive=False,
+                                             elem_id="diff_download")
                 animation = gr.Image(label="Drag animation (GIF)", interactive=False, height=180,
                                      elem_id="diff_animation")
-    with gr.Accordion("Session: export / import (image, points, region, settings)", open=False):
+    with gr.Accordion("Session: export / import (image, points, region, settings)", open=False,
+                      elem_id="diff_session_panel"):
         with gr.Row():
-            export_btn = gr.Button("Export session")
+            export_btn = gr.Button("Export session", elem_id="diff_export")
             session_file = gr.File(label="Exported session", interactive=False, elem_id="diff_session_file")
             import_file = gr.File(label="Import a session (.zip)", file_types=[".zip"], type="binary",
                                   elem_id="diff_session_import")
@@ -294,8 +391,8 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
     def on_upload(s, image):
         return _call(out, dh.new_image, st(s), image, "the uploaded image", max_side)
 
-    def on_example(s, evt: gr.SelectData):
-        return _call(out, dh.choose_example, st(s), examples[evt.index], max_side)
+    def on_example(s, model_label, evt: gr.SelectData):
+        return _call(out, dh.choose_example, st(s), shown_examples(model_label)[evt.index], max_side)
 
     def arm(request: gr.Request):
         tokens.get(request, "diff").reset()
@@ -332,11 +429,16 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
         return _call(out, dh.import_session, st(s), session_zip, max_side)
 
     def on_model(label):
-        return _status_markdown(engines, "Diffusion", label)
+        shown = shown_examples(label)
+        follow = dh.settings_for_model(engines.device.type, toy_model=label == TOY_SD_LABEL)
+        return (_status_markdown(engines, "Diffusion", label),
+                gr.update(value=_gallery_items(shown), columns=max(3, len(shown)), visible=bool(shown)),
+                examples_note(label), follow["drag_lr"], follow["stop_distance"])
 
     upload.upload(on_upload, [state, upload], out.all, api_name="diff_load_image", show_progress_on=[status])
-    gallery.select(on_example, [state], out.all, api_visibility="undocumented", show_progress="hidden")
-    _wire_point_editing("diff", out, st, state, canvas, undo_btn, clear_btn, points_btn, points_text, region_btn, editor)
+    gallery.select(on_example, [state, model], out.all, api_visibility="undocumented", show_progress="hidden")
+    _wire_point_editing("diff", out, st, state, canvas, undo_btn, clear_btn, points_btn, points_text, region_btn, editor,
+                        pair_no, delete_btn)
     run_event = run_btn.click(arm, None, None, queue=False, api_visibility="private").then(
         on_run, [state, editor, model, prompt, *settings.values()], out.all, api_name="diff_run",
         concurrency_id=GPU_QUEUE, concurrency_limit=1, show_progress="full", show_progress_on=[status])
@@ -345,7 +447,8 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
     export_btn.click(on_export, [state, prompt, *settings.values()], out.all, api_name="diff_export",
                      show_progress_on=[status])
     import_file.upload(on_import, [state, import_file], out.all, api_name="diff_import", show_progress_on=[status])
-    model.change(on_model, [model], [status_md], api_visibility="private", show_progress="hidden")
+    model.change(on_model, [model], [status_md, gallery, photo_note, drag_lr, stop_distance], api_visibility="private",
+                 show_progress="hidden")
 
 
 
@@ -364,10 +467,8 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
         with gr.Column(scale=3):
             canvas = gr.Image(label="Click a handle, then its target (live while dragging)", type="numpy",
                               format="png", interactive=False, height=520, elem_id="gan_canvas")
-            with gr.Row(elem_classes="sd-small-buttons"):
-                undo_btn = gr.Button("Undo last point", size="sm")
-                clear_btn = gr.Button("Clear points", size="sm")
-                reset_btn = gr.Button("Reset to the generated image", size="sm", elem_id="gan_reset")
+            undo_btn, clear_btn, pair_no, delete_btn = _point_tools("gan")
+            reset_btn = gr.Button("Reset to the generated image", size="sm", elem_id="gan_reset")
             with gr.Accordion("Points as text", open=False, elem_id="gan_points_panel"):
                 points_text = gr.Textbox(label="handle x,y : target x,y (image pixels), pairs separated by spaces",
                                          placeholder="40,60:70,60", elem_id="gan_points")
@@ -384,18 +485,20 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
             with gr.Row():
                 start_btn = gr.Button("Start", variant="primary", elem_id="gan_start")
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="gan_stop")
+            compare_btn = gr.Button("Compare: StableDrag vs DragGAN on these points", elem_id="gan_compare")
             progress = gr.HTML("", elem_id="gan_progress")
             status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="gan_status")
             method = gr.Radio(list(gh.METHODS), value="StableDrag", label="Method", elem_id="gan_method")
             with gr.Row():
                 latent_space = gr.Radio(list(gh.LATENT_SPACES), value=g.latent_space, label="Latent space")
                 step_size = gr.Number(value=g.step_size, label="Step size (learning rate)")
-            with gr.Accordion("Flexible region (optional: paint what may change)", open=False):
-                editor = gr.ImageEditor(label="Flexible region", type="numpy", image_mode="RGBA", sources=(),
+            with gr.Accordion("Flexible region (optional: paint what may change)", open=False,
+                              elem_id="gan_region_panel"):
+                editor = gr.ImageEditor(label="Flexible region", type="numpy", image_mode="RGBA", sources=(), canvas_size=EDITOR_MIN_CANVAS,
                                         transforms=(), layers=False, height=380,
                                         brush=gr.Brush(default_size=24, colors=["#ff00b4"], color_mode="fixed"),
                                         eraser=gr.Eraser(default_size=24), elem_id="gan_editor")
-                region_btn = gr.Button("Show painted region on the image", size="sm")
+                region_btn = gr.Button("Show painted region on the image", size="sm", elem_id="gan_region")
             with gr.Accordion("Advanced settings", open=False):
                 with gr.Row():
                     max_steps = gr.Slider(1, 1000, value=g.max_steps, step=1, label="Steps per Start (at most)")
@@ -410,11 +513,20 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
         result = gr.Image(label="Current image", type="numpy", format="png", interactive=False, height=300,
                           elem_id="gan_result")
         with gr.Column():
-            download = gr.DownloadButton("Download image (PNG)", value=None, elem_id="gan_download")
+            download = gr.DownloadButton("Download image (PNG)", value=None, interactive=False,
+                                         elem_id="gan_download")
             animation = gr.Image(label="Drag animation (GIF)", interactive=False, height=220, elem_id="gan_animation")
-    with gr.Accordion("Session: export / import (model, seed, latent, points, region, settings)", open=False):
+    with gr.Accordion("Comparison: StableDrag vs DragGAN from the same image and points", open=True,
+                      elem_id="gan_compare_panel"):
+        with gr.Row(equal_height=False):
+            compare_img = gr.Image(label="Comparison (each method's handle trajectory drawn)", type="numpy",
+                                   format="png", interactive=False, height=300, elem_id="gan_compare_image")
+            compare_table = gr.Markdown("Press **Compare** to run both methods on the current points.",
+                                        elem_id="gan_compare_table")
+    with gr.Accordion("Session: export / import (model, seed, latent, points, region, settings)", open=False,
+                      elem_id="gan_session_panel"):
         with gr.Row():
-            export_btn = gr.Button("Export session")
+            export_btn = gr.Button("Export session", elem_id="gan_export")
             session_file = gr.File(label="Exported session", interactive=False, elem_id="gan_session_file")
             import_file = gr.File(label="Import a session (.zip)", file_types=[".zip"], type="binary",
                                   elem_id="gan_session_import")
@@ -427,7 +539,7 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
     setting_names = list(settings)
     out = Outputs({"state": state, "canvas": canvas, "editor": editor, "result": result, "points_text": points_text,
                    "status": status, "progress": progress, "download": download, "animation": animation,
-                   "session_file": session_file,
+                   "session_file": session_file, "compare": compare_img, "compare_table": compare_table,
                    "seed": seed, "model": model}, settings)
 
     def st(s: Optional[GanState]) -> GanState:
@@ -445,9 +557,14 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
 
     def arm(request: gr.Request):
         tokens.get(request, "gan").reset()
+        tokens.set_busy(request, "gan", True)
 
     def stop(request: gr.Request):
         tokens.get(request, "gan").cancel()
+
+    def not_while_dragging(request: gr.Request):
+        if tokens.busy(request, "gan"):
+            raise gr.Error("A drag is running: press Stop (or wait for it to finish), then Generate.")
 
     @gpu(duration=ZERO_GPU_DURATION)
     @_signed(["s", "region", "model", *setting_names], request=True, progress=True)
@@ -463,6 +580,23 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
             yield from _stream(out, drag)
         finally:
             token.reset()
+            tokens.set_busy(request, "gan", False)
+
+    @gpu(duration=ZERO_GPU_DURATION)
+    @_signed(["s", "region", "model", *setting_names], request=True, progress=True)
+    def on_compare(*args):
+        s, ed, label, *values, request, progress = args
+        token = tokens.get(request, "gan")
+
+        def compare():
+            settings_ = gh.GanSettings.from_values(_settings_dict(setting_names, values))
+            return gh.run_compare(st(s), ed, settings_, engines.generator(label), cancel=token, progress=progress)
+
+        try:
+            yield from _stream(out, compare)
+        finally:
+            token.reset()
+            tokens.set_busy(request, "gan", False)
 
     @_signed(["s", *setting_names])
     def on_export(*args):
@@ -483,18 +617,24 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
             return values
         return on_generate(s, model, seed, psi)
 
-    gen_btn.click(on_generate, [state, model, seed, psi], out.all, api_name="gan_generate",
-                  concurrency_id=GPU_QUEUE, concurrency_limit=1, show_progress_on=[status])
-    rand_btn.click(on_random, None, [seed], api_visibility="private").then(
+    gen_btn.click(not_while_dragging, None, None, queue=False, api_visibility="private").success(
+        on_generate, [state, model, seed, psi], out.all, api_name="gan_generate",
+        concurrency_id=GPU_QUEUE, concurrency_limit=1, show_progress_on=[status])
+    rand_btn.click(not_while_dragging, None, None, queue=False, api_visibility="private").success(
+        on_random, None, [seed], api_visibility="private").then(
         on_generate, [state, model, seed, psi], out.all, concurrency_id=GPU_QUEUE, concurrency_limit=1,
         api_visibility="private", show_progress_on=[status])
-    _wire_point_editing("gan", out, st, state, canvas, undo_btn, clear_btn, points_btn, points_text, region_btn, editor)
+    _wire_point_editing("gan", out, st, state, canvas, undo_btn, clear_btn, points_btn, points_text, region_btn, editor,
+                        pair_no, delete_btn)
     reset_btn.click(on_reset, [state], out.all, api_name="gan_reset", show_progress="hidden")
     start_event = start_btn.click(arm, None, None, queue=False, api_visibility="private").then(
         on_start, [state, editor, model, *settings.values()], out.all, api_name="gan_start",
         concurrency_id=GPU_QUEUE, concurrency_limit=1, show_progress="full", show_progress_on=[status])
+    compare_event = compare_btn.click(arm, None, None, queue=False, api_visibility="private").then(
+        on_compare, [state, editor, model, *settings.values()], out.all, api_name="gan_compare",
+        concurrency_id=GPU_QUEUE, concurrency_limit=1, show_progress="full", show_progress_on=[status])
     stop_btn.click(stop, None, None, queue=False, api_name="gan_stop",
-                   cancels=[start_event] if on_zero_gpu() else None)
+                   cancels=[start_event, compare_event] if on_zero_gpu() else None)
     export_btn.click(on_export, [state, *settings.values()], out.all, api_name="gan_export", show_progress_on=[status])
     import_file.upload(on_import, [state, import_file], out.all, api_name="gan_import",
                        concurrency_id=GPU_QUEUE, concurrency_limit=1, show_progress_on=[status])
@@ -514,6 +654,8 @@ def build_demo(options: AppOptions, engines: Optional[Engines] = None) -> gr.Blo
     tokens = CancelTokens()
     with gr.Blocks(title="StableDrag Studio") as demo:
         gr.Markdown(INTRO)
+        with gr.Accordion("How it works", open=False, elem_id="how_it_works"):
+            gr.Markdown(HOW_IT_WORKS)
         with gr.Tabs():
             with gr.Tab("StableDrag-Diff", id="diff", elem_id="tab_diff"):
                 build_diff_tab(engines, options, tokens)

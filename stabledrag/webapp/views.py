@@ -45,6 +45,7 @@ class View:
     points_text / status: texts. progress: HTML of the per-phase progress bar ("" hides it).
     download / animation / session_file: file paths or None.
     prompt / seed / model: values for those inputs. settings: `{name: value}` for settings inputs.
+    compare / compare_table: GAN tab's side-by-side comparison image and its Markdown numbers.
     """
 
     state: Any = KEEP
@@ -60,6 +61,8 @@ class View:
     prompt: Any = KEEP
     seed: Any = KEEP
     model: Any = KEEP
+    compare: Any = KEEP
+    compare_table: Any = KEEP
     settings: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
@@ -78,19 +81,39 @@ def canvas_for(state: Any, handles: Optional[Sequence[Sequence[float]]] = None,
     return drawing.draw_points(img, state.clicks, state.scale, mask=state.mask, handles=handles)
 
 
-def points_view(state: Any, status: str) -> View:
-    """The View after the clicks changed: canvas, points text and a status line."""
+def points_view(state: Any, status: Optional[str] = None) -> View:
+    """The View after the clicks changed: canvas, points text and a status line (default: what to
+    do next, see `click_status`)."""
+    if status is None:
+        status = click_status(state.clicks, getattr(state, "RUN_BUTTON", "Run"), state.mask)
     return View(state=state, canvas=canvas_for(state), points_text=clicks_to_text(state.clicks), status=status)
 
 
-def click_status(clicks: Sequence) -> str:
-    """What to do next, given the clicks so far."""
+def click_status(clicks: Sequence, run_button: str = "Run", mask: Optional[np.ndarray] = None) -> str:
+    """What to do next, given the clicks so far (`run_button`: the tab's button that starts a drag).
+    With a painted region `mask` (`H x W` bool), a handle outside it is warned about at once."""
     n = len(clicks)
     if n == 0:
         return "Click a handle (red) on the image, then where it should go (blue)."
+    warning = handles_outside_region(clicks, mask)
     if n % 2 == 1:
-        return f"Handle {n // 2 + 1} placed at {tuple(clicks[-1])}: now click its target."
-    return f"{n // 2} drag pair(s) ready. Add more, or press Run."
+        return f"Handle {n // 2 + 1} placed at {tuple(clicks[-1])}: now click its target." + warning
+    hint = "" if mask is not None else " No region painted: the rest of the image may move too."
+    return f"{n // 2} drag pair(s) ready. Add more, or press {run_button}." + (warning or hint)
+
+
+def handles_outside_region(clicks: Sequence, mask: Optional[np.ndarray]) -> str:
+    """" Warning: handle k ... is outside the painted region ..." (with a leading space) or ""."""
+    if mask is None:
+        return ""
+    out = [n // 2 + 1 for n in range(0, len(clicks), 2)
+           if 0 <= int(clicks[n][1]) < mask.shape[0] and 0 <= int(clicks[n][0]) < mask.shape[1]
+           and not mask[int(clicks[n][1]), int(clicks[n][0])]]
+    if not out:
+        return ""
+    which = ", ".join(map(str, out))
+    return (f" Warning: handle {which} is outside the painted region and cannot move; paint over it "
+            "or clear the painting.")
 
 
 def add_point(state: Any, where: Any) -> View:
@@ -103,7 +126,7 @@ def add_point(state: Any, where: Any) -> View:
         raise UserError("That click did not land on the image; click inside the picture.")
     xy = drawing.canvas_to_image(index, state.scale, size)
     state.clicks = add_click(state.clicks, xy, size)
-    return points_view(state, click_status(state.clicks))
+    return points_view(state)
 
 
 def undo_point(state: Any) -> View:
@@ -112,33 +135,59 @@ def undo_point(state: Any) -> View:
     if not state.clicks:
         raise UserError("There is no point to undo.")
     state.clicks = undo_click(state.clicks)
-    return points_view(state, click_status(state.clicks))
+    return points_view(state)
 
 
 def clear_points(state: Any) -> View:
     """Remove every point."""
     require_image(state.image, state.NO_IMAGE)
     state.clicks = []
-    return points_view(state, click_status(state.clicks))
+    return points_view(state)
 
 
 def set_points_text(state: Any, text: str) -> View:
     """Replace the points by `"hx,hy:tx,ty ..."` (image px)."""
     img = require_image(state.image, state.NO_IMAGE)
     state.clicks = clicks_from_text(text, (img.shape[1], img.shape[0]))
-    return points_view(state, click_status(state.clicks))
+    return points_view(state)
 
 
-def refresh_region(state: Any, editor_value: Any) -> View:
-    """Read the painted region from the editor and show it on the canvas."""
+def delete_pair(state: Any, number: Any) -> View:
+    """Remove drag pair `number` (1-based, as drawn on the markers); the others keep their order."""
+    require_image(state.image, state.NO_IMAGE)
+    pairs = (len(state.clicks) + 1) // 2
+    try:
+        k = int(number)
+    except (TypeError, ValueError):
+        raise UserError("Give the number of the pair to delete (the number on its markers).") from None
+    if not 1 <= k <= pairs:
+        raise UserError(f"There is no pair {k}: the image has {pairs} pair(s)." if pairs else
+                        "There are no points to delete.")
+    state.clicks = list(state.clicks[: 2 * (k - 1)]) + list(state.clicks[2 * k:])
+    return points_view(state)
+
+
+def refresh_region(state: Any, editor_value: Any, quiet_if_same: bool = False) -> View:
+    """Read the painted region from the editor and show it on the canvas.
+
+    quiet_if_same: the editor's own change event, which also fires when the app has just set the
+    editor (an image or a restored session): an unchanged region then changes nothing on the page.
+    The "Show painted region" button always says what it read.
+    """
     img = require_image(state.image, state.NO_IMAGE)
     mask = mask_from_editor(editor_value, (img.shape[1], img.shape[0]))
-    if _same_mask(mask, state.mask):
-        return View(state=state)  # e.g. the editor echoing an image the app just set
+    if quiet_if_same and _same_mask(mask, state.mask):
+        return View(state=state)
     state.mask = mask
-    msg = ("No region painted: the whole image may change." if mask is None else
-           f"Editable region: {int(mask.sum())} of {mask.size} pixels (the dimmed area stays fixed).")
-    return View(state=state, canvas=canvas_for(state), status=msg)
+    return View(state=state, canvas=canvas_for(state),
+                status=region_status(mask) + handles_outside_region(state.clicks, mask))
+
+
+def region_status(mask: Optional[np.ndarray]) -> str:
+    """One line describing the editable region (`H x W` bool or None)."""
+    if mask is None:
+        return "No region painted: the whole image may change (paint a region to keep the rest fixed)."
+    return f"Editable region: {int(mask.sum())} of {mask.size} pixels (the dimmed area stays fixed)."
 
 
 def _same_mask(a: Optional[np.ndarray], b: Optional[np.ndarray]) -> bool:
@@ -156,6 +205,50 @@ def check_handles_in_region(clicks: Sequence, mask: Optional[np.ndarray]) -> Non
         if not mask[int(y), int(x)]:
             raise UserError(f"Handle {n // 2 + 1} at ({x}, {y}) is outside the painted region, so it could not "
                             "move: paint over it too, or clear the painting to let the whole image change.")
+
+
+STATUS_WORDS = {
+    "reached": "Reached the targets (by the tracker's estimate)",
+    "max_steps": "Ran out of steps",
+    "cancelled": "Stopped",
+    "diverged": "Stopped: the optimisation diverged; the last good image is kept",
+    "running": "Paused",
+}
+
+
+def status_words(status: str) -> str:
+    """A drag's status key ("reached", "max_steps", ...) in words (never the internal name)."""
+    return STATUS_WORDS.get(status, "Finished")
+
+
+def handle_lines(handles: Sequence[Sequence[float]], targets: Sequence[Sequence[float]],
+                 confidence: Optional[Sequence[float]] = None,
+                 template_used: Optional[Sequence[bool]] = None) -> str:
+    """Per handle: its distance to the target as the tracker estimates it (image px), the tracker's
+    confidence (StableDrag's discriminative tracker: the peak score in [0, 1]) and whether the
+    template supervised the step (confidence below tau). E.g. "#1 4.2 px, confidence 0.91"."""
+    parts = []
+    for n, (h, t) in enumerate(zip(handles, targets)):
+        d = float(np.hypot(float(h[0]) - float(t[0]), float(h[1]) - float(t[1])))
+        text = f"#{n + 1} {d:.1f} px"
+        if confidence is not None and n < len(confidence):
+            text += f", confidence {float(confidence[n]):.2f}"
+        if template_used is not None and n < len(template_used) and template_used[n]:
+            text += " (template)"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def time_text(elapsed_s: float, step: int, total: Optional[int]) -> str:
+    """"12 s, about 30 s left" from the elapsed time and the steps done of `total`."""
+    text = f"{elapsed_s:.0f} s"
+    if total and 0 < step < total:
+        text += f", about {elapsed_s / step * (total - step):.0f} s left at most"
+    return text
+
+
+DISTANCE_NOTE = ("Distances are the tracker's estimate of where each handle now is (what the drag optimises), "
+                 "not a measurement of the picture: check the result.")
 
 
 def progress_html(label: str, step: int, total: Optional[int]) -> str:
