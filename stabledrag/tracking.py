@@ -37,6 +37,8 @@ SECTORS = 8
 # How much more template-like than the handle's own fall-off a position must be to count as a
 # look-alike (cosine units).
 LOOKALIKE_EXCESS = 0.3
+# Similarity (cosine) that joins a position to the handle's own extent (see _ridge_from_centre).
+RIDGE_COSINE = 0.95
 
 
 class Tracker(Protocol):
@@ -253,6 +255,9 @@ class DiscriminativeTracker:
             prof[:, k] = torch.nan_to_num(vals.nanmedian(dim=1).values, nan=1.0)
         expected = prof[:, ring]  # N x M
         mined = (valid > 0) & (r > 1.0)[None] & (cos > 0.5) & (cos > expected + LOOKALIKE_EXCESS)
+        # A look-alike is a separate place: positions joined to the handle by a ridge of high
+        # similarity (an edge or a band the handle lies on) are the handle's own extent, not a twin.
+        mined = mined & ~_ridge_from_centre(cos > RIDGE_COSINE, valid > 0)
         return width, mined
 
     # -- tracking ----------------------------------------------------------------------------
@@ -307,6 +312,23 @@ class DiscriminativeTracker:
         eps = MARGIN_SOFTENING
         conf = resp[ar, idx].clamp(0, 1) * ((margin + eps) / (self.margin0 + eps)).clamp(0, 1)
         return best, conf
+
+
+def _ridge_from_centre(high: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """`N x M` bool: the positions of the square row-major lattice (`M = side^2`, handle at the
+    centre) that `high` connects to the centre through 8-neighbours that are all `high`."""
+    n, m = high.shape
+    side = int(round(math.sqrt(m)))
+    grid = (high & valid).view(n, 1, side, side).float()
+    reach = torch.zeros_like(grid)
+    reach[:, :, side // 2, side // 2] = 1.0
+    for _ in range(side):  # grow until stable (at most one lattice side)
+        grown = torch.nn.functional.max_pool2d(reach, 3, stride=1, padding=1) * grid
+        grown[:, :, side // 2, side // 2] = 1.0
+        if torch.equal(grown, reach):
+            break
+        reach = grown
+    return reach.view(n, m) > 0
 
 
 def make_tracker(config: DragConfig) -> Tracker:
