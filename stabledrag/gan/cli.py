@@ -37,23 +37,14 @@ def _save_png(img: np.ndarray, out: str) -> Path:
 
 
 def load_mask(path: Optional[str], size: tuple[int, int]) -> Optional[np.ndarray]:
-    """Read an editable-region PNG (white / non-zero = editable) as an `H x W` bool array at
-    `size = (W, H)`; resized with nearest-neighbour when its size differs. None -> None."""
+    """Read an editable-region image (`stabledrag.imageio.read_mask`: white / painted = editable) as
+    an `H x W` bool array at `size = (W, H)` (nearest-neighbour resize). None -> None. UserError
+    when unreadable or when it marks nothing."""
     if not path:
         return None
-    from PIL import Image
+    from ..imageio import read_mask
 
-    try:
-        im = Image.open(path).convert("L")
-    except (OSError, ValueError) as e:
-        raise UserError(f"Could not read the mask {path}: {e}") from e
-    if im.size != tuple(size):
-        log.warning("mask %s is %dx%d, resizing to %dx%d", path, *im.size, *size)
-        im = im.resize(tuple(size), Image.NEAREST)
-    mask = np.asarray(im) > 0
-    if not mask.any():
-        raise UserError(f"The mask {path} marks nothing as editable (it has no white pixels).")
-    return mask
+    return read_mask(path, tuple(size), require_some=True)
 
 
 def _editor(args: argparse.Namespace):

@@ -18,13 +18,12 @@ import threading
 from typing import Any, Callable, Iterator, Optional
 
 import gradio as gr
-from PIL import Image
 
 from ..progress import CancelToken
 from . import diff_handlers as dh
 from . import gan_handlers as gh
 from .args import AppOptions
-from .examples import list_examples
+from .examples import list_examples, load_example
 from .messages import user_message
 from .models import NO_GAN_MESSAGE, TOY_SD_LABEL, Engines
 from .spaces_compat import gpu, on_zero_gpu
@@ -200,7 +199,7 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
         with gr.Column(scale=1):
             upload = gr.File(label="1. Upload an image (PNG, JPEG, WebP)", file_types=["image"], type="binary",
                              height=150, elem_id="diff_upload")
-            gallery = gr.Gallery(value=[(Image.open(e.path).convert("RGB"), e.name) for e in examples],
+            gallery = gr.Gallery(value=[(load_example(e), e.name) for e in examples],
                                  label="…or pick an example", columns=5, height=130, allow_preview=False,
                                  object_fit="cover", elem_id="diff_examples", visible=bool(examples))
         with gr.Column(scale=1):
