@@ -22,6 +22,7 @@ class Limits:
     """Upper (and a few lower) bounds on user input.
 
     max_pixels: decoded image width x height (images and masks). min_side: shortest side accepted.
+    max_editor_pixels: each image the region editor sends (background, brush layers, composite).
     max_file_bytes: one image or mask file as sent. max_session_bytes: a session zip as sent.
     max_inflated_bytes: one zip entry after decompression (counted while reading, not as declared).
     max_inflated_total: all entries of one session together, after decompression.
@@ -32,6 +33,7 @@ class Limits:
     """
 
     max_pixels: int = 40_000_000
+    max_editor_pixels: int = 16_000_000
     min_side: int = 16
     max_file_bytes: int = 25 * 2**20
     max_session_bytes: int = 40 * 2**20
@@ -42,7 +44,7 @@ class Limits:
     max_radius: float = 64.0
     max_prompt_chars: int = 1000
     max_steps: int = 2000
-    max_seed: int = 2**32 - 1
+    max_seed: int = 2**31 - 1
     max_lr: float = 1.0
 
 
@@ -56,33 +58,36 @@ def finite_number(value: Any, name: str, *, low: float | None = None, high: floa
     Accepts numbers and numeric strings; NaN, +-inf, booleans, text and out-of-range values raise
     UserError naming the setting `name` and the allowed range. Integers must be whole numbers.
     """
-    rng = _range_text(low, high)
+    rng = _range_text(low, high, integer)
+    kind = "a whole number" if integer else "a number"
     if isinstance(value, bool) or value is None:
-        raise UserError(f"{name} must be a number{rng}.")
+        raise UserError(f"{name} must be {kind}{rng}.")
     try:
-        x = float(value) if not isinstance(value, int) else value
+        x = value if isinstance(value, int) else float(value)
     except (TypeError, ValueError, OverflowError):
-        raise UserError(f"{name} must be a number{rng}, not {str(value)[:40]!r}.") from None
+        raise UserError(f"{name} must be {kind}{rng}, not {str(value)[:40]!r}.") from None
     if isinstance(x, float) and not math.isfinite(x):
         raise UserError(f"{name} must be a finite number{rng}, not {x}.")
-    if integer:
-        if isinstance(x, float):
-            if x != int(x):
-                raise UserError(f"{name} must be a whole number{rng}.")
-            x = int(x)
+    if integer and isinstance(x, float):
+        if x != int(x):
+            raise UserError(f"{name} must be a whole number{rng}, not {x:g}.")
+        x = int(x)
     if (low is not None and x < low) or (high is not None and x > high):
-        raise UserError(f"{name} must be{rng or ' in range'}; got {x:g}." if not integer
-                        else f"{name} must be{rng}; got {x}.")
+        got = str(x) if integer else f"{x:g}"
+        raise UserError(f"{name} must be {kind}{rng}; got {got}.")
     return x
 
 
-def _range_text(low: float | None, high: float | None) -> str:
+def _range_text(low: float | None, high: float | None, integer: bool = False) -> str:
+    def fmt(v: float) -> str:
+        return str(int(v)) if integer or float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
+
     if low is not None and high is not None:
-        return f" between {low:g} and {high:g}"
+        return f" between {fmt(low)} and {fmt(high)}"
     if low is not None:
-        return f" of at least {low:g}"
+        return f" of at least {fmt(low)}"
     if high is not None:
-        return f" of at most {high:g}"
+        return f" of at most {fmt(high)}"
     return ""
 
 
@@ -106,21 +111,33 @@ def check_point_count(n_pairs: int, limits: Limits = LIMITS) -> None:
         raise UserError(f"Too many drag pairs ({n_pairs}); use at most {limits.max_points}.")
 
 
+#: Ranges of the numeric fields of the engine configs (DragConfig, IdentityLoraConfig,
+#: InversionConfig, DiffusionEditConfig), by field name; every other number only has to be finite.
+def config_bounds(limits: Limits = LIMITS) -> dict[str, tuple[float, float]]:
+    """field name -> (low, high) for `check_drag_config`."""
+    return {"r_m": (0, limits.max_radius), "r_p": (0, limits.max_radius), "max_steps": (0, limits.max_steps),
+            "steps": (0, limits.max_steps), "num_steps": (1, limits.max_steps), "tau": (0, 1),
+            "lr": (0, limits.max_lr), "stop_distance": (0, 1e4), "seed": (0, limits.max_seed),
+            "strength": (0.01, 1), "rank": (1, 256), "batch_size": (1, 64), "resolution": (64, 4096),
+            "train_points": (1, 1000), "train_radius": (0, 4 * limits.max_radius),
+            "supervise_min_distance": (0, 1e4), "lambda_mask": (0, 1e6)}
+
+
 def check_drag_config(cfg: Any, limits: Limits = LIMITS) -> None:
-    """Check the numeric fields of a `DragConfig`-like object: all finite, radii and steps and
-    learning rate within the limits, tau in [0, 1]. UserError naming the first bad field."""
+    """Check every number in an engine config dataclass (nested ones too): finite, whole where the
+    field is an int, and within `config_bounds`. UserError naming the first bad field, so a CLI
+    `--set tau=nan` or `--set r_p=1e9` fails before any model work starts."""
     import dataclasses
 
+    bounds = config_bounds(limits)
     for f in dataclasses.fields(cfg):
         v = getattr(cfg, f.name)
-        if dataclasses.is_dataclass(v):
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
             check_drag_config(v, limits)
-        elif isinstance(v, float) or (isinstance(v, int) and not isinstance(v, bool)):
-            finite_number(v, f.name)
-    bounds = {"r_m": (0, limits.max_radius), "r_p": (0, limits.max_radius), "max_steps": (0, limits.max_steps),
-              "steps": (0, limits.max_steps), "num_steps": (1, limits.max_steps), "tau": (0, 1),
-              "lr": (0, limits.max_lr), "stop_distance": (0, 1e4), "seed": (0, limits.max_seed)}
-    for name, (lo, hi) in bounds.items():
-        v = getattr(cfg, name, None)
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None:
-            finite_number(v, name, low=lo, high=hi)
+            continue
+        numeric_field = isinstance(f.default, (int, float)) and not isinstance(f.default, bool)
+        if isinstance(v, bool) or not (isinstance(v, (int, float)) or (numeric_field and isinstance(v, str))):
+            continue
+        low, high = bounds.get(f.name, (None, None))
+        integer = isinstance(f.default, int) and not isinstance(f.default, bool)
+        finite_number(v, f.name, low=low, high=high, integer=integer)

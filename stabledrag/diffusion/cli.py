@@ -79,10 +79,20 @@ def edit_command(args: argparse.Namespace) -> int:
     """Run the `edit --backend diffusion` sub-command; returns the exit code (0 on success)."""
     from .editor import DiffusionEditor
 
+    from ..limits import check_drag_config, check_point_count, check_prompt, check_seed
+
+    if args.seed is not None:
+        check_seed(args.seed, "--seed")
+    prompt = check_prompt(args.prompt)
     image = read_image(args.image)
     points = validate(parse_drags(args.drag), image.size)
+    check_point_count(len(points))
     mask = read_mask(args.mask, image.size)
     config = build_config(args)
+    try:
+        check_drag_config(config)
+    except UserError as e:
+        raise UserError(f"Bad setting: {e}") from None
     out_dir = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(out_dir):
         raise UserError(f"The output folder {out_dir!r} does not exist.")
@@ -92,7 +102,7 @@ def edit_command(args: argparse.Namespace) -> int:
                              loras=parse_lora_args(getattr(args, "lora", [])))
     bar = TerminalProgress(disable=bool(args.quiet))
     try:
-        result = editor.edit(image, points, mask=mask, prompt=args.prompt or "", config=config, progress=bar)
+        result = editor.edit(image, points, mask=mask, prompt=prompt, config=config, progress=bar)
     except Cancelled:
         raise KeyboardInterrupt from None
     finally:

@@ -55,11 +55,20 @@ def _editor(args: argparse.Namespace):
     return GanEditor(G)
 
 
+def _seed_and_psi(args: argparse.Namespace) -> tuple[int, float]:
+    """The checked `--seed` (default 0) and `--truncation` (default 0.7): UserError for NaN, inf,
+    negative or too large values, before any model is loaded."""
+    from ..limits import check_seed, finite_number
+
+    seed = check_seed(0 if args.seed is None else args.seed, "--seed")
+    psi = DEFAULT_TRUNCATION if args.truncation is None else args.truncation
+    return seed, float(finite_number(psi, "--truncation", low=0, high=1))
+
+
 def generate_command(args: argparse.Namespace) -> int:
     """Render `G(seed)` with truncation `args.truncation` (default 0.7) to `args.out` (PNG)."""
+    seed, psi = _seed_and_psi(args)
     editor = _editor(args)
-    psi = DEFAULT_TRUNCATION if args.truncation is None else float(args.truncation)
-    seed = 0 if args.seed is None else int(args.seed)
     img = editor.generate(seed, psi)
     path = _save_png(img, args.out)
     print(f"wrote {path} ({img.shape[1]}x{img.shape[0]}, seed {seed}, truncation {psi})")
@@ -72,11 +81,13 @@ def edit_command(args: argparse.Namespace) -> int:
     final distances). Exit code 0 when the drag ran (reached or out of steps), 1 if it diverged."""
     from ..cli import parse_overrides
 
+    from ..limits import check_drag_config, check_point_count
+
     points = parse_drags(args.drag)
+    check_point_count(len(points))
+    seed, psi = _seed_and_psi(args)
     overrides: dict[str, Any] = parse_overrides(args.set)
     editor = _editor(args)
-    psi = DEFAULT_TRUNCATION if args.truncation is None else float(args.truncation)
-    seed = 0 if args.seed is None else int(args.seed)
     editor.generate(seed, psi)
     validate(points, editor.image_size)
     mask = load_mask(args.mask, editor.image_size)
@@ -85,7 +96,11 @@ def edit_command(args: argparse.Namespace) -> int:
     try:
         config = editor.default_config(args.method, **overrides)
     except (TypeError, ValueError) as e:
-        raise UserError(f"Bad drag setting in --set: {e}") from e
+        raise UserError(f"Bad drag setting in --set: {e}") from None
+    try:
+        check_drag_config(config)
+    except UserError as e:
+        raise UserError(f"Bad drag setting in --set: {e}") from None
 
     progress = TerminalProgress(disable=bool(args.quiet))
     try:

@@ -17,6 +17,7 @@ from PIL import Image
 
 from ..errors import UserError
 from ..imageio import check_size
+from ..limits import LIMITS
 from ..points import from_clicks, scale_points, validate
 from ..progress import Cancelled, CancelToken, Progress
 from . import drawing
@@ -55,6 +56,22 @@ class DiffSettings(TabSettings):
     """
 
     METHOD_LABELS: ClassVar[dict[str, str]] = METHODS
+    BOUNDS: ClassVar[dict[str, tuple[float, float, bool, str]]] = {
+        "lora_steps": (0, LIMITS.max_steps, True, "LoRA steps"),
+        "lora_lr": (1e-8, LIMITS.max_lr, False, "The LoRA learning rate"),
+        "lora_rank": (1, 256, True, "The LoRA rank"),
+        "inversion_strength": (0.01, 1.0, False, "The inversion strength"),
+        "ddim_steps": (1, LIMITS.max_steps, True, "DDIM steps"),
+        "drag_steps": (1, LIMITS.max_steps, True, "Drag steps"),
+        "drag_lr": (1e-8, LIMITS.max_lr, False, "The drag learning rate"),
+        "stop_distance": (0, 1000, False, "The stop distance"),
+        "r_m": (0, LIMITS.max_radius, False, "r_m"),
+        "r_p": (1, LIMITS.max_radius, False, "r_p"),
+        "tau": (0, 1, False, "tau"),
+        "lambda_mask": (0, 1e6, False, "The mask loss weight"),
+        "seed": (0, LIMITS.max_seed, True, "The seed"),
+        "preview_every": (0, LIMITS.max_steps, True, "Live preview every k steps"),
+    }
 
     method: str = "stabledrag"
     lora_steps: int = 80
@@ -93,10 +110,9 @@ class DiffSettings(TabSettings):
         known = cls.known_values(values)
         try:
             s = cls(**known)
-            for name in ("lora_steps", "lora_rank", "ddim_steps", "drag_steps", "seed", "preview_every"):
-                setattr(s, name, int(getattr(s, name)))
-        except (TypeError, ValueError) as e:
-            raise UserError(f"A setting is not a number: {e}") from None
+        except TypeError as e:
+            raise UserError(f"A setting is missing or unknown: {e}") from None
+        s.check_numbers()
         if s.method not in METHODS.values():
             raise UserError(f"Unknown method {s.method!r}: choose StableDrag or the DragDiffusion baseline.")
         return s

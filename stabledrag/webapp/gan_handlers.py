@@ -16,6 +16,7 @@ from typing import Any, Callable, ClassVar, Iterator, Optional
 import numpy as np
 
 from ..errors import UserError
+from ..limits import LIMITS, check_seed, finite_number
 from ..points import from_clicks, validate
 from ..progress import CancelToken
 from . import drawing
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 #: "baseline" = nearest neighbour + plain supervision on our tuned settings; "draggan" = DragGAN exactly.
 METHODS = {"StableDrag": "stabledrag", "DragGAN (baseline)": "baseline", "DragGAN (exact reference)": "draggan"}
 LATENT_SPACES = ("W+", "W")
-MAX_SEED = 2**31 - 1
+MAX_SEED = LIMITS.max_seed
 
 
 @dataclass
@@ -46,6 +47,15 @@ class GanSettings(TabSettings):
     """
 
     METHOD_LABELS: ClassVar[dict[str, str]] = METHODS
+    BOUNDS: ClassVar[dict[str, tuple[float, float, bool, str]]] = {
+        "step_size": (1e-8, LIMITS.max_lr, False, "The step size"),
+        "max_steps": (1, LIMITS.max_steps, True, "Steps per Start"),
+        "r_m": (0, LIMITS.max_radius, False, "r_m"),
+        "r_p": (0, LIMITS.max_radius, False, "r_p"),
+        "tau": (0, 1, False, "tau"),
+        "lambda_mask": (0, 1e6, False, "The mask loss weight"),
+        "preview_every": (1, LIMITS.max_steps, True, "Show a frame every k steps"),
+    }
 
     method: str = "stabledrag"
     latent_space: str = "W+"
@@ -62,14 +72,22 @@ class GanSettings(TabSettings):
         """From UI values (method labels mapped to keys; radii 0/None = automatic)."""
         known = cls.known_values(values)
         for name in ("r_m", "r_p"):
-            if not known.get(name):
+            if isinstance(known.get(name), (int, float)) and not isinstance(known.get(name), bool) \
+                    and known[name] == 0:
+                known[name] = None  # 0 = automatic (NaN, text and negatives are checked below)
+            elif known.get(name) in (None, ""):
                 known[name] = None
+        if isinstance(known.get("preview_every"), (int, float)) and known["preview_every"] == 0:
+            known["preview_every"] = 1
         try:
             s = cls(**known)
-            s.max_steps, s.preview_every = int(s.max_steps), max(1, int(s.preview_every))
-            s.step_size, s.tau, s.lambda_mask = float(s.step_size), float(s.tau), float(s.lambda_mask)
-        except (TypeError, ValueError) as e:
-            raise UserError(f"A setting is not a number: {e}") from None
+        except TypeError as e:
+            raise UserError(f"A setting is missing or unknown: {e}") from None
+        s.check_numbers()
+        if s.r_m == 0:
+            s.r_m = None
+        if s.r_p == 0:
+            s.r_p = None
         if s.method not in METHODS.values():
             raise UserError(f"Unknown method {s.method!r}: choose StableDrag or the DragGAN baseline.")
         if s.latent_space not in LATENT_SPACES:
@@ -103,14 +121,10 @@ def _editor(generator: Any) -> Any:
 
 def generate(state: GanState, model: str, seed: Any, psi: float, generator: Any) -> View:
     """Render `generator(seed)` with truncation `psi`: a fresh image, no points, no region."""
-    try:
-        seed = int(seed)
-    except (TypeError, ValueError):
-        raise UserError("The seed must be a whole number.") from None
-    if not 0 <= seed <= MAX_SEED:
-        raise UserError(f"The seed must be between 0 and {MAX_SEED}.")
+    seed = check_seed(seed)
+    psi = float(finite_number(psi, "The truncation ψ", low=0, high=1))
     ed = _editor(generator)
-    img = ed.generate(seed, float(psi))
+    img = ed.generate(seed, psi)
     w = ed.latent().cpu().numpy()
     state.model, state.seed, state.psi = model, seed, float(psi)
     state.w0, state.w, state.image0, state.image = w, w.copy(), img, img

@@ -26,6 +26,7 @@ from .args import AppOptions
 from .examples import list_examples, load_example
 from .messages import user_message
 from .models import NO_GAN_MESSAGE, TOY_SD_LABEL, Engines
+from .safe_editor import SafeImageEditor
 from .spaces_compat import gpu, on_zero_gpu
 from .state import DiffState, GanState
 from .views import KEEP, View, add_point, clear_points, refresh_region, set_points_text, undo_point
@@ -203,7 +204,7 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
                                  label="…or pick an example", columns=5, height=130, allow_preview=False,
                                  object_fit="cover", elem_id="diff_examples", visible=bool(examples))
         with gr.Column(scale=1):
-            editor = gr.ImageEditor(label="2. Paint the region that may change (optional)", type="numpy",
+            editor = SafeImageEditor(label="2. Paint the region that may change (optional)", type="numpy",
                                     image_mode="RGBA", sources=(), transforms=(), layers=False, height=420,
                                     brush=gr.Brush(default_size=24, colors=["#ff00b4"], color_mode="fixed"),
                                     eraser=gr.Eraser(default_size=24), elem_id="diff_editor")
@@ -388,7 +389,7 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
                 latent_space = gr.Radio(list(gh.LATENT_SPACES), value=g.latent_space, label="Latent space")
                 step_size = gr.Number(value=g.step_size, label="Step size (learning rate)")
             with gr.Accordion("Flexible region (optional: paint what may change)", open=False):
-                editor = gr.ImageEditor(label="Flexible region", type="numpy", image_mode="RGBA", sources=(),
+                editor = SafeImageEditor(label="Flexible region", type="numpy", image_mode="RGBA", sources=(),
                                         transforms=(), layers=False, height=380,
                                         brush=gr.Brush(default_size=24, colors=["#ff00b4"], color_mode="fixed"),
                                         eraser=gr.Eraser(default_size=24), elem_id="gan_editor")
