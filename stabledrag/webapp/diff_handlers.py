@@ -17,7 +17,7 @@ from PIL import Image
 
 from ..errors import UserError
 from ..imageio import check_size
-from ..limits import LIMITS
+from ..limits import LIMITS, check_point_count, check_prompt
 from ..points import from_clicks, scale_points, validate
 from ..progress import Cancelled, CancelToken, Progress
 from . import drawing
@@ -235,6 +235,8 @@ def run_edit(state: DiffState, editor_value: Any, prompt: str, settings: DiffSet
     """
     img = require_image(state.image, state.NO_IMAGE)
     size = (img.shape[1], img.shape[0])
+    prompt = check_prompt(prompt)
+    check_point_count(len(state.clicks) // 2)
     points = validate(from_clicks(state.clicks), size)
     mask = mask_from_editor(editor_value, size)
     check_handles_in_region(state.clicks, mask)

@@ -16,7 +16,7 @@ from typing import Any, Callable, ClassVar, Iterator, Optional
 import numpy as np
 
 from ..errors import UserError
-from ..limits import LIMITS, check_seed, finite_number
+from ..limits import LIMITS, check_point_count, check_seed, finite_number
 from ..points import from_clicks, validate
 from ..progress import CancelToken
 from . import drawing
@@ -146,6 +146,7 @@ def run_drag(state: GanState, editor_value_: Any, settings: GanSettings, generat
     if state.w is None or state.w0 is None:
         raise UserError(state.NO_IMAGE)
     size = (img.shape[1], img.shape[0])
+    check_point_count(len(state.clicks) // 2)
     points = validate(from_clicks(state.clicks), size)
     mask = mask_from_editor(editor_value_, size)
     check_handles_in_region(state.clicks, mask)

@@ -8,6 +8,7 @@ Handlers are plain functions over plain values, so tests call them directly; `ui
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import time
@@ -20,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
+from ..limits import LIMITS, check_point_count
 from . import drawing
 from .masks import mask_from_editor
 from .state import add_click, clicks_from_text, clicks_to_text, require_image, undo_click
@@ -98,10 +100,13 @@ def add_point(state: Any, where: Any) -> View:
     enlarged canvas) or that `(column, row)` itself."""
     img = require_image(state.image, state.NO_IMAGE)
     size = (img.shape[1], img.shape[0])
-    index = getattr(where, "index", where)
-    if not isinstance(index, (list, tuple)) or len(index) != 2:
+    index = where if isinstance(where, (list, tuple)) else getattr(where, "index", where)
+    if not isinstance(index, (list, tuple)) or len(index) != 2 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in index):
         raise UserError("That click did not land on the image; click inside the picture.")
     xy = drawing.canvas_to_image(index, state.scale, size)
+    if len(state.clicks) % 2 == 0:
+        check_point_count(len(state.clicks) // 2 + 1)
     state.clicks = add_click(state.clicks, xy, size)
     return points_view(state, click_status(state.clicks))
 
@@ -125,7 +130,10 @@ def clear_points(state: Any) -> View:
 def set_points_text(state: Any, text: str) -> View:
     """Replace the points by `"hx,hy:tx,ty ..."` (image px)."""
     img = require_image(state.image, state.NO_IMAGE)
+    if isinstance(text, str) and text.count(":") > LIMITS.max_points:
+        check_point_count(text.count(":"))  # before parsing a huge text
     state.clicks = clicks_from_text(text, (img.shape[1], img.shape[0]))
+    check_point_count(len(state.clicks) // 2)
     return points_view(state, click_status(state.clicks))
 
 
