@@ -241,3 +241,18 @@ def test_region_editor_layer_bomb_is_refused_before_decoding():
     bg = ed.convert_and_format_image(_png(layer), flatten_on_white=True)
     assert bg.shape == (40, 40, 3) and bg[0, 0].tolist() == [255, 255, 255]
     assert ed.get_block_name() == "imageeditor"
+
+
+def test_messages_and_exported_reports_hide_server_paths():
+    # issue 13 #15
+    from stabledrag.errors import ModelUnavailableError
+    from stabledrag.webapp.messages import user_message
+
+    msg = user_message(ModelUnavailableError("model '/root/.cache/huggingface/hub/models--x' not found; "
+                                             "see https://huggingface.co/docs/hub"))
+    assert "/root" not in msg and "…/models--x" in msg and "https://huggingface.co/docs/hub" in msg
+    data = session_io.SessionData(engine="diffusion", image=np.zeros((16, 16, 3), np.uint8),
+                                  report={"model": "/srv/app/models/toy_sd", "drag": {"steps": 3}})
+    with zipfile.ZipFile(io.BytesIO(session_io.session_bytes(data))) as z:
+        report = json.loads(z.read("report.json"))
+    assert report == {"model": "…/toy_sd", "drag": {"steps": 3}}

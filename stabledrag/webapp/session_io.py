@@ -36,6 +36,7 @@ from ..errors import UserError
 from ..imageio import read_image_array, read_mask
 from ..limits import LIMITS, Limits, check_point_count, check_prompt
 from .masks import mask_to_png_array
+from .messages import hide_paths_in
 
 FORMAT = "stabledrag-session"
 VERSION = 1
@@ -97,8 +98,9 @@ def session_bytes(data: SessionData) -> bytes:
             z.writestr("result.png", _png(data.result))
         for name, arr in data.latents.items():
             z.writestr(f"{name}.npy", _npy(arr))
-        if data.report is not None:
-            z.writestr("report.json", json.dumps(data.report, indent=2, default=_json_default))
+        if data.report is not None:  # server paths (the model's folder) are not the recipient's business
+            report = hide_paths_in(json.loads(json.dumps(data.report, default=_json_default)))
+            z.writestr("report.json", json.dumps(report, indent=2))
     return buf.getvalue()
 
 
