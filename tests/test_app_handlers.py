@@ -321,7 +321,8 @@ def test_app_page_has_both_tabs_and_one_gpu_queue(tmp_path):
     fns = {f.api_name: f for f in demo.fns.values() if getattr(f, "api_name", None)}
     for name in ("diff_run", "gan_start", "gan_generate", "gan_import"):
         assert (fns[name].concurrency_id, fns[name].concurrency_limit) == ("gpu", 1), name
-    assert demo._queue.max_size == 5
+    assert demo._queue.max_size is None  # --max-queue caps waiting GPU runs, with a fair share per session
+    assert demo._queue.stabledrag_fair_share["max_gpu_waiting"] == 5
     from stabledrag.webapp.ui import launch_kwargs
 
     kw = launch_kwargs(parse_args(["--share"]))

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 #: "baseline" = nearest neighbour + plain supervision on our tuned settings; "dragdiffusion" = DragDiffusion exactly.
 METHODS = {"StableDrag": "stabledrag", "DragDiffusion (baseline)": "baseline",
            "DragDiffusion (exact reference)": "dragdiffusion"}
+IMAGE_CHANGED_MESSAGE = ("A new image was loaded while the edit ran, so the edit was stopped and its result "
+                         "dropped (it belonged to the previous image). Press Run to edit the new image.")
 PHASE_NAMES = {"lora": "Fine-tuning the identity LoRA", "inversion": "DDIM inversion", "drag": "Dragging",
                "denoise": "Denoising"}
 #: Lighter defaults without a GPU (measured on the 2-core CPU: 40 LoRA steps of the toy SD took 300 s).
@@ -202,6 +204,7 @@ def new_image(state: DiffState, image: Any, name: str, max_side: int) -> View:
     if state.image is not None and state.image.shape == arr.shape and np.array_equal(state.image, arr):
         return View(state=state)
     state.image, state.name = arr, name
+    state.input_id += 1
     state.clicks, state.mask, state.result, state.report, state.frames = [], None, None, None, []
     status = f"Loaded {name} ({arr.shape[1]}x{arr.shape[0]}). " + (note + " " if note else "") + click_status([])
     return View(state=state, canvas=canvas_for(state), editor=editor_value(arr, None, state.scale), result=None,
@@ -242,6 +245,8 @@ def run_edit(state: DiffState, editor_value: Any, prompt: str, settings: DiffSet
     check_handles_in_region(state.clicks, mask)
     config = settings.edit_config()
     editor = get_editor()
+    cancel = cancel if cancel is not None else CancelToken()
+    made_from = state.input_id
 
     state.mask, state.prompt, state.settings = mask, prompt, settings.to_dict()
     state.frames = []
@@ -257,6 +262,10 @@ def run_edit(state: DiffState, editor_value: Any, prompt: str, settings: DiffSet
 
     try:
         for item in stream_work(work, cancel):
+            if state.input_id != made_from:  # another image was loaded: this run's result is not its
+                cancel.cancel()
+                yield View(status=IMAGE_CHANGED_MESSAGE, progress="")
+                return
             if isinstance(item, Finished):
                 yield _finished(state, item.value)
                 return
@@ -327,6 +336,7 @@ def import_session(state: DiffState, blob: Optional[bytes], max_side: int) -> Vi
         raise UserError("The session's image is larger than this app accepts (--max-image-side).")
     settings = DiffSettings.from_values({**DiffSettings().to_dict(), **data.settings})
     state.image, state.name, state.clicks, state.mask = img, "an imported session", list(data.clicks), data.mask
+    state.input_id += 1
     state.result, state.report, state.frames = data.result, data.report, []
     state.prompt, state.settings = data.prompt, settings.to_dict()
     values = settings.to_dict()

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 #: "baseline" = nearest neighbour + plain supervision on our tuned settings; "draggan" = DragGAN exactly.
 METHODS = {"StableDrag": "stabledrag", "DragGAN (baseline)": "baseline", "DragGAN (exact reference)": "draggan"}
 LATENT_SPACES = ("W+", "W")
+DRAG_REPLACED_MESSAGE = ("The drag was stopped because the image or the points changed while it ran (Reset, "
+                         "Generate, import, or a point edit); nothing of it was kept. Press Start to drag again.")
 MAX_SEED = LIMITS.max_seed
 
 
@@ -129,6 +131,7 @@ def generate(state: GanState, model: str, seed: Any, psi: float, generator: Any)
     state.model, state.seed, state.psi = model, seed, float(psi)
     state.w0, state.w, state.image0, state.image = w, w.copy(), img, img
     state.clicks, state.start_clicks, state.mask, state.frames = [], [], None, []
+    state.input_id += 1
     return View(state=state, canvas=canvas_for(state), editor=editor_value(img, None, state.scale),
                 result=drawing.enlarge(img, state.scale),
                 points_text="", seed=seed, download=save_png(img, f"stabledrag-gan-seed{seed}"), animation=None,
@@ -177,11 +180,21 @@ def run_drag(state: GanState, editor_value_: Any, settings: GanSettings, generat
     session = ed.session(points, config, mask=mask, w_plus=settings.latent_space == "W+", cancel=cancel,
                          preview_every=every)
     targets = [tuple(t) for t in points.targets.tolist()]
+    made_from, clicks0 = state.input_id, list(state.clicks)
+
+    def replaced() -> bool:  # Reset, Generate, import, or the points edited while dragging
+        return state.input_id != made_from or list(state.clicks) != clicks0
+
     first = canvas_for(state)
     add_frame(state.frames, first)
     yield View(state=state, canvas=first, status=f"Dragging: 0/{config.max_steps}",
                progress=progress_html("Dragging", 0, config.max_steps))
     for rec in session.frames(every=every):
+        if replaced():
+            session.cancel = cancel if cancel is not None else CancelToken()
+            session.cancel.cancel()
+            yield View(status=DRAG_REPLACED_MESSAGE, progress="")
+            return
         handles = rec.handles.tolist()
         state.w = ed.latent().cpu().numpy()
         if session.last_preview is not None:
@@ -194,6 +207,9 @@ def run_drag(state: GanState, editor_value_: Any, settings: GanSettings, generat
         yield View(state=state, canvas=frame, progress=progress_html("Dragging", rec.step, config.max_steps),
                    status=f"Dragging: {rec.step}/{config.max_steps}, farthest handle {dist:.1f} px from its target")
     result = session.result()
+    if replaced():
+        yield View(status=DRAG_REPLACED_MESSAGE, progress="")
+        return
     state.w = ed.latent().cpu().numpy()
     state.image = ed.image()
     state.clicks = clicks_from_pairs(result.handles.tolist(), targets)
@@ -216,6 +232,7 @@ def reset(state: GanState) -> View:
     if state.image0 is None or state.w0 is None:
         raise UserError(state.NO_IMAGE)
     state.w, state.image = state.w0.copy(), state.image0
+    state.input_id += 1
     if state.start_clicks:
         state.clicks = list(state.start_clicks)
     state.frames = []
@@ -279,6 +296,7 @@ def import_session(state: GanState, blob: Optional[bytes], models: list[str],
     view.download = save_png(new.image, f"stabledrag-gan-seed{seed}")
     view.model, view.settings = model, settings.ui_values()
     view.status = f"Session imported: {model}, seed {seed}, {len(new.clicks) // 2} drag pair(s)."
+    new.input_id = state.input_id + 1
     state.__dict__.update(vars(new))
     view.state = state
     return view

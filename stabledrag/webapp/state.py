@@ -44,6 +44,8 @@ class DiffState(_ImageCanvas):
     clicks: `[h1, t1, h2, t2, ...]` image px. mask: last editable region read (`H x W` bool) or None.
     result: last edited image (`H x W x 3` uint8). report: the engine's JSON report of it.
     frames: drag animation frames (canvas images with markers, shrunk). settings: last run's settings.
+    input_id: bumped whenever the image is replaced (upload, example, import), so a run that
+    started on another image never stores its result here.
     """
 
     NO_IMAGE: ClassVar[str] = "No image yet: upload one or pick an example."
@@ -56,6 +58,7 @@ class DiffState(_ImageCanvas):
     frames: list[np.ndarray] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     prompt: str = ""
+    input_id: int = 0
 
 
 @dataclass
@@ -68,6 +71,8 @@ class GanState(_ImageCanvas):
     clicks: current points; handles move with the drag so Start continues from where it stopped.
     start_clicks: the points as placed before the first drag since Generate/Reset.
     mask: flexible region (`H x W` bool) or None. frames: animation of the last drag.
+    input_id: bumped by Generate, Reset and import, so a running drag notices that what it works
+    on was replaced and stops without writing its state here.
     """
 
     NO_IMAGE: ClassVar[str] = "No image yet: pick a model and press Generate."
@@ -83,6 +88,7 @@ class GanState(_ImageCanvas):
     mask: Optional[np.ndarray] = None
     frames: list[np.ndarray] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    input_id: int = 0
 
 
 def require_image(image: Optional[np.ndarray],

@@ -8,8 +8,10 @@ Handlers are plain functions over plain values, so tests call them directly; `ui
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -177,14 +179,21 @@ def progress_html(label: str, step: int, total: Optional[int]) -> str:
 
 # -- files for the browser ------------------------------------------------------------------------
 
-#: Files the app writes for downloads are removed after this many seconds.
-OUTPUT_TTL_S = 2 * 3600
+#: Files the app writes for downloads are removed after this many seconds (`--cache-ttl`).
+OUTPUT_TTL_S = 1800
+
+
+def _outputs_root() -> Path:
+    return Path(tempfile.gettempdir()) / "stabledrag-studio"
 
 
 def outputs_dir() -> Path:
-    """This process's folder for downloadable files (old files in it are pruned)."""
-    d = Path(tempfile.gettempdir()) / "stabledrag-studio" / str(os.getpid())
-    d.mkdir(parents=True, exist_ok=True)
+    """This process's folder for downloadable files (old files in it are pruned). Created on first
+    use, removed when the process exits (see `clean_stale_output_dirs` for crashed processes)."""
+    d = _outputs_root() / str(os.getpid())
+    if not d.is_dir():
+        d.mkdir(parents=True, exist_ok=True)
+        atexit.register(shutil.rmtree, d, True)
     now = time.time()
     for p in d.iterdir():
         try:
@@ -193,6 +202,28 @@ def outputs_dir() -> Path:
         except OSError:
             pass
     return d
+
+
+def clean_stale_output_dirs() -> int:
+    """Remove the output folders of app processes that no longer run (killed, crashed); returns
+    how many were removed. Folders of live processes are left alone."""
+    removed = 0
+    root = _outputs_root()
+    if not root.is_dir():
+        return 0
+    for d in root.iterdir():
+        if not d.is_dir() or not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            os.kill(int(d.name), 0)
+            continue  # alive
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError, OSError):
+            continue  # someone else's live process, or not a pid
+        shutil.rmtree(d, ignore_errors=True)
+        removed += 1
+    return removed
 
 
 def new_output_path(stem: str, suffix: str) -> Path:
