@@ -424,7 +424,7 @@ def test_session_import_refuses_bad_files():
     with pytest.raises(UserError, match="outside"):
         session_io.read_session(_zip(files))
     files2 = dict(files, **{"image.png": b"not a png"})
-    with pytest.raises(UserError, match="image.png is not usable: The session's image.png is not a PNG"):
+    with pytest.raises(UserError, match="The session's image.png is not a PNG"):
         session_io.read_session(_zip(files2))
 
 

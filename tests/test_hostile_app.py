@@ -89,7 +89,7 @@ def test_pixel_bombs_inside_a_session_are_refused():
     for name in ("image.png", "mask.png", "result.png"):
         files = _session_files()
         files[name] = _bomb_png()
-        with pytest.raises(UserError, match=rf"{name} is not usable: .*too large \(13000x13000 pixels\)"):
+        with pytest.raises(UserError, match=rf"The session's {name} is too large \(13000x13000 pixels\)"):
             session_io.read_session(_zip(files))
 
 

@@ -156,17 +156,11 @@ def _read_member(z: zipfile.ZipFile, name: str, budget: list[int], limits: Limit
 
 
 def _read_image(blob: bytes, name: str) -> np.ndarray:
-    try:
-        return read_image_array(blob, f"session's {name}")
-    except UserError as e:
-        raise UserError(f"The session's {name} is not usable: {e}") from None
+    return read_image_array(blob, f"session's {name}")  # ImageInputError: "The session's image.png is ..."
 
 
 def _read_mask(blob: bytes, size: tuple[int, int]) -> np.ndarray:
-    try:
-        return read_mask(blob, size, what="session's mask.png")
-    except UserError as e:
-        raise UserError(f"The session's mask.png is not usable: {e}") from None
+    return read_mask(blob, size, what="session's mask.png")
 
 
 def _read_npy(blob: bytes, name: str, limits: Limits) -> np.ndarray:
