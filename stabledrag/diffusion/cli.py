@@ -1,7 +1,7 @@
 """`python -m stabledrag edit --backend diffusion ...`: one StableDrag-Diff edit from the terminal.
 
 Reads the image (any mode and size), the `--drag x,y:x,y` pairs (pixels of that image) and an
-optional mask PNG (non-zero = editable), runs `DiffusionEditor.edit` with a terminal progress bar,
+optional mask image (white or painted = editable), runs `DiffusionEditor.edit` with a terminal progress bar,
 writes the result at the input's size and, with `--report`, a JSON report. Problems with the
 input raise `UserError`, which `stabledrag.cli.main` prints as one line (exit code 2).
 """
