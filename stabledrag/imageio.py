@@ -48,6 +48,25 @@ FORMATS_TEXT = "PNG, JPEG, WebP, BMP, GIF or TIFF"
 #: Decodes of more pixels than this wait for one of `_BIG_DECODE_SLOTS` (bounded peak memory).
 BIG_DECODE_PIXELS = 4_000_000
 _BIG_DECODE_SLOTS = threading.BoundedSemaphore(1)
+_held = threading.local()
+
+
+class _BigDecodeSlot:
+    """Holds one of `_BIG_DECODE_SLOTS` for a decode of more than BIG_DECODE_PIXELS (re-entrant
+    within a thread, so `read_image` can keep it over decode, conversion and downscaling)."""
+
+    def __init__(self, pixels: int) -> None:
+        self.take = pixels > BIG_DECODE_PIXELS and not getattr(_held, "on", False)
+
+    def __enter__(self) -> None:
+        if self.take:
+            _BIG_DECODE_SLOTS.acquire()
+            _held.on = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.take:
+            _held.on = False
+            _BIG_DECODE_SLOTS.release()
 
 
 class ImageInputError(UserError):
@@ -116,15 +135,9 @@ def open_image(source: Source, what: str = "image", limits: Limits = LIMITS) -> 
             check_size(w, h, what, limits)
             if getattr(im, "n_frames", 1) > 1:
                 im.seek(0)  # animations: the first frame
-            big = w * h > BIG_DECODE_PIXELS
-            if big:
-                _BIG_DECODE_SLOTS.acquire()
-            try:
+            with _BigDecodeSlot(w * h):
                 im.load()
-            finally:
-                if big:
-                    _BIG_DECODE_SLOTS.release()
-            im = _exif_transpose(im)
+                im = _exif_transpose(im)
     except ImageInputError:
         raise
     except Image.DecompressionBombError:
@@ -204,22 +217,50 @@ def _grey_to_u8(im: Image.Image) -> np.ndarray:
     return np.clip(scaled.round(), 0, 255).astype(np.uint8)
 
 
-def read_image(source: Source, what: str = "image", limits: Limits = LIMITS) -> Image.Image:
+def read_image(source: Source, what: str = "image", limits: Limits = LIMITS,
+               max_side: Optional[int] = None) -> Image.Image:
     """`source` (bytes or a path) as an 8-bit RGB PIL image, read as the module docstring says.
-    Raises ImageInputError with a message for the person who sent it."""
-    im = open_image(source, what, limits)
-    try:
-        return to_rgb(im)
-    except (OSError, ValueError) as e:
-        if isinstance(e, UserError):
+    `max_side`: scale down (Lanczos) so the long side is at most this, inside the decode slot, so
+    concurrent large uploads never hold several full-size copies; the size before scaling is in
+    `image.info["original_size"]` (W, H). Raises ImageInputError with a message for the person."""
+    blob = read_bytes(source, what, limits)
+    with _BigDecodeSlot(_header_pixels(blob)):
+        im = open_image(blob, what, limits)
+        original = im.size
+        try:
+            rgb = to_rgb(im)
+        except UserError:
             raise
-        raise ImageInputError(f"The {what} could not be converted to RGB ({type(e).__name__}); save it as an "
-                              "RGB PNG or JPEG.") from None
+        except (OSError, ValueError) as e:
+            raise ImageInputError(f"The {what} could not be converted to RGB ({type(e).__name__}); save it as an "
+                                  "RGB PNG or JPEG.") from None
+        del im
+        if max_side is not None and max(rgb.size) > max_side:
+            f = max_side / max(rgb.size)
+            size = (max(1, round(rgb.width * f)), max(1, round(rgb.height * f)))
+            rgb = rgb.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    rgb.info["original_size"] = original
+    return rgb
 
 
-def read_image_array(source: Source, what: str = "image", limits: Limits = LIMITS) -> np.ndarray:
+def _header_pixels(blob: bytes) -> int:
+    """Pixels the file's header claims (0 when it cannot say): chooses whether to take a slot."""
+    fmt = sniff_format(blob[:16])
+    if fmt is None:
+        return 0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(blob), formats=[fmt]) as im:
+                return int(im.width) * int(im.height)
+    except Exception:  # the real read reports the problem
+        return 0
+
+
+def read_image_array(source: Source, what: str = "image", limits: Limits = LIMITS,
+                     max_side: Optional[int] = None) -> np.ndarray:
     """`read_image` as an `H x W x 3` uint8 array."""
-    return np.asarray(read_image(source, what, limits))
+    return np.asarray(read_image(source, what, limits, max_side))
 
 
 def read_rgba_array(source: Source, what: str = "painting", limits: Limits = LIMITS) -> np.ndarray:

@@ -37,8 +37,8 @@ class Limits:
     min_side: int = 16
     max_file_bytes: int = 25 * 2**20
     max_session_bytes: int = 40 * 2**20
-    max_inflated_bytes: int = 48 * 2**20
-    max_inflated_total: int = 96 * 2**20
+    max_inflated_bytes: int = 32 * 2**20
+    max_inflated_total: int = 64 * 2**20
     max_json_depth: int = 32
     max_points: int = 64
     max_radius: float = 64.0

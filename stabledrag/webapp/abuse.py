@@ -94,8 +94,9 @@ def inflation_bomb_zip(inflated_mb: int = 1024) -> bytes:
     return buf.getvalue()
 
 
-def corrupt_sessions() -> dict[str, bytes]:
-    """Malformed session files by name: bad CRC, encrypted entry, deep JSON, NaN points, huge .npy."""
+def corrupt_sessions() -> dict[str, tuple[str, bytes]]:
+    """Malformed session files by name -> (engine tab, zip): bad CRC, encrypted entry, deep JSON,
+    NaN points, huge .npy, pixel bombs, EPS."""
     good = session_zip({}, engine="gan")
     stored = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(good)) as zin, zipfile.ZipFile(stored, "w", zipfile.ZIP_STORED) as zout:
@@ -128,15 +129,16 @@ def corrupt_sessions() -> dict[str, bytes]:
         z.writestr("session.json", nan_doc)
         z.writestr("image.png", _small_png())
     return {
-        "bad CRC": bytes(bad_crc),
-        "encrypted entry": bytes(enc),
-        "deeply nested JSON": deep_buf.getvalue(),
-        "NaN point": nan_buf.getvalue(),
-        "npy with a huge shape": session_zip({"latent0.npy": npy.getvalue() + b"\0" * 64,
-                                              "latent.npy": npy.getvalue() + b"\0" * 64}),
-        "three 13000x13000 PNGs": session_zip({"image.png": png_header_bomb(), "mask.png": png_header_bomb(),
-                                               "result.png": png_header_bomb()}, engine="diffusion"),
-        "EPS named image.png": session_zip({"image.png": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 9 9\n"}),
+        "bad CRC": ("gan", bytes(bad_crc)),
+        "encrypted entry": ("gan", bytes(enc)),
+        "deeply nested JSON": ("gan", deep_buf.getvalue()),
+        "NaN point": ("gan", nan_buf.getvalue()),
+        "npy with a huge shape": ("gan", session_zip({"latent0.npy": npy.getvalue() + b"\0" * 64,
+                                                      "latent.npy": npy.getvalue() + b"\0" * 64})),
+        "three 13000x13000 PNGs": ("diffusion", session_zip(
+            {"image.png": png_header_bomb(), "mask.png": png_header_bomb(), "result.png": png_header_bomb()},
+            engine="diffusion")),
+        "EPS named image.png": ("gan", session_zip({"image.png": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 9 9\n"})),
     }
 
 
@@ -251,8 +253,8 @@ class Abuse:
         bomb = self.file("bomb-session.zip", inflation_bomb_zip(1024))
         self._parallel([(f"1 GiB inflation zip #{i}", "/diff_import", (bomb,)) for i in range(4)])
         # 2. pixel bombs: in a session, as an upload, as a region-editor layer; 4 near-limit uploads
-        for what, blob in corrupt_sessions().items():
-            self.call(f"session: {what}", c, "/gan_import" if b'"gan"' in blob else "/diff_import",
+        for what, (engine, blob) in corrupt_sessions().items():
+            self.call(f"session: {what}", c, "/gan_import" if engine == "gan" else "/diff_import",
                       self.file("s.zip", blob))
         self.call("upload: 13000x13000 PNG header", c, "/diff_load_image", self.file("bomb.png", png_header_bomb()))
         near = self.file("near.png", big_png(6200))  # 38 MP, under the 40 MP limit
@@ -266,17 +268,18 @@ class Abuse:
         # 3. settings and points
         self.call("1000 point pairs", c, "/gan_points", " ".join(f"{i % 30},1:{i % 30},9" for i in range(1000)))
         self.call("points ok", c, "/gan_points", "10,12:16,12")
-        for name, value in (("r_p", 1e6), ("r_p", 400), ("r_m", 1e6), ("r_p", float("nan")), ("tau", float("inf")),
-                            ("step_size", 1e20)):
+        # NaN / Infinity as a browser's JSON would carry them (gradio_client refuses to encode float NaN)
+        for name, value in (("r_p", 1e6), ("r_p", 400), ("r_m", 1e6), ("r_p", "NaN"), ("tau", "Infinity"),
+                            ("r_m", "abc"), ("step_size", 1e20)):
             self.call(f"GAN {name} = {value}", c, "/gan_start", region=None, max_steps=2, **{name: value})
         self.call("GAN seed 2**63", c, "/gan_generate", seed=2**63, psi=0.7)
-        self.call("GAN psi NaN", c, "/gan_generate", seed=3, psi=float("nan"))
+        self.call("GAN psi NaN", c, "/gan_generate", seed=3, psi="NaN")
         d = self.client()
         self.call("Diff load", d, "/diff_load_image", self.file("ok.png", big_png(64)))
         self.call("Diff points", d, "/diff_points", "10,10:20,10")
         self.call("Diff seed 2**63", d, "/diff_run", region=None, prompt="", seed=2**63)
         self.call("Diff 8 MB prompt", d, "/diff_run", region=None, prompt="x" * 8_000_000)
-        self.call("Diff stop distance inf", d, "/diff_run", region=None, prompt="", stop_distance=float("inf"))
+        self.call("Diff stop distance inf", d, "/diff_run", region=None, prompt="", stop_distance="Infinity")
         # 4. one client floods the GPU queue; another's cheap action still works
         flood = self.client()
         self.call("flood: generate", flood, "/gan_generate", seed=2, psi=0.7)
@@ -326,6 +329,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--max-growth-mb", type=float, default=1024.0)
     p.add_argument("--drag-cycles", type=int, default=0, help="also run N GAN drag cycles and count temp files")
     p.add_argument("--cache-ttl", type=int, default=1800, help="--cache-ttl of a server started here")
+    p.add_argument("--wait-after", type=float, default=0.0,
+                   help="seconds to wait after the drag cycles before counting temp files again")
     p.add_argument("--out", default=None, help="also write the JSON summary here")
     args = p.parse_args(argv)
 
@@ -355,8 +360,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.drag_cycles:
             before = count_files(cache_dir) if proc else None
             ab.drag_cycles(args.drag_cycles)
-            summary["temp_files_after_drag_cycles"] = {"cycles": args.drag_cycles, "gradio_cache_before": before,
-                                                       "gradio_cache_after": count_files(cache_dir) if proc else None}
+            from .views import _outputs_root
+
+            counts: dict[str, Any] = {"cycles": args.drag_cycles, "gradio_cache_before": before,
+                                      "gradio_cache_after": count_files(cache_dir) if proc else None,
+                                      "app_outputs_after": count_files(_outputs_root() / str(pid)) if pid else None}
+            if args.wait_after:
+                time.sleep(args.wait_after)
+                counts[f"gradio_cache_after_{args.wait_after:g}s"] = count_files(cache_dir) if proc else None
+                counts[f"app_outputs_after_{args.wait_after:g}s"] = (count_files(_outputs_root() / str(pid))
+                                                                     if pid else None)
+            summary["temp_files"] = counts
         summary["answers"] = ab.answers
         unclear = [a for a in ab.answers if not a["clear"]]
         last = [a for a in ab.answers if a["input"] == "normal generate (after)"]

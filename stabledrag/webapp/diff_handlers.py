@@ -169,15 +169,23 @@ def _as_rgb(image: Any) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def decode_upload(blob: Optional[bytes]) -> np.ndarray:
+def decode_upload(blob: Optional[bytes], max_side: Optional[int] = None) -> np.ndarray:
     """An uploaded file's bytes -> `H x W x 3` uint8, read by `stabledrag.imageio` (allow-listed
-    formats, size limits, EXIF rotation, first frame, transparency on white). UserError naming the
-    problem for anything that is not a usable picture."""
-    from ..imageio import read_image_array
+    formats, size limits, EXIF rotation, first frame, transparency on white), scaled down to
+    `max_side` while decoding. UserError naming the problem for anything that is not a usable picture."""
+    return _decode(blob, max_side)[0]
+
+
+def _decode(blob: Optional[bytes], max_side: Optional[int]) -> tuple[np.ndarray, str]:
+    from ..imageio import read_image
 
     if not blob:
         raise UserError("The uploaded file is empty.")
-    return read_image_array(blob, "uploaded image")
+    im = read_image(blob, "uploaded image", max_side=max_side)
+    (w, h), arr = im.info.get("original_size", im.size), np.asarray(im)
+    note = "" if (w, h) == im.size else (f"The image was {w}x{h}; it was scaled down to {im.width}x{im.height} "
+                                         f"(the longest side this app accepts is {max_side} px).")
+    return arr, note
 
 
 def fit_image(image: Any, max_side: int) -> tuple[np.ndarray, str]:
@@ -198,9 +206,11 @@ def new_image(state: DiffState, image: Any, name: str, max_side: int) -> View:
     results are cleared. The same pixels again change nothing."""
     if image is None:
         return View(state=state)
+    note = ""
     if isinstance(image, (bytes, bytearray)):
-        image = decode_upload(bytes(image))
-    arr, note = fit_image(image, max_side)
+        image, note = _decode(bytes(image), max_side)
+    arr, fit_note = fit_image(image, max_side)
+    note = note or fit_note
     if state.image is not None and state.image.shape == arr.shape and np.array_equal(state.image, arr):
         return View(state=state)
     state.image, state.name = arr, name

@@ -28,14 +28,18 @@ class SafeImageEditor(gr.ImageEditor):
 
     def convert_and_format_image(self, file: Any, flatten_on_white: bool = False) -> Optional[np.ndarray]:
         """The image `file` (FileData or bytes) as `H x W x 4` uint8, or `H x W x 3` flattened on
-        white when `flatten_on_white` (background and composite). ImageInputError when unusable."""
+        white when `flatten_on_white` (background and composite). gr.Error (the ImageInputError's
+        message) when unusable."""
         if file is None:
             return None
         source = file if isinstance(file, (bytes, bytearray, memoryview)) else getattr(file, "path", None)
         if source is None:
             return None
         limits = dataclasses.replace(LIMITS, max_pixels=LIMITS.max_editor_pixels, min_side=1)
-        rgba = read_rgba_array(source, "painting", limits)
+        try:
+            rgba = read_rgba_array(source, "painting", limits)
+        except ImageInputError as e:  # gr.Error: shown in the page even without show_error
+            raise gr.Error(str(e), print_exception=False) from None
         if flatten_on_white:
             a = rgba[..., 3:4].astype(np.float32) / 255.0
             return (rgba[..., :3] * a + 255.0 * (1.0 - a)).round().astype(np.uint8)
