@@ -257,3 +257,12 @@ def test_messages_and_exported_reports_hide_server_paths():
     with zipfile.ZipFile(io.BytesIO(session_io.session_bytes(data))) as z:
         report = json.loads(z.read("report.json"))
     assert report == {"model": "…/toy_sd", "drag": {"steps": 3}}
+
+
+def test_the_abuse_scripts_sessions_each_get_a_clear_message():
+    from stabledrag.webapp.abuse import corrupt_sessions
+
+    for what, (engine, blob) in corrupt_sessions().items():
+        with pytest.raises(UserError) as e:
+            session_io.read_session(blob, expect_engine=engine)
+        assert str(e.value).startswith("The session") and "/" not in str(e.value), (what, str(e.value))
