@@ -266,3 +266,26 @@ def test_the_abuse_scripts_sessions_each_get_a_clear_message():
         with pytest.raises(UserError) as e:
             session_io.read_session(blob, expect_engine=engine)
         assert str(e.value).startswith("The session") and "/" not in str(e.value), (what, str(e.value))
+
+
+def test_temp_files_are_swept_and_dead_processes_folders_removed(tmp_path, monkeypatch):
+    # issue 13 #6: temporary files were never cleaned
+    import os
+    import time
+
+    old = tmp_path / "gradio" / "abc"
+    old.mkdir(parents=True)
+    (old / "frame.png").write_bytes(b"x")
+    os.utime(old / "frame.png", (time.time() - 100, time.time() - 100))
+    (tmp_path / "new.png").write_bytes(b"y")
+    assert views.sweep_outputs(50, tmp_path) == 1
+    assert not old.exists() and (tmp_path / "new.png").exists() and (tmp_path / "gradio").exists()
+
+    monkeypatch.setattr(views.tempfile, "gettempdir", lambda: str(tmp_path))
+    dead = tmp_path / "stabledrag-studio" / "999999999"
+    dead.mkdir(parents=True)
+    (dead / "x.png").write_bytes(b"z")
+    alive = tmp_path / "stabledrag-studio" / str(os.getpid())
+    alive.mkdir()
+    assert views.clean_stale_output_dirs() == 1
+    assert not dead.exists() and alive.exists()

@@ -172,11 +172,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(extra: list[str], cache_dir: str) -> tuple[subprocess.Popen, str]:
-    """`python app.py` on a free port with `GRADIO_TEMP_DIR=cache_dir`; returns (process, url)."""
+def start_server(extra: list[str]) -> tuple[subprocess.Popen, str]:
+    """`python app.py` on a free port (its temp files, Gradio's cache included, under
+    `<tmp>/stabledrag-studio/<pid>`); returns (process, url)."""
     port = _free_port()
-    env = dict(os.environ, GRADIO_TEMP_DIR=cache_dir, GRADIO_ANALYTICS_ENABLED="False",
-               OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    env.pop("GRADIO_TEMP_DIR", None)
     app = Path(__file__).resolve().parents[2] / "app.py"
     proc = subprocess.Popen([sys.executable, str(app), "--port", str(port), "--device", "cpu", *extra], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -340,9 +341,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="stabledrag-abuse-"))
     proc = None
-    cache_dir = str(work / "gradio-cache")
     if args.url is None:
-        proc, url = start_server(["--cache-ttl", str(args.cache_ttl)], cache_dir)
+        proc, url = start_server(["--cache-ttl", str(args.cache_ttl)])
         pid: Optional[int] = proc.pid
     else:
         url, pid = args.url, args.pid
@@ -362,18 +362,15 @@ def main(argv: Optional[list[str]] = None) -> int:
             base = summary["rss_before_mb"]["rss"] if summary["peak_reset"] else summary["rss_before_mb"]["peak"]
             summary["peak_growth_mb"] = round(after["peak"] - base, 1)
         if args.drag_cycles:
-            before = count_files(cache_dir) if proc else None
-            ab.drag_cycles(args.drag_cycles)
             from .views import _outputs_root
 
-            counts: dict[str, Any] = {"cycles": args.drag_cycles, "gradio_cache_before": before,
-                                      "gradio_cache_after": count_files(cache_dir) if proc else None,
-                                      "app_outputs_after": count_files(_outputs_root() / str(pid)) if pid else None}
+            folder = _outputs_root() / str(pid) if pid else None  # the app's temp files, Gradio's cache included
+            counts: dict[str, Any] = {"cycles": args.drag_cycles, "before": count_files(folder) if folder else None}
+            ab.drag_cycles(args.drag_cycles)
+            counts["after"] = count_files(folder) if folder else None
             if args.wait_after:
                 time.sleep(args.wait_after)
-                counts[f"gradio_cache_after_{args.wait_after:g}s"] = count_files(cache_dir) if proc else None
-                counts[f"app_outputs_after_{args.wait_after:g}s"] = (count_files(_outputs_root() / str(pid))
-                                                                     if pid else None)
+                counts[f"after_{args.wait_after:g}s_more"] = count_files(folder) if folder else None
             summary["temp_files"] = counts
         summary["answers"] = ab.answers
         unclear = [a for a in ab.answers if not a["clear"]]

@@ -554,6 +554,8 @@ def build_demo(options: AppOptions, engines: Optional[Engines] = None) -> gr.Blo
     ttl = max(10, int(options.cache_ttl))
     views.OUTPUT_TTL_S = ttl
     views.clean_stale_output_dirs()
+    views.own_gradio_cache()  # Gradio's cache inside our per-process folder: swept, removed at exit
+    views.start_sweeper(ttl)
     # Gradio keeps every upload, streamed frame and download in its cache: delete those older than ttl.
     with gr.Blocks(title="StableDrag Studio", delete_cache=(max(5, min(300, ttl // 2)), ttl)) as demo:
         gr.Markdown(INTRO)

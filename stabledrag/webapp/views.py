@@ -204,6 +204,62 @@ def outputs_dir() -> Path:
     return d
 
 
+def own_gradio_cache() -> Optional[Path]:
+    """Point Gradio's cache (uploads, streamed frames, downloads) into this process's outputs folder
+    unless GRADIO_TEMP_DIR is set, so `sweep_outputs` and the exit / dead-process cleanup cover it.
+    Returns the folder used, or None when the user chose one. Call before building the Blocks."""
+    if os.environ.get("GRADIO_TEMP_DIR"):
+        return None
+    d = outputs_dir() / "gradio"
+    d.mkdir(exist_ok=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(d)
+    return d
+
+
+def sweep_outputs(ttl_s: float, root: Optional[Path] = None) -> int:
+    """Delete files under `root` (default `outputs_dir()`, Gradio's cache included when it lives
+    there) older than `ttl_s` seconds, and the folders they leave empty; returns files deleted."""
+    root = root or outputs_dir()
+    now, removed = time.time(), 0
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        for f in filenames:
+            p = os.path.join(dirpath, f)
+            try:
+                if now - os.lstat(p).st_mtime > ttl_s:
+                    os.remove(p)
+                    removed += 1
+            except OSError:
+                pass
+        if dirpath != str(root) and not os.listdir(dirpath) and os.path.basename(dirpath) != "gradio":
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
+    return removed
+
+
+_sweeper_started = False
+
+
+def start_sweeper(ttl_s: float) -> None:
+    """Run `sweep_outputs(ttl_s)` every min(300, ttl_s / 2) seconds in a daemon thread (once per process)."""
+    global _sweeper_started
+    if _sweeper_started:
+        return
+    _sweeper_started = True
+    import threading
+
+    def loop() -> None:
+        while True:
+            time.sleep(max(2.0, min(300.0, ttl_s / 2)))
+            try:
+                sweep_outputs(OUTPUT_TTL_S)
+            except OSError:
+                pass
+
+    threading.Thread(target=loop, name="stabledrag-temp-sweeper", daemon=True).start()
+
+
 def clean_stale_output_dirs() -> int:
     """Remove the output folders of app processes that no longer run (killed, crashed); returns
     how many were removed. Folders of live processes are left alone."""
