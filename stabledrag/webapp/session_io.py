@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import threading
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
-from ..imageio import read_image_array, read_mask
+from ..imageio import read_image_array, read_mask, release_memory
 from ..limits import LIMITS, Limits, check_point_count, check_prompt
 from .masks import mask_to_png_array
 from .messages import hide_paths_in
@@ -229,12 +230,24 @@ def _json_depth(text: str) -> int:
     return deepest
 
 
+#: Session files read at once (each may inflate up to `Limits.max_inflated_total`).
+_READ_SLOTS = threading.BoundedSemaphore(2)
+
+
 def read_session(source: bytes | str | Path, expect_engine: Optional[str] = None,
                  limits: Limits = LIMITS) -> SessionData:
     """Read a session zip (bytes or a path). `expect_engine`: raise UserError when the session
     belongs to the other tab. Raises UserError for anything that is not a valid session file,
     and for anything beyond `limits` (file bytes, inflated bytes counted while reading, pixels,
-    JSON depth, points, prompt length, latent size)."""
+    JSON depth, points, prompt length, latent size). At most two sessions are read at once."""
+    with _READ_SLOTS:
+        try:
+            return _read_session(source, expect_engine, limits)
+        finally:
+            release_memory()
+
+
+def _read_session(source: bytes | str | Path, expect_engine: Optional[str], limits: Limits) -> SessionData:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.stat().st_size > limits.max_session_bytes:
