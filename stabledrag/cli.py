@@ -3,6 +3,7 @@
 Sub-commands:
   edit      --backend diffusion|gan   drag points on an image (diffusion) or a generated image (gan)
   generate  --backend gan             render a GAN sample by seed
+  project   --backend gan             project a photo into a GAN (latent .npz for edit --latent)
   bench     tracking|speed|toy|gpu    benchmarks that print JSON
 
 Engine code is imported lazily so that `bench tracking` needs only torch.
@@ -72,9 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--drag-steps", type=int, default=None, help="maximum drag steps (diffusion)")
     edit.add_argument("--steps", type=int, default=None, help="maximum drag steps (gan)")
     edit.add_argument("--paste-back", action="store_true",
-                      help="diffusion: paste the input back outside the mask")
+                      help="diffusion: paste the input back outside the mask; gan with --latent: paste the "
+                           "edit back into --image, the projected photo")
     edit.add_argument("--w-space", action="store_true", help="gan: optimise W instead of W+")
     edit.add_argument("--truncation", type=float, default=None, help="gan: truncation psi")
+    edit.add_argument("--latent", default=None,
+                      help="gan: start from this latent file (from `project`) instead of a seed")
     _add_drag_options(edit)
 
     gen = sub.add_parser("generate", help="render a generated image")
@@ -84,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--truncation", type=float, default=None, help="truncation psi")
     gen.add_argument("--device", default=None)
     gen.add_argument("--out", required=True)
+
+    from .gan.project_cli import add_project_parser
+
+    add_project_parser(sub)
 
     bench = sub.add_parser("bench", help="benchmarks (JSON on stdout)")
     bsub = bench.add_subparsers(dest="bench", required=True)
@@ -124,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated drag methods to compare (default: %(default)s)")
     by.add_argument("--kinds", default=None, help="comma-separated case kinds (default: all)")
     by.add_argument("--out", default=None)
+    by.add_argument("--source", choices=["generated", "rendered"], default="generated",
+                    help="gan: generated samples (default) or rendered toy faces projected into the GAN first "
+                         "(--cases = faces)")
+    by.add_argument("--project-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="--source rendered: a projection setting, e.g. --project-set pti_steps=200")
+    by.add_argument("--projection-only", action="store_true", help="--source rendered: no drags")
+    by.add_argument("--jsonl", default=None, help="--source rendered: append each face's scores here as it finishes")
     return parser
 
 
@@ -190,6 +205,20 @@ def _dispatch(args: argparse.Namespace) -> Optional[int]:
 
             emit_json(gpu_check(small=args.small, device=args.device, dtype=args.dtype, steps=args.steps), args.out)
             return 0
+        if args.bench == "toy" and args.source == "rendered":
+            if args.backend != "gan":
+                raise UserError("--source rendered projects faces into a GAN: use it with --backend gan.")
+            from .bench.toy_projected import projected_toy_bench
+
+            extra: dict[str, Any] = {"methods": tuple(m for m in args.methods.split(",") if m)}
+            if args.kinds:
+                extra["kinds"] = tuple(k for k in args.kinds.split(",") if k)
+            emit_json(projected_toy_bench(faces=args.cases or 10, seed=args.seed, device=args.device, model=args.model,
+                                          projection=parse_overrides(args.project_set),
+                                          overrides=parse_overrides(args.set), drags=not args.projection_only,
+                                          jsonl=args.jsonl, **extra),
+                      args.out)
+            return 0
         if args.bench == "toy":
             from .bench.toy import toy_bench
 
@@ -203,6 +232,10 @@ def _dispatch(args: argparse.Namespace) -> Optional[int]:
                 raise UserError(str(e)) from e
             emit_json(result, args.out)
             return 0
+    if args.command == "project":
+        from .gan.project_cli import project_command
+
+        return project_command(args)
     if args.command == "generate":
         from .gan.cli import generate_command
 

@@ -65,6 +65,29 @@ def _seed_and_psi(args: argparse.Namespace) -> tuple[int, float]:
     return seed, float(finite_number(psi, "--truncation", low=0, high=1))
 
 
+def _use_latent(editor: Any, latent: Any) -> None:
+    """Start the editor from a latent file: its weight delta (PTI) and W+; UserError when the file
+    was projected into another model than the one loaded."""
+    from .projection import model_fingerprint
+
+    if latent.model_key and latent.model_key != model_fingerprint(editor.base_G):
+        raise UserError("The latent file was projected with another model; pass that model with --model.")
+    editor.set_weight_delta(latent.weight_delta)
+    editor.set_latent(latent.ws, as_reference=True)
+
+
+def _paste_into_photo(args: argparse.Namespace, latent: Any, img: np.ndarray) -> np.ndarray:
+    """The edit pasted back into `--image` (the photo that was projected) at the latent's crop box."""
+    from .project_cli import read_photo
+    from .projection import paste_back
+
+    if not args.image:
+        raise UserError("--paste-back with --latent needs --image: the photo that was projected.")
+    if latent.crop is None:
+        raise UserError("The latent file has no crop box (it was not made by `project`); drop --paste-back.")
+    return paste_back(read_photo(args.image), img, latent.crop)
+
+
 def generate_command(args: argparse.Namespace) -> int:
     """Render `G(seed)` with truncation `args.truncation` (default 0.7) to `args.out` (PNG)."""
     seed, psi = _seed_and_psi(args)
@@ -87,8 +110,18 @@ def edit_command(args: argparse.Namespace) -> int:
     check_point_count(len(points))
     seed, psi = _seed_and_psi(args)
     overrides: dict[str, Any] = parse_overrides(args.set)
+    latent = None
+    if getattr(args, "latent", None):
+        from . import latent_file
+
+        latent = latent_file.load(args.latent)
+        if not getattr(args, "model", None) and latent.model:
+            args.model = latent.model  # the model the photo was projected into
     editor = _editor(args)
-    editor.generate(seed, psi)
+    if latent is not None:
+        _use_latent(editor, latent)
+    else:
+        editor.generate(seed, psi)
     validate(points, editor.image_size)
     mask = load_mask(args.mask, editor.image_size)
     if args.steps is not None:
@@ -108,13 +141,18 @@ def edit_command(args: argparse.Namespace) -> int:
         result = session.run()
     finally:
         progress.close()
-    path = _save_png(editor.image(), args.out)
+    out_img = editor.image()
+    if latent is not None and getattr(args, "paste_back", False):
+        out_img = _paste_into_photo(args, latent, out_img)
+    path = _save_png(out_img, args.out)
 
     summary = {
         "backend": "gan",
         "model": args.model or "toy (assets/models/toy_gan)",
-        "seed": seed,
-        "truncation_psi": psi,
+        "seed": None if latent is not None else seed,
+        "latent": getattr(args, "latent", None),
+        "pti": bool(latent is not None and latent.weight_delta),
+        "truncation_psi": None if latent is not None else psi,
         "device": str(editor.device),
         "w_space": "W" if args.w_space else "W+",
         "feature_res": session.backend.feature_res,

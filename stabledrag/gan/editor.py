@@ -55,7 +55,10 @@ class GanEditor:
         if device is not None and resolve_device(device) != generator.device:
             # A copy, because generators are shared (load_generator caches them per device).
             generator = copy.deepcopy(generator).to(resolve_device(device))
+        self.base_G = generator  # the loaded weights; `G` is this, or a PTI-tuned copy of it
         self.G = generator
+        self.weight_delta: dict[str, torch.Tensor] = {}
+        self.projection: Any = None  # the ProjectionResult being edited, if any
         self.device = generator.device
         self.feature_res = feature_res
         self.n_opt = n_opt
@@ -79,10 +82,32 @@ class GanEditor:
         both the reference latent (`reset`) and the current one. Returns `H x W x 3` uint8."""
         if self.G.c_dim > 0:
             raise UserError("This generator is class-conditional, which the editor does not support yet.")
+        self.set_weight_delta({})
+        self.projection = None
         with torch.no_grad():
             ws = self.G.mapping(self.G.seed_to_z(seed), None, truncation_psi=truncation_psi)
         self.seed, self.truncation_psi = int(seed), float(truncation_psi)
         self.set_latent(ws, as_reference=True)
+        return self.image()
+
+    def set_weight_delta(self, delta: Optional[dict[str, torch.Tensor]]) -> None:
+        """Edit with the loaded generator plus `delta` (`{state-dict name: tensor}`, PTI's tuned -
+        original; empty/None = the loaded weights). Raises UserError when it does not fit the model."""
+        from .projection import apply_weight_delta
+
+        delta = dict(delta or {})
+        self.G = apply_weight_delta(self.base_G, delta) if delta else self.base_G
+        self.weight_delta = delta
+        self._state = None
+
+    def set_projection(self, result: Any) -> np.ndarray:
+        """Edit a projected photo: its PTI weight delta (if any) and its W+ (the reset point).
+        `result`: a `stabledrag.gan.projection.ProjectionResult`. Returns the image `H x W x 3` uint8."""
+        self.set_weight_delta(result.weight_delta)
+        self.seed, self.truncation_psi = None, None
+        self.set_latent(result.ws, as_reference=True)
+        self.projection = result
+        self.last_session = None
         return self.image()
 
     def set_latent(self, ws: torch.Tensor, as_reference: bool = True) -> None:

@@ -24,7 +24,7 @@ from .masks import editor_value, mask_from_editor
 from .settings_base import TabSettings
 from .session_io import SessionData, read_session, write_session
 from .state import GanState, clicks_from_pairs, clicks_to_text, require_image
-from .views import (View, add_frame, canvas_for, check_handles_in_region, click_status, new_output_path,
+from .views import (KEEP, View, add_frame, canvas_for, check_handles_in_region, click_status, new_output_path,
                     progress_html, save_gif, save_png)
 
 log = logging.getLogger(__name__)
@@ -115,10 +115,24 @@ def random_seed() -> int:
     return random.randint(0, 99_999)
 
 
-def _editor(generator: Any) -> Any:
+def _editor(generator: Any, state: Optional[GanState] = None) -> Any:
+    """A `GanEditor` on `generator`, with the state's PTI weight delta when it holds a projected photo."""
     from ..gan.editor import GanEditor
 
-    return GanEditor(generator)
+    ed = GanEditor(generator)
+    if state is not None and state.weight_delta:
+        import torch
+
+        ed.set_weight_delta({k: torch.from_numpy(v) for k, v in state.weight_delta.items()})
+    return ed
+
+
+def _download(state: GanState) -> str:
+    """The PNG to download: the image, pasted back into the uploaded photo for a projected one."""
+    from .gan_projection import download_image
+
+    stem = "stabledrag-gan-photo" if state.photo is not None else f"stabledrag-gan-seed{state.seed}"
+    return save_png(download_image(state), stem)
 
 
 def generate(state: GanState, model: str, seed: Any, psi: float, generator: Any) -> View:
@@ -132,6 +146,7 @@ def generate(state: GanState, model: str, seed: Any, psi: float, generator: Any)
     state.w0, state.w, state.image0, state.image = w, w.copy(), img, img
     state.clicks, state.start_clicks, state.mask, state.frames = [], [], None, []
     state.input_id += 1
+    state.photo, state.crop, state.weight_delta, state.projection = None, None, {}, None
     return View(state=state, canvas=canvas_for(state), editor=editor_value(img, None, state.scale),
                 result=drawing.enlarge(img, state.scale),
                 points_text="", seed=seed, download=save_png(img, f"stabledrag-gan-seed{seed}"), animation=None,
@@ -153,7 +168,7 @@ def run_drag(state: GanState, editor_value_: Any, settings: GanSettings, generat
     points = validate(from_clicks(state.clicks), size)
     mask = mask_from_editor(editor_value_, size)
     check_handles_in_region(state.clicks, mask)
-    ed = _editor(generator)
+    ed = _editor(generator, state)
     if ed.image_size != size:
         raise UserError("The image was made by another model: press Generate again.")
     import torch
@@ -223,7 +238,7 @@ def run_drag(state: GanState, editor_value_: Any, settings: GanSettings, generat
     yield View(state=state, canvas=final, result=drawing.enlarge(state.image, state.scale), progress="",
                points_text=clicks_to_text(state.clicks),
                status=f"{how} after {result.steps} steps; handle-target distances (px): {dists}.",
-               download=save_png(state.image, f"stabledrag-gan-seed{state.seed}"),
+               download=_download(state),
                animation=save_gif(state.frames, "stabledrag-gan-drag"))
 
 
@@ -238,8 +253,9 @@ def reset(state: GanState) -> View:
     state.frames = []
     return View(state=state, canvas=canvas_for(state), result=drawing.enlarge(state.image, state.scale),
                 points_text=clicks_to_text(state.clicks),
-                download=save_png(state.image, f"stabledrag-gan-seed{state.seed}"), animation=None,
-                status="Back to the generated image. " + click_status(state.clicks))
+                download=_download(state), animation=None,
+                status=("Back to the projected photo. " if state.projection else "Back to the generated image. ")
+                + click_status(state.clicks))
 
 
 def export_session(state: GanState, settings: GanSettings) -> View:
@@ -247,11 +263,27 @@ def export_session(state: GanState, settings: GanSettings) -> View:
     if state.image0 is None or state.image is None:
         raise UserError("Nothing to export yet: generate an image first.")
     latents = {"latent0": state.w0, "latent": state.w} if state.w0 is not None else {}
+    gan: dict[str, Any] = {"model": state.model, "seed": state.seed, "psi": state.psi}
+    if state.projection:
+        gan.update(projected=True, crop=state.crop, projection=state.projection)
     data = SessionData(engine="gan", image=state.image0, clicks=list(state.clicks), mask=state.mask,
-                       result=state.image, settings=settings.to_dict(), latents=latents,
-                       gan={"model": state.model, "seed": state.seed, "psi": state.psi})
+                       result=state.image, settings=settings.to_dict(), latents=latents, gan=gan,
+                       weight_delta=dict(state.weight_delta), photo=state.photo)
     path = write_session(data, new_output_path("stabledrag-gan-session", ".zip"))
     return View(state=state, session_file=str(path), status="Session exported: download the .zip below.")
+
+
+def _projected_session(new: GanState, data: SessionData, model: str) -> View:
+    """Fill `new` with a projected photo's session parts (photo, crop, weight delta, metrics); the
+    latents and images are set by the caller. Returns the View to complete."""
+    crop = data.gan.get("crop")
+    if data.photo is not None and (not isinstance(crop, list) or len(crop) != 7):
+        raise UserError("The session's crop box is damaged.")
+    new.model, new.seed, new.psi = model, 0, 0.7
+    new.photo, new.crop = data.photo, crop if data.photo is not None else None
+    new.weight_delta = dict(data.weight_delta)
+    new.projection = data.gan.get("projection") if isinstance(data.gan.get("projection"), dict) else {"pti": False}
+    return View(state=new, seed=KEEP, animation=None)
 
 
 def import_session(state: GanState, blob: Optional[bytes], models: list[str],
@@ -271,10 +303,19 @@ def import_session(state: GanState, blob: Optional[bytes], models: list[str],
         raise UserError("The session's seed or truncation is damaged.") from None
     generator = get_generator(model)
     new = GanState()  # filled completely before it replaces the tab's state, so a failure loses nothing
-    view = generate(new, model, seed, psi, generator)
     w0, w = data.latents.get("latent0"), data.latents.get("latent")
+    projected = bool(data.gan.get("projected"))
+    if projected:
+        if w0 is None or w is None:
+            raise UserError("The session is of a projected photo but holds no latents; it cannot be restored.")
+        view = _projected_session(new, data, model)
+    else:
+        view = generate(new, model, seed, psi, generator)
     if w0 is not None and w is not None:
-        ed = _editor(generator)
+        try:
+            ed = _editor(generator, new)
+        except UserError as e:
+            raise UserError(f"The session's tuned weights do not fit the model {model!r}: {e}") from None
         import torch
 
         try:
@@ -293,9 +334,10 @@ def import_session(state: GanState, blob: Optional[bytes], models: list[str],
     settings = GanSettings.from_values({**GanSettings().to_dict(), **data.settings})
     view.canvas, view.editor = canvas_for(new), editor_value(new.image, new.mask, new.scale)
     view.result, view.points_text = drawing.enlarge(new.image, new.scale), clicks_to_text(new.clicks)
-    view.download = save_png(new.image, f"stabledrag-gan-seed{seed}")
+    view.download = _download(new)
     view.model, view.settings = model, settings.ui_values()
-    view.status = f"Session imported: {model}, seed {seed}, {len(new.clicks) // 2} drag pair(s)."
+    what = "a projected photo" if projected else f"seed {seed}"
+    view.status = f"Session imported: {model}, {what}, {len(new.clicks) // 2} drag pair(s)."
     new.input_id = state.input_id + 1
     state.__dict__.update(vars(new))
     view.state = state

@@ -8,6 +8,8 @@ A session file is a zip holding:
   mask.png       the editable region, white = may change (optional)
   result.png     the last result (optional)
   latent0.npy / latent.npy   GAN: generated and current W+ latents (optional)
+  weight_delta.npz            GAN, projected photo with PTI: tuned - original weights by name (optional)
+  photo.png                   GAN, projected photo: the uploaded photo, for paste-back (optional)
   report.json    the engine's report of the last result (optional)
 
 Reading is defensive: only these names are read (never extracted to disk); each entry is
@@ -44,7 +46,10 @@ VERSION = 1
 ENGINES = ("diffusion", "gan")
 #: A latent holds num_ws x w_dim values (18 x 512 at 1024 px); more is not a latent of any model.
 MAX_LATENT_VALUES = 64 * 1024
-_KNOWN = {"session.json", "image.png", "mask.png", "result.png", "latent0.npy", "latent.npy", "report.json"}
+_KNOWN = {"session.json", "image.png", "mask.png", "result.png", "latent0.npy", "latent.npy", "report.json",
+          "weight_delta.npz", "photo.png"}
+#: PTI's weight delta is as large as the generator (up to ~130 MB at 1024 px), so it gets its own cap.
+MAX_WEIGHT_DELTA_BYTES = 256 * 2**20
 
 
 @dataclass
@@ -53,6 +58,8 @@ class SessionData:
 
     image / result: `H x W x 3` uint8. mask: `H x W` bool or None. clicks: image px.
     latents: GAN latents by name ("latent0", "latent"), `1 x num_ws x w_dim` float32.
+    weight_delta: GAN PTI weight delta (`{state-dict name: float32 array}`). photo: the projected
+    photo (`H' x W' x 3` uint8) or None.
     """
 
     engine: str
@@ -65,6 +72,8 @@ class SessionData:
     gan: dict[str, Any] = field(default_factory=dict)
     latents: dict[str, np.ndarray] = field(default_factory=dict)
     report: Optional[dict[str, Any]] = None
+    weight_delta: dict[str, np.ndarray] = field(default_factory=dict)
+    photo: Optional[np.ndarray] = None
 
 
 def _png(arr: np.ndarray) -> bytes:
@@ -77,6 +86,23 @@ def _npy(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.asarray(arr, dtype=np.float32), allow_pickle=False)
     return buf.getvalue()
+
+
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()})
+    return buf.getvalue()
+
+
+def _read_npz(blob: bytes, name: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
+            out = {k: np.asarray(arrays[k]) for k in arrays.files}
+    except (ValueError, OSError, zipfile.BadZipFile) as e:
+        raise UserError(f"The session's {name} is not readable ({e}).") from None
+    if not all(a.dtype.kind == "f" and np.isfinite(a).all() for a in out.values()):
+        raise UserError(f"The session's {name} holds something other than finite float weights.")
+    return {k: a.astype(np.float32) for k, a in out.items()}
 
 
 def session_bytes(data: SessionData) -> bytes:
@@ -99,6 +125,10 @@ def session_bytes(data: SessionData) -> bytes:
             z.writestr("result.png", _png(data.result))
         for name, arr in data.latents.items():
             z.writestr(f"{name}.npy", _npy(arr))
+        if data.weight_delta:
+            z.writestr("weight_delta.npz", _npz(data.weight_delta))
+        if data.photo is not None:
+            z.writestr("photo.png", _png(data.photo))
         if data.report is not None:  # server paths (the model's folder) are not the recipient's business
             report = hide_paths_in(json.loads(json.dumps(data.report, default=_json_default)))
             z.writestr("report.json", json.dumps(report, indent=2))
@@ -122,14 +152,15 @@ def write_session(data: SessionData, path: str | Path) -> Path:
     return path
 
 
-def _read_member(z: zipfile.ZipFile, name: str, budget: list[int], limits: Limits) -> bytes:
+def _read_member(z: zipfile.ZipFile, name: str, budget: list[int], limits: Limits,
+                 cap: Optional[int] = None) -> bytes:
     """The bytes of entry `name`, inflated in chunks and stopped as soon as they exceed
     `limits.max_inflated_bytes` (or the session's remaining `budget[0]`): the size an entry
     declares is never trusted. Bad CRC, corrupt deflate data and encrypted entries -> UserError."""
     info = z.getinfo(name)
     if info.flag_bits & 0x1:
         raise UserError(f"The session's {name} is encrypted; export the session again without a password.")
-    cap = min(limits.max_inflated_bytes, budget[0])
+    cap = min(limits.max_inflated_bytes if cap is None else cap, budget[0])
     chunks, n = [], 0
     try:
         with z.open(info) as f:
@@ -290,6 +321,14 @@ def _read_session(source: bytes | str | Path, expect_engine: Optional[str], limi
             result = _read_image(_read_member(z, "result.png", budget, limits), "result.png")
         latents = {n[:-4]: _read_npy(_read_member(z, n, budget, limits), n, limits)
                    for n in ("latent0.npy", "latent.npy") if n in infos}
+        weight_delta = {}
+        if "weight_delta.npz" in infos:
+            big = [MAX_WEIGHT_DELTA_BYTES]  # its own budget: not counted against the images'
+            weight_delta = _read_npz(_read_member(z, "weight_delta.npz", big, limits, cap=MAX_WEIGHT_DELTA_BYTES),
+                                     "weight_delta.npz")
+        photo = None
+        if "photo.png" in infos:
+            photo = _read_image(_read_member(z, "photo.png", budget, limits), "photo.png")
         report = None
         if "report.json" in infos:
             try:
@@ -302,7 +341,8 @@ def _read_session(source: bytes | str | Path, expect_engine: Optional[str], limi
             raise UserError("The session's settings are damaged (not a JSON object).")
         prompt = check_prompt(doc.get("prompt") or "", limits)
         return SessionData(engine=engine, image=image, clicks=clicks, mask=mask, result=result,
-                           settings=settings, prompt=prompt, gan=gan, latents=latents, report=report)
+                           settings=settings, prompt=prompt, gan=gan, latents=latents, report=report,
+                           weight_delta=weight_delta, photo=photo)
 
 
 def _points(raw: Any, size: tuple[int, int], limits: Limits = LIMITS) -> list[tuple[int, int]]:

@@ -73,9 +73,13 @@ class GanState(_ImageCanvas):
     mask: flexible region (`H x W` bool) or None. frames: animation of the last drag.
     input_id: bumped by Generate, Reset and import, so a running drag notices that what it works
     on was replaced and stops without writing its state here.
+    Projected photos (issue 16; all empty for generated samples): photo: the uploaded photo
+    (`H' x W' x 3` uint8, for paste-back); crop: `CropBox.to_list()` of where the image came from;
+    weight_delta: PTI's tuned - original weights (`{state-dict name: float32 array}`, empty without
+    PTI); projection: its metrics (PSNR/SSIM with and without PTI, config, seconds).
     """
 
-    NO_IMAGE: ClassVar[str] = "No image yet: pick a model and press Generate."
+    NO_IMAGE: ClassVar[str] = "No image yet: pick a model and press Generate (or upload a photo)."
     model: str = ""
     seed: int = 0
     psi: float = 0.7
@@ -89,6 +93,10 @@ class GanState(_ImageCanvas):
     frames: list[np.ndarray] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     input_id: int = 0
+    photo: Optional[np.ndarray] = None
+    crop: Optional[list[int]] = None
+    weight_delta: dict[str, np.ndarray] = field(default_factory=dict)
+    projection: Optional[dict[str, Any]] = None
 
 
 def require_image(image: Optional[np.ndarray],

@@ -25,6 +25,7 @@ from . import fair_queue
 from . import gan_handlers as gh
 from .args import AppOptions
 from .examples import list_examples, load_example
+from .gan_projection_ui import build_photo_controls, wire_photo_controls
 from .messages import user_message
 from .models import NO_GAN_MESSAGE, TOY_SD_LABEL, Engines
 from .safe_editor import SafeImageEditor
@@ -422,6 +423,7 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
             with gr.Row():
                 gen_btn = gr.Button("Generate", elem_id="gan_generate")
                 rand_btn = gr.Button("Random seed", elem_id="gan_random")
+            photo_controls = build_photo_controls()  # "Upload a photo" (issue 16)
             with gr.Row():
                 start_btn = gr.Button("Start", variant="primary", elem_id="gan_start")
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="gan_stop")
@@ -539,6 +541,8 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
     export_btn.click(on_export, [state, *settings.values()], out.all, api_name="gan_export", show_progress_on=[status])
     import_file.upload(on_import, [state, import_file], out.all, api_name="gan_import",
                        concurrency_id=GPU_QUEUE, concurrency_limit=1, show_progress_on=[status])
+    wire_photo_controls(photo_controls, state=state, model=model, outputs=out, call=_call, stream=_stream,
+                        generator=engines.generator, tokens=tokens, queue_id=GPU_QUEUE, gpu=gpu)
     return on_load, [state, model, seed, psi], out.all
 
 

@@ -1,0 +1,181 @@
+"""`python -m stabledrag bench toy --backend gan --source rendered`: real-image GAN editing on the
+toy world - faces drawn by the renderer (not by the generator) are projected into the GAN, then
+dragged.
+
+For each face (latent `z ~ N(0, I)` from `seed + i`, drawn by `render(face_from_z(z))`: the
+toy GAN's face distribution, head roughly centred, as FFHQ photos are aligned before projection):
+
+1. projection without PTI (phase 1 in Z or W, then W+; `stabledrag.gan.projection`), then pivotal
+   tuning continued from it: PSNR / SSIM of both, and every detector keypoint (head, eyes, mouth,
+   mouth corners) of each reconstruction against the rendered face's (px). A face "fits" when
+   every part is within `PART_TOLERANCE_PX` (1.5 px).
+2. drags on the PTI projection, as in `bench toy` (`stabledrag.bench.toy.make_cases` on the projected
+   image's detection, the same success radius and editable capsule): eye cases by default.
+
+Prints JSON: the projection summary (with and without PTI), per-kind drag summaries, every face
+and case, settings and timings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+import time
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..points import from_pairs
+from ..toy.detect import detect
+from .toy import SUCCESS_PX, edit_mask, make_cases, score, summarise
+
+log = logging.getLogger(__name__)
+
+PART_TOLERANCE_PX = 1.5
+DEFAULT_KINDS = ("eye_short", "eye_long")
+
+
+def part_errors(reference: np.ndarray, image: np.ndarray) -> dict[str, Optional[float]]:
+    """Distance (px) of each detector keypoint in `image` from the same keypoint in `reference`
+    (both `H x W x 3` uint8); None for a part found in the reference but not in `image`."""
+    ref, got = detect(reference).keypoints(), detect(image).keypoints()
+    out: dict[str, Optional[float]] = {}
+    for name, p in ref.items():
+        if p is None:
+            continue
+        q = got.get(name)
+        out[name] = None if q is None else round(float(math.dist(p, q)), 3)
+    return out
+
+
+def _fits(errors: dict[str, Optional[float]]) -> bool:
+    return bool(errors) and all(e is not None and e <= PART_TOLERANCE_PX for e in errors.values())
+
+
+def _max_error(errors: dict[str, Optional[float]]) -> Optional[float]:
+    vals = list(errors.values())
+    return None if not vals or any(v is None for v in vals) else max(vals)
+
+
+def _mean(vals: Sequence[Optional[float]]) -> Optional[float]:
+    vals = [v for v in vals if v is not None]
+    return round(float(np.mean(vals)), 3) if vals else None
+
+
+def summarise_projection(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """Summary of the faces' `key` ("no_pti" / "pti") projections: PSNR / SSIM (mean, min), part
+    errors (mean of each face's worst part; a lost part counts as not fitting), the fit rate."""
+    sub = [r[key] for r in rows]
+    if not sub:
+        return {"n": 0}
+    return {
+        "n": len(sub),
+        "psnr_mean": _mean([s["psnr"] for s in sub]), "psnr_min": round(min(s["psnr"] for s in sub), 3),
+        "psnr_at_least_30_rate": round(float(np.mean([s["psnr"] >= 30.0 for s in sub])), 3),
+        "ssim_mean": _mean([s["ssim"] for s in sub]),
+        "worst_part_px_mean": _mean([s["worst_part_px"] for s in sub]),
+        "part_lost_rate": round(float(np.mean([s["worst_part_px"] is None for s in sub])), 3),
+        "all_parts_within_tolerance_rate": round(float(np.mean([s["fits"] for s in sub])), 3),
+    }
+
+
+def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[str] = None,
+                        model: Optional[str] = None, projection: Optional[dict[str, Any]] = None,
+                        overrides: Optional[dict[str, Any]] = None, kinds: Sequence[str] = DEFAULT_KINDS,
+                        methods: Sequence[str] = ("stabledrag",), drags: bool = True,
+                        jsonl: Optional[str] = None) -> dict[str, Any]:
+    """Run the benchmark on `faces` rendered faces; see the module docstring.
+
+    projection: `ProjectionConfig` fields over `TOY_PROJECTION` (its `pti_steps` is the PTI run's).
+    overrides: drag settings for `methods`' defaults (`stabledrag.config.METHODS` names; the CLI
+    passes `--methods`, default all). kinds: drag case kinds to run (of `bench.toy.make_cases`); drags=False measures the projection only. jsonl: also append each
+    face's row (with its drag scores) to this file as it finishes. Returns a JSON-ready dict.
+    """
+    from ..gan import load_generator
+    from ..gan.editor import GanEditor
+    from ..gan.projection import TOY_PROJECTION, ProjectionConfig, project
+    from ..toy.render import render
+    from ..toy.train_gan import face_from_z
+
+    torch.manual_seed(0)
+    G = load_generator(model, device=device)
+    values = {**TOY_PROJECTION, **(projection or {})}
+    try:
+        cfg_pti = ProjectionConfig(**values)
+        cfg_plain = ProjectionConfig(**{**values, "pti_steps": 0})
+        # PTI continues from the plain projection (the W phase is skipped when continuing).
+        cfg_tune = ProjectionConfig(**{**values, "w_steps": 1, "wplus_steps": 0})
+    except (TypeError, ValueError) as e:
+        from ..errors import UserError
+
+        raise UserError(f"Bad projection setting: {e}") from None
+    editor = GanEditor(G)
+    overrides = dict(overrides or {})
+    rng = np.random.default_rng(seed)
+    face_rows: list[dict[str, Any]] = []
+    drag_rows: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    t_all = time.perf_counter()
+    for i in range(faces):
+        z = np.random.default_rng([seed, i]).standard_normal(G.z_dim)
+        src, _ = render(face_from_z(z), G.img_resolution)
+        t0 = time.perf_counter()
+        plain = project(G, src, cfg_plain, use_cache=False)
+        t1 = time.perf_counter()
+        tuned = project(G, src, cfg_tune, init=plain, use_cache=False) if cfg_pti.pti_steps > 0 else plain
+        t2 = time.perf_counter()
+        row: dict[str, Any] = {"face": i, "z_seed": [seed, i], "seconds_no_pti": round(t1 - t0, 2),
+                               "seconds_pti": round(t2 - t1, 2)}
+        for key, res, img in (("no_pti", plain, plain.image_before_pti), ("pti", tuned, tuned.image)):
+            errs = part_errors(src, img)
+            row[key] = {"psnr": round(res.psnr if key == "pti" else res.psnr_before_pti, 3),
+                        "ssim": round(res.ssim if key == "pti" else res.ssim_before_pti, 4),
+                        "part_errors_px": errs, "worst_part_px": _max_error(errs), "fits": _fits(errs)}
+        face_rows.append(row)
+        log.info("face %d: PSNR %.2f / %.2f dB (no PTI / PTI)", i, row["no_pti"]["psnr"], row["pti"]["psnr"])
+        face_drags: list[dict[str, Any]] = []
+        if drags:
+            editor.set_projection(tuned)
+            start = tuned.image
+            for case in make_cases(detect(start), i, rng, start):
+                if case.kind not in kinds:
+                    continue
+                for method in methods:
+                    editor.reset()
+                    t = time.perf_counter()
+                    sess = editor.session(from_pairs(case.pairs()), editor.default_config(method, **overrides),
+                                          mask=edit_mask(case, start.shape[0]))
+                    res = sess.run()
+                    row_d = score(case, start, editor.image(), time.perf_counter() - t, res.status)
+                    drag_rows[method].append(row_d)
+                    face_drags.append({"method": method, **row_d})
+        if jsonl:
+            with open(jsonl, "a") as f:
+                f.write(json.dumps({**row, "drags": face_drags}) + "\n")
+
+    kinds_seen = sorted({r["kind"] for rows in drag_rows.values() for r in rows})
+    n_proj = max(1, len(face_rows))
+    return {
+        "benchmark": "toy_projected", "backend": "gan", "source": "rendered",
+        "model": model or "bundled toy GAN",
+        "settings": {"faces": faces, "seed": seed, "part_tolerance_px": PART_TOLERANCE_PX,
+                     "success_px": SUCCESS_PX, "projection": cfg_pti.to_dict(), "drag_overrides": overrides,
+                     "kinds": list(kinds), "methods": list(methods)},
+        "projection": {
+            "without_pti": summarise_projection(face_rows, "no_pti"),
+            "with_pti": summarise_projection(face_rows, "pti"),
+            "seconds_per_projection_no_pti": round(sum(r["seconds_no_pti"] for r in face_rows) / n_proj, 2),
+            "seconds_per_pti": round(sum(r["seconds_pti"] for r in face_rows) / n_proj, 2),
+        },
+        "drags": {"overall": {m: summarise(drag_rows[m]) for m in methods},
+                  "by_kind": {k: {m: summarise([r for r in drag_rows[m] if r["kind"] == k]) for m in methods}
+                              for k in kinds_seen}},
+        "faces": face_rows,
+        "cases": drag_rows,
+        "machine": {"platform": platform.platform(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads(),
+                    "device": device or ("cuda" if torch.cuda.is_available() else "cpu")},
+        "seconds": round(time.perf_counter() - t_all, 1),
+    }

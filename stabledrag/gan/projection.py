@@ -1,0 +1,613 @@
+"""Project a real image into a StyleGAN2 generator (GAN inversion), optionally with pivotal tuning.
+
+    aligned, crop = align_image(photo, G.img_resolution)       # square crop + resize, box kept
+    result = project(G, aligned, ProjectionConfig(), progress=cb, cancel=token)
+    G_tuned = apply_weight_delta(G, result.weight_delta)        # identity when PTI was off
+    editor.set_projection(result)                               # then drag as on a sample
+
+Phases (each reported through the project's `ProgressCallback`, each cancellable):
+
+1. `project_w`  - one w, started at the best of `w_avg` and a few mapped random z (compared on a
+   cheap low-resolution partial render), optimised with Adam under a cosine-ramped learning
+   rate and a decaying Gaussian perturbation of w (its scale taken from the spread of W), as in
+   the StyleGAN2 projector (Karras et al. 2020, `projector.py`, read not copied). When the
+   generator has noise inputs, its constant noise maps are optimised too, with the projector's
+   multi-scale autocorrelation penalty and re-normalisation after each step. With
+   `start_space="z"` the search runs in Z through the mapping network instead (stays on the
+   image manifold; what the toy GAN needs).
+2. `project_wplus` - every vector of W+ freed from the phase-1 w (Abdal et al., Image2StyleGAN).
+3. `pti`     - pivotal tuning (Roich et al. 2021, PTI): the synthesis weights are fine-tuned with the
+   latent frozen at the pivot, so the image is reproduced exactly while the latent stays where
+   editing works. The change is returned as a weight *delta* (tuned - original), tensors by name.
+
+Losses (offline only: no LPIPS/VGG weights exist here, and the bundled toy checkpoint carries no
+discriminator whose features could serve): pixel L2 + L1 on the image in [-1, 1], weighted up where
+the target has local contrast (small parts count), and L1 on an average-pooled pyramid
+(multi-scale, coarse shape first). Image conventions: uint8
+`H x W x 3` RGB arrays in, generator images `N x 3 x R x R` float in [-1, 1] inside.
+
+Results are cached per (model weights fingerprint, image bytes, config), so projecting the same
+photo again (e.g. after a page reload) costs nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import logging
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import UserError
+from ..progress import CancelToken, ProgressCallback, report
+from .networks import Generator, to_uint8
+
+log = logging.getLogger(__name__)
+
+PHASES = ("project_w", "project_wplus", "pti")
+
+
+# -- configuration and result ---------------------------------------------------------------------
+@dataclass
+class ProjectionConfig:
+    """Settings of a projection (all recorded in the result).
+
+    w_steps / wplus_steps / pti_steps: Adam steps of the three phases (0 skips a phase; pti_steps=0
+    = no pivotal tuning). w_lr / wplus_lr / pti_lr: their peak learning rates (W phases use the
+    projector's schedule: linear ramp-up over the first 5 %, cosine ramp-down over the last 25 %).
+    PTI uses the same learning-rate shape. noise_factor / noise_ramp: the W phase perturbs w by `w_std * noise_factor * max(0, 1 - t/noise_ramp)^2`
+    (t = fraction of the phase done). w_avg_samples: z samples used to measure `w_std`.
+    l2_weight / l1_weight: pixel terms; pyramid_weight, pyramid_levels: L1 on 2x, 4x, ... average-
+    pooled images. detail_weight: extra weight of the pixel terms where the target has local
+    contrast (`1 + detail_weight * contrast`, contrast in [0, 1], see `detail_map`), so small
+    high-contrast parts (eyes, mouth) are not traded for the large flat areas. noise_reg_weight: the projector's noise autocorrelation penalty (only when the
+    generator has noise inputs). init_candidates: the W phase starts from the best of `w_avg` and
+    this many mapped random z, compared on the generator's partial (skip) image at `init_res` px
+    against the pooled target (cheap: the later blocks are not run); 0 = start at `w_avg` like the
+    projector. start_space: "w" (the projector) or "z": phase 1 optimises z through the mapping
+    network instead, which keeps the start on the generator's image manifold (useful for models
+    whose W has large regions that draw no detail, e.g. the toy GAN). seed: for the candidates, the W perturbation and the w_std samples.
+    """
+
+    w_steps: int = 150
+    wplus_steps: int = 150
+    pti_steps: int = 150
+    w_lr: float = 0.1
+    wplus_lr: float = 0.02
+    pti_lr: float = 1e-3
+    noise_factor: float = 0.05
+    noise_ramp: float = 0.75
+    w_avg_samples: int = 2000
+    l2_weight: float = 1.0
+    l1_weight: float = 1.0
+    pyramid_weight: float = 1.0
+    pyramid_levels: int = 3
+    noise_reg_weight: float = 1e5
+    detail_weight: float = 10.0
+    start_space: str = "w"
+    init_candidates: int = 64
+    init_res: int = 32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("w_steps", "wplus_steps", "pti_steps", "pyramid_levels"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.start_space not in ("w", "z"):
+            raise ValueError(f"start_space must be 'w' or 'z', got {self.start_space!r}")
+        if self.w_steps + self.wplus_steps <= 0:
+            raise ValueError("at least one of w_steps and wplus_steps must be > 0")
+        for name in ("w_lr", "wplus_lr", "pti_lr"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON / npz metadata."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ProjectionConfig":
+        """Inverse of `to_dict`; unknown keys raise ValueError."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown projection settings: {sorted(unknown)}")
+        return cls(**data)
+
+
+# Settings measured on the bundled toy GAN (see `python -m stabledrag bench toy --backend gan --source
+# rendered`): its W has wide regions that draw faces without eyes, so phase 1 searches Z; the
+# steps are what a shared CPU affords per photo.
+TOY_PROJECTION: dict[str, Any] = dict(start_space="z", w_steps=100, wplus_steps=50, pti_steps=300, pti_lr=0.02,
+                                      init_candidates=64)
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """Where the generator-size image came from in the original photo.
+
+    left, top, right, bottom: the crop in original pixels (right/bottom exclusive), a square.
+    width, height: the original photo's size. resolution: the generator's size it was resized to.
+    """
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+    width: int
+    height: int
+    resolution: int
+
+    def to_list(self) -> list[int]:
+        """`[left, top, right, bottom, width, height, resolution]`."""
+        return [self.left, self.top, self.right, self.bottom, self.width, self.height, self.resolution]
+
+    @classmethod
+    def from_list(cls, values: Any) -> "CropBox":
+        """Inverse of `to_list`."""
+        v = [int(x) for x in values]
+        if len(v) != 7:
+            raise ValueError(f"a crop box has 7 numbers, got {len(v)}")
+        return cls(*v)
+
+    @property
+    def is_identity(self) -> bool:
+        """True when the photo was already the generator's size (nothing cropped or resized)."""
+        return (self.left, self.top, self.right, self.bottom) == (0, 0, self.width, self.height) \
+            and self.width == self.height == self.resolution
+
+
+@dataclass
+class ProjectionResult:
+    """A projected image.
+
+    ws: the latent, `1 x num_ws x w_dim` float32 (CPU). w: the phase-1 latent `1 x w_dim`.
+    weight_delta: `{state-dict name: tuned - original}` for the tensors PTI (or noise optimisation)
+    changed; empty without them. Apply with `apply_weight_delta`.
+    target: the aligned image that was projected, `R x R x 3` uint8. image: its reconstruction
+    (with the delta), image_before_pti: without it. psnr / ssim: reconstruction vs target (dB, [0,1])
+    with the delta; psnr_before_pti / ssim_before_pti: W+ alone. crop: where `target` came from.
+    seconds: per phase. config: the settings used. model_key: fingerprint of the generator.
+    """
+
+    config: ProjectionConfig
+    ws: torch.Tensor
+    w: torch.Tensor
+    weight_delta: dict[str, torch.Tensor]
+    target: np.ndarray
+    image: np.ndarray
+    image_before_pti: np.ndarray
+    psnr: float
+    ssim: float
+    psnr_before_pti: float
+    ssim_before_pti: float
+    crop: Optional[CropBox] = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    model_key: str = ""
+
+    def metrics(self) -> dict[str, Any]:
+        """JSON-ready numbers (quality, timings, config)."""
+        return {
+            "psnr": round(self.psnr, 3), "ssim": round(self.ssim, 4),
+            "psnr_before_pti": round(self.psnr_before_pti, 3), "ssim_before_pti": round(self.ssim_before_pti, 4),
+            "pti": self.config.pti_steps > 0, "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "config": self.config.to_dict(), "crop": None if self.crop is None else self.crop.to_list(),
+        }
+
+
+# -- image alignment and paste-back ---------------------------------------------------------------
+def align_image(image: Any, resolution: int, box: Optional[tuple[int, int, int, int]] = None
+                ) -> tuple[np.ndarray, CropBox]:
+    """Crop a photo to a square and resize it to the generator's `resolution`.
+
+    image: PIL image or `H x W x 3`/`H x W x 4`/`H x W` uint8 array (any size; alpha is dropped).
+    box: `(left, top, right, bottom)` in photo pixels to crop (made square around its centre and
+    kept inside the photo); None = the largest centred square. Resizing uses Lanczos (Pillow).
+    Returns `(resolution x resolution x 3 uint8, CropBox)`. Raises UserError for an empty image.
+    (No landmark alignment: FFHQ-style face alignment needs a landmark model this project lacks.)
+    """
+    from PIL import Image
+
+    im = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+    im = im.convert("RGB")
+    w, h = im.size
+    if w < 1 or h < 1:
+        raise UserError("The image is empty.")
+    if box is None:
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+    else:
+        l, t, r, b = (int(round(v)) for v in box)
+        side = max(1, min(max(r - l, b - t), w, h))
+        cx, cy = (l + r) / 2, (t + b) / 2
+        left = int(min(max(round(cx - side / 2), 0), w - side))
+        top = int(min(max(round(cy - side / 2), 0), h - side))
+    crop = CropBox(left, top, left + side, top + side, w, h, int(resolution))
+    sq = im.crop((crop.left, crop.top, crop.right, crop.bottom))
+    if sq.size != (resolution, resolution):
+        sq = sq.resize((resolution, resolution), Image.LANCZOS)
+    return np.asarray(sq, dtype=np.uint8).copy(), crop
+
+
+def paste_back(original: Any, edited: np.ndarray, crop: CropBox) -> np.ndarray:
+    """Put the edited generator-size image back where it was cropped from.
+
+    original: the photo (PIL or `H x W x 3` uint8) of size `crop.width x crop.height`;
+    edited: `R x R x 3` uint8. The edit is resized (Lanczos) to the crop box and replaces it.
+    Returns the full photo `H x W x 3` uint8. Raises UserError when the sizes do not match.
+    """
+    from PIL import Image
+
+    im = original if isinstance(original, Image.Image) else Image.fromarray(np.asarray(original))
+    im = im.convert("RGB")
+    if im.size != (crop.width, crop.height):
+        raise UserError(f"The photo is {im.size[0]}x{im.size[1]} but the projection was cropped from a "
+                        f"{crop.width}x{crop.height} photo.")
+    if crop.is_identity:
+        return np.asarray(edited, dtype=np.uint8).copy()
+    patch = Image.fromarray(np.asarray(edited, dtype=np.uint8))
+    side = crop.right - crop.left
+    if patch.size != (side, side):
+        patch = patch.resize((side, side), Image.LANCZOS)
+    out = im.copy()
+    out.paste(patch, (crop.left, crop.top))
+    return np.asarray(out, dtype=np.uint8).copy()
+
+
+# -- metrics --------------------------------------------------------------------------------------
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB between two uint8 images of the same shape (99 for identical images)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 99.0 if mse == 0 else min(99.0, 10 * math.log10(255.0 ** 2 / mse))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM (scikit-image, 7x7 window, over the colour channels) between two `H x W x 3` uint8 images."""
+    from skimage.metrics import structural_similarity
+
+    return float(structural_similarity(a, b, channel_axis=2, data_range=255))
+
+
+# -- generator helpers ----------------------------------------------------------------------------
+_FINGERPRINTS: dict[int, tuple[Any, str]] = {}
+
+
+def model_fingerprint(G: Generator) -> str:
+    """SHA-1 of the generator's config and state dict (names, shapes, bytes); memoised per object
+    (generators are not modified in place by this module)."""
+    hit = _FINGERPRINTS.get(id(G))
+    if hit is not None and hit[0]() is G:
+        return hit[1]
+    import weakref
+
+    h = hashlib.sha1(repr(sorted(G.config.to_dict().items())).encode())
+    for name, t in G.state_dict().items():
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    key = h.hexdigest()
+    _FINGERPRINTS[id(G)] = (weakref.ref(G), key)
+    return key
+
+
+def noise_buffers(G: Generator) -> dict[str, torch.Tensor]:
+    """`{state-dict name: noise_const}` of every synthesis layer whose noise input has an effect
+    (non-zero `noise_strength`)."""
+    strengths = dict(G.named_parameters())
+    return {n: b for n, b in G.named_buffers() if n.endswith("noise_const")
+            and float(strengths[n[: -len("noise_const")] + "noise_strength"]) != 0.0}
+
+
+def apply_weight_delta(G: Generator, delta: dict[str, torch.Tensor]) -> Generator:
+    """A copy of `G` with `delta` (`{state-dict name: tensor}`, as from `ProjectionResult.weight_delta`)
+    added to its weights; `G` itself when `delta` is empty. Raises UserError for names or shapes the
+    generator does not have."""
+    if not delta:
+        return G
+    state = G.state_dict()
+    bad = [k for k, v in delta.items() if k not in state or tuple(state[k].shape) != tuple(v.shape)]
+    if bad:
+        raise UserError(f"The tuned weights do not fit this model ({', '.join(bad[:3])}); "
+                        "load the model the projection was made with.")
+    G2 = copy.deepcopy(G)
+    with torch.no_grad():
+        own = G2.state_dict()
+        for k, v in delta.items():
+            own[k].add_(v.to(own[k].device, own[k].dtype))
+    return G2.eval().requires_grad_(False)
+
+
+def weight_delta(G: Generator, tuned: Generator, atol: float = 0.0) -> dict[str, torch.Tensor]:
+    """`{name: tuned - G}` (CPU float32) for floating tensors that differ by more than `atol`."""
+    base = G.state_dict()
+    out: dict[str, torch.Tensor] = {}
+    for k, v in tuned.state_dict().items():
+        if not v.is_floating_point():
+            continue
+        d = (v.detach() - base[k].detach()).to("cpu", torch.float32)
+        if float(d.abs().max()) > atol:
+            out[k] = d
+    return out
+
+
+def _to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
+    """`R x R x 3` uint8 -> `1 x 3 x R x R` float in [-1, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(image)).to(device, torch.float32)
+    return (t.permute(2, 0, 1)[None] / 127.5) - 1.0
+
+
+def detail_map(target: torch.Tensor, spread: int = 2) -> torch.Tensor:
+    """Local contrast of `target` (`N x 3 x R x R` in [-1, 1]): the colour distance to its 3x3 mean,
+    dilated by `spread` px (max-pool) and scaled to max 1; `N x 1 x R x R` in [0, 1]."""
+    blur = F.avg_pool2d(F.pad(target, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    c = (target - blur).abs().sum(1, keepdim=True)
+    if spread > 0:
+        c = F.max_pool2d(c, 2 * spread + 1, stride=1, padding=spread)
+    return c / c.flatten(1).amax(1).clamp_min(1e-6)[:, None, None, None]
+
+
+def reconstruction_loss(img: torch.Tensor, target: torch.Tensor, cfg: ProjectionConfig,
+                        weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Pixel L2 + L1 (weighted per pixel by `weight`, `N x 1 x R x R`, when given) and pyramid L1
+    between `N x 3 x R x R` images in [-1, 1] (a scalar)."""
+    diff = img - target
+    if weight is not None:
+        loss = cfg.l2_weight * (diff.square() * weight).mean() + cfg.l1_weight * (diff.abs() * weight).mean()
+    else:
+        loss = cfg.l2_weight * diff.square().mean() + cfg.l1_weight * diff.abs().mean()
+    if cfg.pyramid_weight and cfg.pyramid_levels:
+        a, b = img, target
+        for _ in range(cfg.pyramid_levels):
+            if a.shape[-1] < 8:
+                break
+            a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
+            loss = loss + cfg.pyramid_weight * (a - b).abs().mean()
+    return loss
+
+
+def noise_regularisation(noises: list[torch.Tensor]) -> torch.Tensor:
+    """The StyleGAN2 projector's penalty: squared autocorrelation at 1 px shifts (x and y) of each
+    noise map, summed over a 2x average-pooled pyramid down to 8 px. noises: `R x R` tensors."""
+    reg = torch.zeros((), device=noises[0].device) if noises else torch.zeros(())
+    for n in noises:
+        x = n[None, None]
+        while True:
+            reg = reg + (x * torch.roll(x, 1, dims=3)).mean() ** 2 + (x * torch.roll(x, 1, dims=2)).mean() ** 2
+            if x.shape[-1] <= 8:
+                break
+            x = F.avg_pool2d(x, 2)
+    return reg
+
+
+def _lr_schedule(t: float, peak: float, rampdown: float = 0.25, rampup: float = 0.05) -> float:
+    """The projector's learning-rate shape over the phase fraction `t` in [0, 1]."""
+    ramp = min(1.0, (1.0 - t) / rampdown)
+    ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
+    ramp = ramp * min(1.0, t / rampup)
+    return peak * ramp
+
+
+# -- the projection -------------------------------------------------------------------------------
+_CACHE: "OrderedDict[tuple, ProjectionResult]" = OrderedDict()
+CACHE_SIZE = 8
+
+
+def clear_cache() -> None:
+    """Forget cached projections."""
+    _CACHE.clear()
+
+
+def cache_key(G: Generator, image: np.ndarray, config: ProjectionConfig) -> tuple:
+    """`(model fingerprint, sha1 of the image's shape and bytes, config as sorted items)`."""
+    img = np.ascontiguousarray(image, dtype=np.uint8)
+    digest = hashlib.sha1(str(img.shape).encode() + img.tobytes()).hexdigest()
+    return (model_fingerprint(G), digest, tuple(sorted(config.to_dict().items())))
+
+
+def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None, *,
+            crop: Optional[CropBox] = None, progress: Optional[ProgressCallback] = None,
+            cancel: Optional[CancelToken] = None, preview_every: int = 0, use_cache: bool = True,
+            init: Optional["ProjectionResult"] = None) -> ProjectionResult:
+    """Find W+ (and, with `pti_steps > 0`, a weight delta) that make `G` reproduce `image`.
+
+    G: a loaded generator (not modified). image: `R x R x 3` uint8 at the generator's resolution
+    (use `align_image` first for other sizes; a PIL image or array of another size is aligned
+    here with a centred square crop). crop: the box `image` came from (recorded in the result).
+    progress: reports `Progress(phase in PHASES, step, total, info={"loss", "psnr"?}, preview?)`;
+    previews (uint8 `R x R x 3`) every `preview_every` steps (0 = none). cancel: checked every
+    step; raises `stabledrag.progress.Cancelled`. init: a previous result of the same image to
+    continue from ("more steps": its W+ and delta are the start; the W phase is skipped).
+    Cached per (model, image, config, init) unless `use_cache` is False. Raises UserError for a
+    class-conditional generator.
+    """
+    cfg = config if config is not None else ProjectionConfig()
+    if G.c_dim > 0:
+        raise UserError("This generator is class-conditional; projection supports unconditional models only.")
+    res = G.img_resolution
+    arr = np.asarray(image) if not hasattr(image, "convert") else None
+    if arr is None or arr.shape != (res, res, 3) or arr.dtype != np.uint8:
+        arr, auto_crop = align_image(image, res)
+        crop = crop or auto_crop
+    key = cache_key(G, arr, cfg) + ((None,) if init is None else (float(init.ws.sum()), len(init.weight_delta)),)
+    if use_cache and key in _CACHE:
+        _CACHE.move_to_end(key)
+        hit = _CACHE[key]
+        log.info("projection cache hit")
+        return dataclasses.replace(hit, crop=crop or hit.crop)
+
+    dev = G.device
+    target = _to_tensor(arr, dev)
+    pix_w = 1.0 + cfg.detail_weight * detail_map(target) if cfg.detail_weight else None
+    seconds: dict[str, float] = {}
+    rng = torch.Generator(device="cpu").manual_seed(int(cfg.seed))
+    # A private copy: noise maps and (PTI) weights change during projection; G stays untouched.
+    base = G if init is None else apply_weight_delta(G, init.weight_delta)
+    Gp = copy.deepcopy(base).eval().requires_grad_(False)
+    noises = noise_buffers(Gp)
+
+    def emit(phase: str, step: int, total: int, loss: float, img: Optional[torch.Tensor]) -> None:
+        preview = None
+        if img is not None and preview_every and (step % preview_every == 0 or step == total):
+            preview = to_uint8(img)
+        report(progress, phase, step, total, info={"loss": round(loss, 5)}, preview=preview)
+
+    def check() -> None:
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+
+    # Phase 1: W (projector), with the constant noise maps when the generator has them.
+    if init is None and cfg.w_steps > 0:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            z = torch.randn(max(cfg.w_avg_samples, cfg.init_candidates), G.z_dim, generator=rng).to(dev)
+            w_samples = Gp.mapping(z, None)[:, 0]
+            w_avg = Gp.mapping.w_avg.detach().clone()[None] if hasattr(Gp.mapping, "w_avg") else \
+                w_samples.mean(0, keepdim=True)
+            w_std = float(((w_samples - w_avg).square().sum(1).mean()) ** 0.5)
+        if cfg.start_space == "z":
+            best = _best_start(Gp, w_samples[: max(1, cfg.init_candidates)], target, cfg)
+            leaf = z[best: best + 1].clone().requires_grad_(True)
+            leaf_std = math.sqrt(G.z_dim)
+        else:
+            w_start = w_avg
+            if cfg.init_candidates > 0:
+                cands = torch.cat([w_avg, w_samples[: cfg.init_candidates]])
+                w_start = cands[_best_start(Gp, cands, target, cfg)][None]
+            leaf = w_start.clone().requires_grad_(True)
+            leaf_std = w_std
+
+        def to_w(v: torch.Tensor) -> torch.Tensor:
+            return Gp.mapping(v, None)[:, 0] if cfg.start_space == "z" else v
+
+        noise_leaves = []
+        for name, buf in noises.items():
+            n_leaf = buf.detach().clone().requires_grad_(True)
+            _set_buffer(Gp, name, n_leaf)
+            noise_leaves.append(n_leaf)
+        opt = torch.optim.Adam([leaf] + noise_leaves, lr=cfg.w_lr, betas=(0.9, 0.999))
+        report(progress, "project_w", 0, cfg.w_steps)
+        for step in range(cfg.w_steps):
+            check()
+            t = step / cfg.w_steps
+            for g in opt.param_groups:
+                g["lr"] = _lr_schedule(t, cfg.w_lr)
+            scale = leaf_std * cfg.noise_factor * max(0.0, 1.0 - t / cfg.noise_ramp) ** 2
+            w_noisy = to_w(leaf + torch.randn(leaf.shape, generator=rng).to(dev) * scale)
+            img, _ = Gp.synthesis(w_noisy[:, None].repeat(1, G.num_ws, 1), noise_mode="const")
+            loss = reconstruction_loss(img, target, cfg, pix_w)
+            if noise_leaves and cfg.noise_reg_weight:
+                loss = loss + cfg.noise_reg_weight * noise_regularisation(noise_leaves)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():  # the projector keeps each noise map at zero mean, unit variance
+                for n in noise_leaves:
+                    n.sub_(n.mean()).div_(n.square().mean().sqrt() + 1e-8)
+            emit("project_w", step + 1, cfg.w_steps, float(loss.detach()), img.detach())
+        for name, n_leaf in zip(noises, noise_leaves):
+            _set_buffer(Gp, name, n_leaf.detach())
+        with torch.no_grad():
+            ws = to_w(leaf.detach())[:, None].repeat(1, G.num_ws, 1)
+        seconds["project_w"] = time.perf_counter() - t0
+    elif init is not None:
+        ws = init.ws.to(dev).clone()
+    else:
+        ws = Gp.mapping.w_avg.detach().clone()[None, None].repeat(1, G.num_ws, 1)
+    w_phase1 = ws[:, 0].detach().clone() if init is None else init.w.to(dev).clone()
+
+    # Phase 2: W+ (every vector free).
+    if cfg.wplus_steps > 0:
+        t0 = time.perf_counter()
+        wp = ws.clone().requires_grad_(True)
+        opt = torch.optim.Adam([wp], lr=cfg.wplus_lr, betas=(0.9, 0.999))
+        report(progress, "project_wplus", 0, cfg.wplus_steps)
+        for step in range(cfg.wplus_steps):
+            check()
+            for g in opt.param_groups:
+                g["lr"] = _lr_schedule(step / cfg.wplus_steps, cfg.wplus_lr)
+            img, _ = Gp.synthesis(wp, noise_mode="const")
+            loss = reconstruction_loss(img, target, cfg, pix_w)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            emit("project_wplus", step + 1, cfg.wplus_steps, float(loss.detach()), img.detach())
+        ws = wp.detach()
+        seconds["project_wplus"] = time.perf_counter() - t0
+
+    with torch.no_grad():
+        img_plain, _ = Gp.synthesis(ws, noise_mode="const")
+    before = to_uint8(img_plain)
+
+    # Phase 3: pivotal tuning of the synthesis weights around the pivot `ws`.
+    if cfg.pti_steps > 0:
+        t0 = time.perf_counter()
+        params = [p for p in Gp.synthesis.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+        opt = torch.optim.Adam(params, lr=cfg.pti_lr, betas=(0.9, 0.999))
+        report(progress, "pti", 0, cfg.pti_steps)
+        try:
+            for step in range(cfg.pti_steps):
+                check()
+                for g in opt.param_groups:
+                    g["lr"] = _lr_schedule(step / cfg.pti_steps, cfg.pti_lr)
+                img, _ = Gp.synthesis(ws, noise_mode="const")
+                loss = reconstruction_loss(img, target, cfg, pix_w)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                emit("pti", step + 1, cfg.pti_steps, float(loss.detach()), img.detach())
+        finally:
+            Gp.requires_grad_(False)
+        seconds["pti"] = time.perf_counter() - t0
+
+    with torch.no_grad():
+        img_final, _ = Gp.synthesis(ws, noise_mode="const")
+    after = to_uint8(img_final)
+    delta = weight_delta(G, Gp)
+    result = ProjectionResult(
+        config=cfg, ws=ws.detach().cpu().clone(), w=w_phase1.cpu(), weight_delta=delta, target=arr.copy(),
+        image=after, image_before_pti=before, psnr=psnr(after, arr), ssim=ssim(after, arr),
+        psnr_before_pti=psnr(before, arr), ssim_before_pti=ssim(before, arr), crop=crop, seconds=seconds,
+        model_key=model_fingerprint(G),
+    )
+    if use_cache:
+        _CACHE[key] = result
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return result
+
+
+def _best_start(G: Generator, candidates: torch.Tensor, target: torch.Tensor, cfg: ProjectionConfig,
+                batch: int = 16) -> torch.Tensor:
+    """Index of the row of `candidates` (`K x w_dim`) whose partial image at `cfg.init_res` (the
+    skip path summed up to that block) is closest (L1) to the average-pooled target."""
+    syn = G.synthesis
+    res = min(max(int(cfg.init_res), syn.block_resolutions[0]), syn.img_resolution)
+    res = max(r for r in syn.block_resolutions if r <= res)
+    small = F.adaptive_avg_pool2d(target, res)
+    losses = []
+    with torch.no_grad():
+        for chunk in candidates.split(batch):
+            ws = chunk[:, None].repeat(1, G.num_ws, 1)
+            _, img, _ = syn.run_blocks(ws, None, None, 0, res, noise_mode="const")
+            if img is None or img.shape[-1] != res:  # not a skip generator: render in full
+                img, _ = syn(ws, noise_mode="const")
+                img = F.adaptive_avg_pool2d(img, res)
+            losses.append((img - small).abs().flatten(1).mean(1))
+    return int(torch.cat(losses).argmin())
+
+
+def _set_buffer(G: torch.nn.Module, name: str, value: torch.Tensor) -> None:
+    """Replace the registered buffer `name` (dotted) of `G` by `value`."""
+    mod_name, _, attr = name.rpartition(".")
+    mod = G.get_submodule(mod_name) if mod_name else G
+    mod._buffers[attr] = value

@@ -1,0 +1,131 @@
+"""README screenshots of the GAN tab's "Upload a photo", taken by headless Chromium as a user would:
+
+    python -m stabledrag.webapp.screenshots_photo [--photo assets/examples/toy_face_1.png] [--out assets/screenshots]
+
+Starts the app in-process (bundled toy GAN unless `--gan-model`), opens the GAN tab, uploads the
+photo, waits for the projection (screenshot while projecting and after), clicks an eye and a
+target above it (found by `stabledrag.toy.detect` on the projected image), presses Start
+(screenshot after the drag), then downloads the image and checks that it has the photo's size
+(paste-back). Writes `gan_projected_{projecting,projected,dragged}.png` and the download as
+`gan_projected_download.png`. Needs `playwright` and Chromium at /usr/bin/chromium.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from .screenshots import CHROMIUM, CHROMIUM_ARGS, DEFAULT_OUT, VIEWPORT, _click_image_px, _shown_image, _wait_status
+
+log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_PHOTO = REPO / "assets" / "examples" / "toy_face_1.png"
+
+
+def photo_flow(page: Any, photo: Path, out: Path, timeout_s: float) -> dict[str, Any]:
+    """Upload -> project -> drag an eye -> download. Returns what was seen (status lines, sizes)."""
+    from PIL import Image
+
+    seen: dict[str, Any] = {}
+    page.get_by_role("tab", name="StableDrag-GAN").click()
+    _wait_status(page, "gan", r"^Generated seed", timeout_s)
+    page.get_by_text("Upload a photo (project it into the generator").click()
+    page.locator("#gan_photo input[type=file]").set_input_files(str(photo))
+    _wait_status(page, "gan", r"^(Projecting|Pivotal)", timeout_s)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(out / "gan_projected_projecting.png"), full_page=True, animations="disabled")
+    seen["projected"] = _wait_status(page, "gan", r"^(Projected the photo|Something|Projection stopped)", timeout_s)
+    page.wait_for_timeout(1000)
+    page.locator("#gan_photo_quality").scroll_into_view_if_needed()
+    page.screenshot(path=str(out / "gan_projected_projected.png"), full_page=True, animations="disabled")
+    seen["quality"] = page.locator("#gan_photo_quality").inner_text()
+
+    from ..gan.checkpoints import load_generator
+
+    res = load_generator(None, "cpu").img_resolution
+    small, size = _shown_image(page, "#gan_result img", f"({res}x{res})")
+    from ..toy.detect import detect
+
+    det = detect(small)
+    eye = det.right_eye or (0.62 * res, 0.42 * res)
+    target = (eye[0], eye[1] - 0.06 * res)
+    _click_image_px(page, "#gan_canvas img", eye, size)
+    _click_image_px(page, "#gan_canvas img", target, size)
+    page.wait_for_timeout(1000)
+    seen["points"] = page.locator("#gan_status textarea").input_value()
+    print("after the clicks:", seen["points"], flush=True)
+    page.locator("#gan_start").click()
+    try:
+        seen["dragged"] = _wait_status(page, "gan", r"^(Reached|Ran out|Stopped|Something)", timeout_s)
+    except TimeoutError:
+        page.screenshot(path=str(out / "gan_projected_debug.png"), full_page=True)
+        raise
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(out / "gan_projected_dragged.png"), full_page=True, animations="disabled")
+    after, _ = _shown_image(page, "#gan_result img", f"({res}x{res})")
+    seen["eye_before"], seen["target"] = [round(v, 1) for v in eye], [round(v, 1) for v in target]
+    moved = detect(after).right_eye
+    seen["eye_after"] = None if moved is None else [round(v, 1) for v in moved]
+
+    with page.expect_download() as info:
+        page.locator("#gan_download").click()
+    dl_path = out / "gan_projected_download.png"
+    shutil.copy(info.value.path(), dl_path)
+    seen["download_size"] = list(Image.open(dl_path).size)
+    seen["photo_size"] = list(Image.open(photo).size)
+    return seen
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Start the app, run the flow, print what was seen."""
+    p = argparse.ArgumentParser(prog="python -m stabledrag.webapp.screenshots_photo", description=__doc__.split("\n")[0])
+    p.add_argument("--photo", default=str(DEFAULT_PHOTO))
+    p.add_argument("--out", default=str(DEFAULT_OUT))
+    p.add_argument("--gan-model", default=None)
+    p.add_argument("--timeout", type=float, default=1800)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        print("error: install playwright (pip install playwright) and Chromium at /usr/bin/chromium", file=sys.stderr)
+        return 2
+    from .args import parse_args
+    from .ui import build_demo, launch_kwargs
+
+    app_args = ["--models-dir", tempfile.mkdtemp(prefix="stabledrag-none-")]
+    if args.gan_model:
+        app_args += ["--gan-model", args.gan_model]
+    options = parse_args(app_args)
+    demo = build_demo(options)
+    kwargs = launch_kwargs(options)
+    kwargs.update(prevent_thread_lock=True, quiet=True, server_port=None, server_name="127.0.0.1")
+    _, url, _ = demo.launch(**kwargs)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport=VIEWPORT, accept_downloads=True)
+            page.set_default_timeout(120_000)
+            page.goto(url, wait_until="domcontentloaded")
+            page.get_by_role("tab", name="StableDrag-GAN").wait_for()
+            seen = photo_flow(page, Path(args.photo), out, args.timeout)
+            browser.close()
+    finally:
+        demo.close()
+    import json
+
+    print(json.dumps(seen, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,226 @@
+"""Projection of images into a tiny random StyleGAN2: recovery, PTI, cache, cancel, files, CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stabledrag.cli import main
+from stabledrag.gan import latent_file
+from stabledrag.gan.checkpoints import save_native
+from stabledrag.gan.editor import GanEditor
+from stabledrag.gan.networks import Generator, GeneratorConfig, to_uint8
+from stabledrag.gan.projection import (CropBox, ProjectionConfig, align_image, apply_weight_delta, clear_cache,
+                                       model_fingerprint, paste_back, project, psnr)
+from stabledrag.points import from_pairs
+from stabledrag.progress import CancelToken, Cancelled
+
+FAST = dict(w_steps=60, wplus_steps=40, pti_steps=0, init_candidates=16, w_avg_samples=256)
+
+
+@pytest.fixture(scope="module")
+def G() -> Generator:
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(z_dim=16, w_dim=16, img_resolution=32, channel_base=256, channel_max=16,
+                          mapping_layers=2)
+    return Generator(cfg)  # 8 ws, with noise inputs
+
+
+@pytest.fixture(scope="module")
+def known(G):
+    """An image of a known latent (mapped seed 5, psi 0.7) and that latent."""
+    with torch.no_grad():
+        ws = G.mapping(G.seed_to_z(5), None, truncation_psi=0.7)
+        img, _ = G.synthesis(ws)
+    return to_uint8(img), ws
+
+
+def test_projection_recovers_a_known_latent(G, known):
+    img, ws_true = known
+    clear_cache()
+    res = project(G, img, ProjectionConfig(**FAST), use_cache=False)
+    assert res.ws.shape == (1, G.num_ws, G.w_dim)
+    assert res.image.shape == img.shape and res.target is not img
+    w_avg = G.mapping.w_avg[None, None]
+    # far closer to the true latent than the start of the search, and the image is reproduced
+    assert float((res.ws[:, 0] - ws_true[:, 0]).norm()) < 0.5 * float((w_avg[:, 0] - ws_true[:, 0]).norm())
+    assert res.psnr_before_pti > 30.0
+    with torch.no_grad():
+        start_img, _ = G.synthesis(w_avg.repeat(1, G.num_ws, 1))
+    assert res.psnr_before_pti > psnr(to_uint8(start_img), img) + 10
+    assert not res.weight_delta  # no PTI, and the generator has zero noise strength at init
+
+
+def test_pti_improves_fidelity_and_its_delta_reproduces_the_image(G, known):
+    img, _ = known
+    target = np.roll(img, 3, axis=1)  # not exactly reachable by the latent alone
+    fp = model_fingerprint(G)
+    res = project(G, target, ProjectionConfig(**{**FAST, "pti_steps": 40, "pti_lr": 3e-3}), use_cache=False)
+    assert res.weight_delta and all(k.startswith("synthesis.") for k in res.weight_delta)
+    assert res.psnr > res.psnr_before_pti + 0.5
+    assert model_fingerprint(G) == fp  # G itself untouched
+    with torch.no_grad():
+        tuned, _ = apply_weight_delta(G, res.weight_delta).synthesis(res.ws)
+        plain, _ = G.synthesis(res.ws)
+    assert np.array_equal(to_uint8(tuned), res.image)
+    assert np.array_equal(to_uint8(plain), res.image_before_pti)
+
+
+def test_z_start_space_projects_too(G, known):
+    img, _ = known
+    res = project(G, img, ProjectionConfig(**{**FAST, "start_space": "z"}), use_cache=False)
+    with torch.no_grad():
+        start_img, _ = G.synthesis(G.mapping.w_avg[None, None].repeat(1, G.num_ws, 1))
+    assert res.psnr_before_pti > psnr(to_uint8(start_img), img) + 5
+
+
+def test_cache_hit_skips_the_work(G, known):
+    img, _ = known
+    clear_cache()
+    calls: list = []
+    cfg = ProjectionConfig(**{**FAST, "w_steps": 5, "wplus_steps": 5})
+    a = project(G, img, cfg, progress=calls.append)
+    n = len(calls)
+    assert n > 0
+    b = project(G, img, cfg, progress=calls.append)
+    assert len(calls) == n  # nothing ran
+    assert torch.equal(a.ws, b.ws)
+    c = project(G, img, ProjectionConfig(**{**FAST, "w_steps": 6, "wplus_steps": 5}), progress=calls.append)
+    assert len(calls) > n  # another config is another projection
+    assert c is not a
+
+
+def test_cancel_stops_and_caches_nothing(G, known):
+    img, _ = known
+    clear_cache()
+    token = CancelToken()
+    seen = []
+
+    def cb(p):
+        seen.append((p.phase, p.step))
+        if p.step == 3:
+            token.cancel()
+
+    cfg = ProjectionConfig(**FAST)
+    with pytest.raises(Cancelled):
+        project(G, img, cfg, progress=cb, cancel=token)
+    assert seen[-1] == ("project_w", 3)
+    calls: list = []
+    project(G, img, ProjectionConfig(**{**FAST, "w_steps": 4, "wplus_steps": 0}), progress=calls.append)
+    assert calls  # a fresh run, not a cached half
+
+
+def test_more_steps_continue_from_a_result(G, known):
+    img, _ = known
+    cfg = ProjectionConfig(**{**FAST, "w_steps": 10, "wplus_steps": 10})
+    first = project(G, img, cfg, use_cache=False)
+    phases: list = []
+    more = project(G, img, ProjectionConfig(**{**FAST, "wplus_steps": 60}), init=first, use_cache=False,
+                   progress=lambda p: phases.append(p.phase))
+    assert "project_w" not in phases
+    assert more.psnr_before_pti >= first.psnr_before_pti - 0.1
+
+
+def test_align_and_paste_back_keep_the_crop():
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 255, (60, 100, 3), dtype=np.uint8)
+    aligned, crop = align_image(photo, 32)
+    assert aligned.shape == (32, 32, 3)
+    assert crop == CropBox(20, 0, 80, 60, 100, 60, 32)
+    edited = np.zeros_like(aligned)
+    out = paste_back(photo, edited, crop)
+    assert out.shape == photo.shape
+    assert np.array_equal(out[:, :20], photo[:, :20]) and np.array_equal(out[:, 80:], photo[:, 80:])
+    assert out[:, 20:80].max() == 0
+    # a box is made square and kept inside the photo
+    _, crop2 = align_image(photo, 32, box=(90, 10, 110, 30))
+    assert (crop2.right - crop2.left, crop2.bottom - crop2.top) == (20, 20) and crop2.right <= 100
+    # identity: an image of the generator's size is used as it is
+    same, crop3 = align_image(aligned, 32)
+    assert np.array_equal(same, aligned) and crop3.is_identity
+    assert np.array_equal(paste_back(aligned, edited, crop3), edited)
+
+
+def test_latent_file_round_trip_and_editor(G, known, tmp_path):
+    img, _ = known
+    res = project(G, np.roll(img, 2, axis=0), ProjectionConfig(**{**FAST, "pti_steps": 10, "pti_lr": 3e-3}),
+                  use_cache=False)
+    path = latent_file.save(tmp_path / "lat", latent_file.from_result(res, "m.safetensors"))
+    assert path.suffix == ".npz"
+    back = latent_file.load(path)
+    assert torch.equal(back.ws, res.ws) and back.model == "m.safetensors"
+    assert set(back.weight_delta) == set(res.weight_delta)
+    assert all(torch.equal(back.weight_delta[k], v) for k, v in res.weight_delta.items())
+    assert back.info["psnr"] == round(res.psnr, 3)
+
+    ed = GanEditor(G)
+    assert np.array_equal(ed.set_projection(res), res.image)
+    sess = ed.session(from_pairs([((10, 10), (13, 10))]), ed.default_config(max_steps=3))
+    sess.run()
+    assert not np.array_equal(ed.image(), res.image)  # the drag changed the projected image
+    assert np.array_equal(ed.reset(), res.image)  # and reset goes back to it, with the tuned weights
+    ed.generate(1)
+    assert ed.G is ed.base_G and not ed.weight_delta  # a sample uses the loaded weights again
+
+
+def test_cli_project_then_edit(G, known, tmp_path, capsys):
+    img, _ = known
+    model = tmp_path / "tiny.safetensors"
+    save_native(G, model)
+    photo = np.zeros((40, 48, 3), np.uint8)
+    photo[4:36, 8:40] = img  # the generator-size face inside a bigger photo
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    lat = tmp_path / "lat.npz"
+    rc = main(["project", "--backend", "gan", "--model", str(model), "--image", str(tmp_path / "photo.png"),
+               "--box", "8,4,40,36", "--out", str(lat), "--quiet", "--w-steps", "30", "--wplus-steps", "20",
+               "--pti-steps", "10", "--set", "init_candidates=8", "--set", "w_avg_samples=128",
+               "--report", str(tmp_path / "rep.json")])
+    assert rc == 0 and lat.is_file()
+    assert "PSNR" in capsys.readouterr().out
+    out = tmp_path / "out.png"
+    rc = main(["edit", "--backend", "gan", "--latent", str(lat), "--drag", "12,12:15,12", "--steps", "3",
+               "--out", str(out), "--quiet", "--image", str(tmp_path / "photo.png"), "--paste-back"])
+    assert rc == 0
+    res = np.asarray(Image.open(out))
+    assert res.shape == photo.shape
+    assert np.array_equal(res[:, :8], photo[:, :8])  # outside the crop box: the photo as it was
+
+
+def test_cli_errors_are_one_line(G, tmp_path, capsys):
+    model = tmp_path / "tiny.safetensors"
+    save_native(G, model)
+    rc = main(["project", "--backend", "gan", "--model", str(model), "--image", str(tmp_path / "none.png"),
+               "--out", str(tmp_path / "x.npz")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error:") and err.count("\n") == 1
+    rc = main(["edit", "--backend", "gan", "--latent", str(tmp_path / "none.npz"), "--drag", "1,1:2,2",
+               "--out", str(tmp_path / "o.png")])
+    assert rc == 2
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    rc = main(["edit", "--backend", "gan", "--latent", str(tmp_path / "bad.npz"), "--drag", "1,1:2,2",
+               "--out", str(tmp_path / "o.png")])
+    assert rc == 2
+    rc = main(["project", "--backend", "gan", "--model", str(model), "--image", str(tmp_path / "none.png"),
+               "--out", str(tmp_path / "x.npz"), "--set", "w_steps=-1"])
+    assert rc == 2
+
+
+def test_bench_toy_rendered_reports_projection_with_and_without_pti(capsys):
+    import json
+
+    rc = main(["bench", "toy", "--backend", "gan", "--source", "rendered", "--cases", "1",
+               "--project-set", "w_steps=2", "--project-set", "wplus_steps=2", "--project-set", "pti_steps=2",
+               "--project-set", "init_candidates=4", "--project-set", "w_avg_samples=16", "--set", "max_steps=2",
+               "--methods", "stabledrag", "--kinds", "eye_short"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["source"] == "rendered" and len(out["faces"]) == 1
+    face = out["faces"][0]
+    assert set(face["no_pti"]) >= {"psnr", "ssim", "part_errors_px", "fits"}
+    assert "left_eye" in face["pti"]["part_errors_px"]  # the rendered face's parts were all looked for
+    assert out["projection"]["with_pti"]["n"] == 1 and out["projection"]["without_pti"]["n"] == 1
+    assert out["settings"]["projection"]["pti_steps"] == 2
+    rc = main(["bench", "toy", "--backend", "diffusion", "--source", "rendered", "--cases", "1"])
+    assert rc == 2

@@ -1,0 +1,125 @@
+"""The GAN tab's "Upload a photo": project, more steps, drag with the tuned weights, paste-back
+download, session round trip (latent + weight delta + photo) - on a tiny random generator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stabledrag.errors import UserError
+from stabledrag.gan.networks import Generator, GeneratorConfig, to_uint8
+from stabledrag.gan.projection import ProjectionConfig, clear_cache
+from stabledrag.progress import CancelToken
+from stabledrag.webapp import gan_handlers as gh
+from stabledrag.webapp import gan_projection as gp
+from stabledrag.webapp.state import GanState
+
+
+@pytest.fixture(scope="module")
+def G() -> Generator:
+    torch.manual_seed(0)
+    G = Generator(GeneratorConfig(z_dim=16, w_dim=16, img_resolution=32, channel_base=512, channel_max=32,
+                                  mapping_layers=2))
+    return G
+
+
+@pytest.fixture(autouse=True)
+def fast_projection(monkeypatch):
+    def cfg(pti: bool = True, steps_scale: float = 1.0):
+        return ProjectionConfig(w_steps=max(1, int(20 * steps_scale)), wplus_steps=int(20 * steps_scale),
+                                pti_steps=int(10 * steps_scale) if pti else 0, pti_lr=3e-3, init_candidates=8,
+                                w_avg_samples=64)
+
+    monkeypatch.setattr(gp, "projection_config", cfg)
+    clear_cache()
+
+
+@pytest.fixture(scope="module")
+def photo(G) -> np.ndarray:
+    """A 40 x 64 'photo' with a generator image in its centred square, plus a border."""
+    with torch.no_grad():
+        img, _ = G.synthesis(G.mapping(G.seed_to_z(3), None, truncation_psi=0.7))
+    face = np.asarray(Image.fromarray(to_uint8(img)).resize((40, 40)))
+    out = np.full((40, 64, 3), 30, np.uint8)
+    out[:, 12:52] = face
+    return out
+
+
+def test_upload_projects_then_drags_and_downloads_into_the_photo(G, photo):
+    s = GanState()
+    views = list(gp.project_photo(s, "tiny", photo, G))
+    assert views[-1].state is s and s.projection and s.projection["pti"]
+    assert "PSNR" in views[-1].status and "PSNR" in gp.quality_text(s)
+    assert s.image.shape == (32, 32, 3) and s.crop == [12, 0, 52, 40, 64, 40, 32]
+    assert s.weight_delta and all(v.dtype == np.float32 for v in s.weight_delta.values())
+    assert any(isinstance(v.progress, str) and "Projecting" in v.progress for v in views[:-1])  # live progress
+    projected = s.image.copy()
+    dl = np.asarray(Image.open(views[-1].download))
+    assert dl.shape == photo.shape and np.array_equal(dl[:, :12], photo[:, :12])
+
+    # the drag runs on the tuned generator: its first frame is the projected image itself
+    s.clicks = [(10, 12), (14, 12)]
+    frames = list(gh.run_drag(s, None, gh.GanSettings(max_steps=4, preview_every=2), G))
+    assert not np.array_equal(s.image, projected)
+    out = np.asarray(Image.open(frames[-1].download))
+    assert out.shape == photo.shape  # pasted back into the full photo
+
+    gh.reset(s)
+    assert np.array_equal(s.image, projected)
+
+    # "More steps" continues from the projection (never worse by much) and drops the drag
+    before = s.projection["psnr"]
+    more = list(gp.more_steps(s, G))
+    assert more[-1].state is s and s.projection["psnr"] >= before - 0.5 and s.clicks == []
+    assert "accepted" in gp.accept(s).status
+
+    # a generated sample forgets the photo, and uses the loaded weights again
+    gh.generate(s, "tiny", 1, 0.7, G)
+    assert s.photo is None and not s.weight_delta and gp.quality_text(s) == ""
+
+
+def test_session_round_trip_keeps_the_projected_latent_and_weight_delta(G, photo):
+    s = GanState()
+    list(gp.project_photo(s, "tiny", photo, G))
+    s.clicks = [(10, 12), (14, 12)]
+    list(gh.run_drag(s, None, gh.GanSettings(max_steps=3, preview_every=3), G))
+    blob = open(gh.export_session(s, gh.GanSettings()).session_file, "rb").read()
+    r = GanState()
+    v = gh.import_session(r, blob, ["tiny"], lambda label: G)
+    assert np.allclose(r.w0, s.w0) and np.allclose(r.w, s.w)
+    assert set(r.weight_delta) == set(s.weight_delta)
+    assert all(np.array_equal(r.weight_delta[k], s.weight_delta[k]) for k in s.weight_delta)
+    assert np.array_equal(r.photo, photo) and r.crop == s.crop and r.projection == s.projection
+    assert np.array_equal(r.image, s.image) and np.array_equal(r.image0, s.image0)  # rendered with the delta
+    assert "projected photo" in v.status
+    # a drag continues on the restored session with the tuned weights
+    list(gh.run_drag(r, None, gh.GanSettings(max_steps=2, preview_every=2), G))
+    assert not np.allclose(r.w, s.w)
+
+
+def test_stop_keeps_the_previous_image_and_bad_uploads_are_refused(G, photo):
+    s = GanState()
+    gh.generate(s, "tiny", 2, 0.7, G)
+    before = s.image.copy()
+    token = CancelToken()
+    run = gp.project_photo(s, "tiny", photo, G, cancel=token)
+    next(run)
+    token.cancel()
+    last = list(run)[-1]
+    assert "stopped" in last.status and np.array_equal(s.image, before) and s.projection is None
+    with pytest.raises(UserError, match="photo"):
+        list(gp.project_photo(GanState(), "tiny", None, G))
+    with pytest.raises(UserError, match="usable photo"):
+        list(gp.project_photo(GanState(), "tiny", np.zeros((4, 4, 3), np.uint8), G))
+    with pytest.raises(UserError, match="Upload a photo"):
+        list(gp.more_steps(GanState(), G))
+
+
+def test_abandoning_the_live_views_stops_the_projection(G, photo):
+    token = CancelToken()
+    run = gp.project_photo(GanState(), "tiny", photo, G, cancel=token)
+    next(run)
+    run.close()  # the page went away
+    assert token.cancelled
