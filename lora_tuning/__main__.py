@@ -81,18 +81,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _open_image(path: str):
-    from PIL import Image, UnidentifiedImageError
+    """The image at `path` read by `stabledrag.imageio` (the reader every entry point shares)."""
+    from stabledrag.imageio import read_image
 
-    from stabledrag.errors import UserError
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.copy()
-    except FileNotFoundError:
-        raise UserError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise UserError(f"cannot read the image {path}: {e}") from None
+    return read_image(path)
 
 
 if __name__ == "__main__":

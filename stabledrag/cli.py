@@ -31,7 +31,9 @@ METHOD_BACKEND = {"draggan": "gan", "dragdiffusion": "diffusion"}
 def _add_drag_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drag", action="append", default=[], metavar="X,Y:X,Y",
                    help="handle and target in image pixels; repeat for several points")
-    p.add_argument("--mask", default=None, help="PNG whose white (non-zero) pixels mark the editable region")
+    p.add_argument("--mask", default=None,
+                   help="image whose white (luminance >= 0.5) or, with transparency, opaque pixels mark the "
+                        "editable region")
     p.add_argument("--method", choices=list(METHODS), default="stabledrag",
                    help="stabledrag: discriminative tracker + confident supervision on our tuned settings; "
                         "baseline: nearest neighbour + plain supervision on the same tuned settings; "

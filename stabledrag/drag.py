@@ -33,6 +33,12 @@ from .tracking import make_tracker
 
 log = logging.getLogger(__name__)
 
+#: A state is "good" only while it is finite AND its norm stays within MAX_STATE_GROWTH times the
+#: initial norm (at least MIN_STATE_NORM_BOUND): a finite but huge latent (e.g. lr = 1e20) decodes
+#: to a black or saturated image, so it is treated as divergence and the last good state is kept.
+MAX_STATE_GROWTH = 10.0
+MIN_STATE_NORM_BOUND = 1e3
+
 
 @dataclass
 class BackendOutput:
@@ -196,6 +202,8 @@ class DragSession:
         self._template = template_patches(f0, self._p0, config.r_m, config.patch_shape)
         self._optim = torch.optim.Adam(self._params, lr=config.lr)
         self._good = [p.detach().clone() for p in self._params]
+        self._norm_bound = [max(MAX_STATE_GROWTH * float(p.detach().norm()), MIN_STATE_NORM_BOUND)
+                            for p in self._params]
 
         t1 = time.perf_counter()
         self.tracker = make_tracker(config)
@@ -281,6 +289,11 @@ class DragSession:
         self._timings["backward"] += time.perf_counter() - t0
         if not all(torch.isfinite(p).all() for p in self._params):
             return self._diverge(f"the optimised state became non-finite at step {self.steps_done}")
+        with torch.no_grad():
+            grown = [float(p.norm()) > b for p, b in zip(self._params, self._norm_bound)]
+        if any(grown):
+            return self._diverge(f"the optimised state grew more than {MAX_STATE_GROWTH:g} times its initial size "
+                                 f"at step {self.steps_done}")
         with torch.no_grad():
             for g, p in zip(self._good, self._params):
                 g.copy_(p)

@@ -135,7 +135,7 @@ def test_api_mistakes_come_back_as_messages(served):
     assert "upload" in r[status].lower()
     (root / "notes.png").write_text("not really a png")
     r = c.predict(gradio_client.handle_file(str(root / "notes.png")), api_name="/diff_load_image")
-    assert "not a picture" in r[status]
+    assert "not a PNG, JPEG, WebP" in r[status]
     r = c.predict("1,2:", api_name="/gan_points")
     assert "generate" in r[status].lower()
     # a model outside the menu is refused before any handler runs (no path reaches the loader)

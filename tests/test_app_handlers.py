@@ -243,15 +243,17 @@ def test_large_images_are_scaled_down_with_a_note_and_non_images_refused():
     assert s.clicks == [(1, 1)] and v2.canvas is views.KEEP
     with pytest.raises(UserError, match="not an image"):
         dh.new_image(DiffState(), np.zeros((10, 10, 7), np.uint8), "upload", 1000)
-    rgba = np.zeros((8, 8, 4), np.uint8)  # fully transparent -> white, like the engines do
+    rgba = np.zeros((16, 16, 4), np.uint8)  # fully transparent -> white, like the engines do
     arr, _ = dh.fit_image(rgba, 100)
-    assert arr.shape == (8, 8, 3) and (arr == 255).all()
+    assert arr.shape == (16, 16, 3) and (arr == 255).all()
+    with pytest.raises(UserError, match="only 8x8 pixels"):
+        dh.fit_image(np.zeros((8, 8, 3), np.uint8), 100)
 
 
 def test_uploads_that_are_not_pictures_get_a_clear_message():
     from PIL import Image
 
-    with pytest.raises(UserError, match="not a picture"):
+    with pytest.raises(UserError, match="not a PNG, JPEG, WebP, BMP, GIF or TIFF picture"):
         dh.decode_upload(b"%PDF-1.4 not an image")
     buf = io.BytesIO()
     Image.fromarray(gradient_image(40, 30)).save(buf, format="PNG")
@@ -319,7 +321,8 @@ def test_app_page_has_both_tabs_and_one_gpu_queue(tmp_path):
     fns = {f.api_name: f for f in demo.fns.values() if getattr(f, "api_name", None)}
     for name in ("diff_run", "gan_start", "gan_generate", "gan_import"):
         assert (fns[name].concurrency_id, fns[name].concurrency_limit) == ("gpu", 1), name
-    assert demo._queue.max_size == 5
+    assert demo._queue.max_size is None  # --max-queue caps waiting GPU runs, with a fair share per session
+    assert demo._queue.stabledrag_fair_share["max_gpu_waiting"] == 5
     from stabledrag.webapp.ui import launch_kwargs
 
     kw = launch_kwargs(parse_args(["--share"]))
@@ -409,19 +412,19 @@ def test_session_import_refuses_bad_files():
         session_io.read_session(b"plain text")
     with pytest.raises(UserError, match="no session.json"):
         session_io.read_session(_zip({"../../etc/passwd": "x"}))
-    good = session_io.session_bytes(session_io.SessionData(engine="gan", image=np.zeros((8, 8, 3), np.uint8),
+    good = session_io.session_bytes(session_io.SessionData(engine="gan", image=np.zeros((16, 16, 3), np.uint8),
                                                            clicks=[(1, 1), (2, 2)]))
     with pytest.raises(UserError, match="StableDrag-GAN tab"):
         session_io.read_session(good, expect_engine="diffusion")
     with zipfile.ZipFile(io.BytesIO(good)) as z:
         files = {n: z.read(n) for n in z.namelist()}
     doc = json.loads(files["session.json"])
-    doc["points"][1] = [99, 2]  # a point outside the 8 x 8 image
+    doc["points"][1] = [99, 2]  # a point outside the 16 x 16 image
     files["session.json"] = json.dumps(doc)
     with pytest.raises(UserError, match="outside"):
         session_io.read_session(_zip(files))
     files2 = dict(files, **{"image.png": b"not a png"})
-    with pytest.raises(UserError, match="not a readable image"):
+    with pytest.raises(UserError, match="The session's image.png is not a PNG"):
         session_io.read_session(_zip(files2))
 
 

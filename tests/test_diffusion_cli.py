@@ -70,7 +70,7 @@ def test_cli_bad_points(model_dir, files, capsys, argv, message):
 def test_cli_bad_files(model_dir, files, capsys):
     base = ["edit", "--backend", "diffusion", "--drag", "30,30:42,30", "--out", str(files / "o.png")]
     assert main([*base, "--model", model_dir, "--image", str(files / "broken.png")]) == 2
-    assert "Could not read the image" in capsys.readouterr().err
+    assert "The image is not a PNG, JPEG" in capsys.readouterr().err
     assert main([*base, "--model", model_dir, "--image", str(files / "missing.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main([*base, "--model", str(files / "no_model"), "--image", str(files / "in.png"), "--quiet"]) == 2

@@ -74,6 +74,16 @@ def test_nan_guard_keeps_last_good_state():
     assert result.steps == 3  # calls: 1 reference + 3 good steps, the 4th step's forward is NaN
 
 
+def test_finite_but_huge_state_is_not_a_good_state():
+    # issue 13 #12: lr = 1e20 kept a finite but huge latent that decoded to an all-black image
+    backend = TranslatingTextureBackend(_texture())
+    result = drag(backend, from_pairs([((20, 20), (40, 20))]), _config(lr=1e20))
+    assert result.status == "diverged"
+    assert "grew more than 10 times" in result.error and "last good state" in result.error
+    assert torch.isfinite(result.state).all() and result.state.detach().norm() < 1e3
+    assert torch.equal(result.state.detach(), torch.zeros(2))  # the only good state was the start
+
+
 def test_pause_and_resume_with_frames():
     backend = TranslatingTextureBackend(_texture())
     session = DragSession(backend, from_pairs([((20, 22), (27, 22))]), _config(lr=0.2), preview_every=2)

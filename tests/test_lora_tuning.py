@@ -211,7 +211,7 @@ def test_cli_trains_and_saves_on_a_saved_tiny_pipeline(tmp_path, capsys):
     assert not torch.allclose(_unet_out(pipe), base)
 
     assert main(["--model", model, "--image", str(tmp_path / "missing.png"), "--out", str(out)]) == 2
-    assert "image not found" in capsys.readouterr().err
+    assert "missing.png' does not exist" in capsys.readouterr().err
     assert main(["--model", str(tmp_path / "nope"), "--image", str(img_path), "--out", str(out)]) == 2
     assert main(["--model", model, "--image", str(img_path), "--out", str(out), "--rank", "0"]) == 2
 

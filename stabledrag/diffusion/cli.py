@@ -1,7 +1,7 @@
 """`python -m stabledrag edit --backend diffusion ...`: one StableDrag-Diff edit from the terminal.
 
 Reads the image (any mode and size), the `--drag x,y:x,y` pairs (pixels of that image) and an
-optional mask PNG (non-zero = editable), runs `DiffusionEditor.edit` with a terminal progress bar,
+optional mask image (white or painted = editable), runs `DiffusionEditor.edit` with a terminal progress bar,
 writes the result at the input's size and, with `--report`, a JSON report. Problems with the
 input raise `UserError`, which `stabledrag.cli.main` prints as one line (exit code 2).
 """
@@ -15,7 +15,9 @@ import os
 from typing import Any, Optional
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from .. import imageio
 
 from ..config import diffusion_defaults
 from ..errors import UserError
@@ -26,34 +28,19 @@ log = logging.getLogger(__name__)
 
 
 def read_image(path: Optional[str], what: str = "image") -> Image.Image:
-    """Open `path` as a PIL image (fully loaded); UserError when missing or unreadable."""
+    """Read `path` with `stabledrag.imageio` (allow-listed formats, limits, EXIF orientation, RGB);
+    UserError (`ImageInputError`) when missing or unusable."""
     if not path:
         raise UserError(f"No {what} given: pass --{what} PATH.")
-    if not os.path.isfile(path):
-        raise UserError(f"The {what} {path!r} does not exist.")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.copy()
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise UserError(f"Could not read the {what} {path!r} as an image ({e}). Use a PNG or JPEG file.") from None
+    return imageio.read_image(path, what)
 
 
 def read_mask(path: Optional[str], size: tuple[int, int]) -> Optional[np.ndarray]:
-    """The editable mask from a PNG (non-zero pixels, or opaque pixels of an RGBA painting), as an
-    `H x W` bool array at `size = (W, H)`; a mask of another size is resized (nearest)."""
+    """The editable mask (`stabledrag.imageio.read_mask`: opaque paint of an RGBA painting, else
+    pixels brighter than half) as an `H x W` bool array at `size = (W, H)` (resized, nearest)."""
     if not path:
         return None
-    im = read_image(path, "mask")
-    if im.mode in ("RGBA", "LA") and np.asarray(im.getchannel("A")).min() < 255:
-        arr = np.asarray(im.getchannel("A"))
-    else:
-        arr = np.asarray(im.convert("L"))
-    mask = Image.fromarray((arr > 0).astype(np.uint8) * 255)
-    if mask.size != size:
-        log.warning("mask is %dx%d, image is %dx%d: resizing the mask", *mask.size, *size)
-        mask = mask.resize(size, Image.Resampling.NEAREST)
-    return np.asarray(mask) > 127
+    return imageio.read_mask(path, size, require_some=True)
 
 
 def build_config(args: argparse.Namespace) -> Any:
@@ -92,10 +79,20 @@ def edit_command(args: argparse.Namespace) -> int:
     """Run the `edit --backend diffusion` sub-command; returns the exit code (0 on success)."""
     from .editor import DiffusionEditor
 
+    from ..limits import check_drag_config, check_point_count, check_prompt, check_seed
+
+    if args.seed is not None:
+        check_seed(args.seed, "--seed")
+    prompt = check_prompt(args.prompt)
     image = read_image(args.image)
     points = validate(parse_drags(args.drag), image.size)
+    check_point_count(len(points))
     mask = read_mask(args.mask, image.size)
     config = build_config(args)
+    try:
+        check_drag_config(config)
+    except UserError as e:
+        raise UserError(f"Bad setting: {e}") from None
     out_dir = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(out_dir):
         raise UserError(f"The output folder {out_dir!r} does not exist.")
@@ -105,7 +102,7 @@ def edit_command(args: argparse.Namespace) -> int:
                              loras=parse_lora_args(getattr(args, "lora", [])))
     bar = TerminalProgress(disable=bool(args.quiet))
     try:
-        result = editor.edit(image, points, mask=mask, prompt=args.prompt or "", config=config, progress=bar)
+        result = editor.edit(image, points, mask=mask, prompt=prompt, config=config, progress=bar)
     except Cancelled:
         raise KeyboardInterrupt from None
     finally:

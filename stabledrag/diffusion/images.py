@@ -35,22 +35,12 @@ def model_resolution(pipe: Any) -> int:
 
 
 def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
-    """Any PIL image as 8-bit RGB. Transparency is flattened onto `background` (white by default);
-    16-bit / 32-bit integer and float greyscale are rescaled by their own range, not clipped."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        arr = np.asarray(image, dtype=np.float64)
-        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
-        scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo) * 255.0
-        return Image.fromarray(np.nan_to_num(scaled).round().astype(np.uint8), "L").convert("RGB")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, background + (255,))
-        return Image.alpha_composite(canvas, rgba).convert("RGB")
-    return image.convert("RGB")
+    """Any PIL image as 8-bit RGB, exactly as `stabledrag.imageio.to_rgb` reads user files:
+    transparency flattened onto `background` (white by default), 16-bit greyscale scaled by its
+    bit depth (65535 -> 255), other integer/float greyscale by its own range."""
+    from ..imageio import to_rgb as _to_rgb
+
+    return _to_rgb(image, background)
 
 
 def valid_size(width: int, height: int, target_long_side: int,

@@ -37,23 +37,14 @@ def _save_png(img: np.ndarray, out: str) -> Path:
 
 
 def load_mask(path: Optional[str], size: tuple[int, int]) -> Optional[np.ndarray]:
-    """Read an editable-region PNG (white / non-zero = editable) as an `H x W` bool array at
-    `size = (W, H)`; resized with nearest-neighbour when its size differs. None -> None."""
+    """Read an editable-region image (`stabledrag.imageio.read_mask`: white / painted = editable) as
+    an `H x W` bool array at `size = (W, H)` (nearest-neighbour resize). None -> None. UserError
+    when unreadable or when it marks nothing."""
     if not path:
         return None
-    from PIL import Image
+    from ..imageio import read_mask
 
-    try:
-        im = Image.open(path).convert("L")
-    except (OSError, ValueError) as e:
-        raise UserError(f"Could not read the mask {path}: {e}") from e
-    if im.size != tuple(size):
-        log.warning("mask %s is %dx%d, resizing to %dx%d", path, *im.size, *size)
-        im = im.resize(tuple(size), Image.NEAREST)
-    mask = np.asarray(im) > 0
-    if not mask.any():
-        raise UserError(f"The mask {path} marks nothing as editable (it has no white pixels).")
-    return mask
+    return read_mask(path, tuple(size), require_some=True)
 
 
 def _editor(args: argparse.Namespace):
@@ -62,6 +53,16 @@ def _editor(args: argparse.Namespace):
 
     G = load_generator(getattr(args, "model", None), getattr(args, "device", None))
     return GanEditor(G)
+
+
+def _seed_and_psi(args: argparse.Namespace) -> tuple[int, float]:
+    """The checked `--seed` (default 0) and `--truncation` (default 0.7): UserError for NaN, inf,
+    negative or too large values, before any model is loaded."""
+    from ..limits import check_seed, finite_number
+
+    seed = check_seed(0 if args.seed is None else args.seed, "--seed")
+    psi = DEFAULT_TRUNCATION if args.truncation is None else args.truncation
+    return seed, float(finite_number(psi, "--truncation", low=0, high=1))
 
 
 def _use_latent(editor: Any, latent: Any) -> None:
@@ -89,9 +90,8 @@ def _paste_into_photo(args: argparse.Namespace, latent: Any, img: np.ndarray) ->
 
 def generate_command(args: argparse.Namespace) -> int:
     """Render `G(seed)` with truncation `args.truncation` (default 0.7) to `args.out` (PNG)."""
+    seed, psi = _seed_and_psi(args)
     editor = _editor(args)
-    psi = DEFAULT_TRUNCATION if args.truncation is None else float(args.truncation)
-    seed = 0 if args.seed is None else int(args.seed)
     img = editor.generate(seed, psi)
     path = _save_png(img, args.out)
     print(f"wrote {path} ({img.shape[1]}x{img.shape[0]}, seed {seed}, truncation {psi})")
@@ -104,7 +104,11 @@ def edit_command(args: argparse.Namespace) -> int:
     final distances). Exit code 0 when the drag ran (reached or out of steps), 1 if it diverged."""
     from ..cli import parse_overrides
 
+    from ..limits import check_drag_config, check_point_count
+
     points = parse_drags(args.drag)
+    check_point_count(len(points))
+    seed, psi = _seed_and_psi(args)
     overrides: dict[str, Any] = parse_overrides(args.set)
     latent = None
     if getattr(args, "latent", None):
@@ -114,8 +118,6 @@ def edit_command(args: argparse.Namespace) -> int:
         if not getattr(args, "model", None) and latent.model:
             args.model = latent.model  # the model the photo was projected into
     editor = _editor(args)
-    psi = DEFAULT_TRUNCATION if args.truncation is None else float(args.truncation)
-    seed = 0 if args.seed is None else int(args.seed)
     if latent is not None:
         _use_latent(editor, latent)
     else:
@@ -127,7 +129,11 @@ def edit_command(args: argparse.Namespace) -> int:
     try:
         config = editor.default_config(args.method, **overrides)
     except (TypeError, ValueError) as e:
-        raise UserError(f"Bad drag setting in --set: {e}") from e
+        raise UserError(f"Bad drag setting in --set: {e}") from None
+    try:
+        check_drag_config(config)
+    except UserError as e:
+        raise UserError(f"Bad drag setting in --set: {e}") from None
 
     progress = TerminalProgress(disable=bool(args.quiet))
     try:

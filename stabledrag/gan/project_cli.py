@@ -32,16 +32,11 @@ def _box(text: Optional[str]) -> Optional[tuple[int, int, int, int]]:
 
 
 def read_photo(path: str) -> Any:
-    """Open `path` as an RGB PIL image; UserError when it is missing or not an image."""
-    from PIL import Image, UnidentifiedImageError
+    """Read `path` as an RGB PIL image with `stabledrag.imageio` (format allow-list, limits, EXIF
+    orientation); UserError (`ImageInputError`) when it is missing or not a usable image."""
+    from ..imageio import read_image
 
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except FileNotFoundError:
-        raise UserError(f"No image at {path}.") from None
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise UserError(f"Could not read the image {path}: {e}") from None
+    return read_image(path, "photo")
 
 
 def projection_config(args: argparse.Namespace) -> Any:

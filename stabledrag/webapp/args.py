@@ -30,6 +30,8 @@ class AppOptions:
     lora_cache_dir: where identity LoRAs are cached (None: lora_tuning's default).
     preload: load the first model of each menu at start-up (always on ZeroGPU, which wants models
       placed on the GPU before requests arrive).
+    cache_ttl: seconds that temporary files (Gradio's cache of uploads, frames and downloads, and
+      the app's own download files) are kept; older ones are deleted.
     """
 
     host: str = "127.0.0.1"
@@ -44,6 +46,7 @@ class AppOptions:
     max_image_side: int = 1024
     lora_cache_dir: Optional[str] = None
     preload: bool = False
+    cache_ttl: int = 1800
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-image-side", type=int, default=1024,
                    help="uploads with a longer side are scaled down to this many pixels")
     p.add_argument("--lora-cache-dir", default=None, help="where identity LoRAs are cached")
+    p.add_argument("--cache-ttl", type=int, default=1800,
+                   help="seconds temporary files (uploads, frames, downloads) are kept (default 1800)")
     p.add_argument("--preload", action="store_true", help="load the default models at start-up, not on first use")
     return p
 

@@ -17,6 +17,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
+from ..imageio import check_size
+from ..limits import LIMITS, check_point_count, check_prompt
 from ..points import from_clicks, scale_points, validate
 from ..progress import Cancelled, CancelToken, Progress
 from . import drawing
@@ -35,10 +37,10 @@ log = logging.getLogger(__name__)
 #: "baseline" = nearest neighbour + plain supervision on our tuned settings; "dragdiffusion" = DragDiffusion exactly.
 METHODS = {"StableDrag": "stabledrag", "DragDiffusion (baseline)": "baseline",
            "DragDiffusion (exact reference)": "dragdiffusion"}
+IMAGE_CHANGED_MESSAGE = ("A new image was loaded while the edit ran, so the edit was stopped and its result "
+                         "dropped (it belonged to the previous image). Press Run to edit the new image.")
 PHASE_NAMES = {"lora": "Fine-tuning the identity LoRA", "inversion": "DDIM inversion", "drag": "Dragging",
                "denoise": "Denoising"}
-#: Images with more pixels than this are refused outright (a 50 MP photo is never needed here).
-MAX_PIXELS = 50_000_000
 #: Lighter defaults without a GPU (measured on the 2-core CPU: 40 LoRA steps of the toy SD took 300 s).
 CPU_LORA_STEPS, CPU_DDIM_STEPS, CPU_DRAG_STEPS = 20, 25, 40
 
@@ -57,6 +59,22 @@ class DiffSettings(TabSettings):
     """
 
     METHOD_LABELS: ClassVar[dict[str, str]] = METHODS
+    BOUNDS: ClassVar[dict[str, tuple[float, float, bool, str]]] = {
+        "lora_steps": (0, LIMITS.max_steps, True, "LoRA steps"),
+        "lora_lr": (1e-8, LIMITS.max_lr, False, "The LoRA learning rate"),
+        "lora_rank": (1, 256, True, "The LoRA rank"),
+        "inversion_strength": (0.01, 1.0, False, "The inversion strength"),
+        "ddim_steps": (1, LIMITS.max_steps, True, "DDIM steps"),
+        "drag_steps": (1, LIMITS.max_steps, True, "Drag steps"),
+        "drag_lr": (1e-8, LIMITS.max_lr, False, "The drag learning rate"),
+        "stop_distance": (0, 1000, False, "The stop distance"),
+        "r_m": (0, LIMITS.max_radius, False, "r_m"),
+        "r_p": (1, LIMITS.max_radius, False, "r_p"),
+        "tau": (0, 1, False, "tau"),
+        "lambda_mask": (0, 1e6, False, "The mask loss weight"),
+        "seed": (0, LIMITS.max_seed, True, "The seed"),
+        "preview_every": (0, LIMITS.max_steps, True, "Live preview every k steps"),
+    }
 
     method: str = "stabledrag"
     lora_steps: int = 80
@@ -95,10 +113,9 @@ class DiffSettings(TabSettings):
         known = cls.known_values(values)
         try:
             s = cls(**known)
-            for name in ("lora_steps", "lora_rank", "ddim_steps", "drag_steps", "seed", "preview_every"):
-                setattr(s, name, int(getattr(s, name)))
-        except (TypeError, ValueError) as e:
-            raise UserError(f"A setting is not a number: {e}") from None
+        except TypeError as e:
+            raise UserError(f"A setting is missing or unknown: {e}") from None
+        s.check_numbers()
         if s.method not in METHODS.values():
             raise UserError(f"Unknown method {s.method!r}: choose StableDrag or the DragDiffusion baseline.")
         return s
@@ -160,30 +177,23 @@ def _as_rgb(image: Any) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def decode_upload(blob: Optional[bytes]) -> np.ndarray:
-    """An uploaded file's bytes -> `H x W x 3` uint8 (EXIF rotation applied, first frame of an
-    animation). UserError naming the problem for anything that is not a readable picture."""
-    import io
+def decode_upload(blob: Optional[bytes], max_side: Optional[int] = None) -> np.ndarray:
+    """An uploaded file's bytes -> `H x W x 3` uint8, read by `stabledrag.imageio` (allow-listed
+    formats, size limits, EXIF rotation, first frame, transparency on white), scaled down to
+    `max_side` while decoding. UserError naming the problem for anything that is not a usable picture."""
+    return _decode(blob, max_side)[0]
 
-    from PIL import ImageOps, UnidentifiedImageError
+
+def _decode(blob: Optional[bytes], max_side: Optional[int]) -> tuple[np.ndarray, str]:
+    from ..imageio import read_image
 
     if not blob:
         raise UserError("The uploaded file is empty.")
-    try:
-        with Image.open(io.BytesIO(blob)) as im:
-            if im.width * im.height > MAX_PIXELS:
-                raise UserError(f"The image is too large ({im.width}x{im.height} pixels); use one under "
-                                f"{MAX_PIXELS // 1_000_000} megapixels.")
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            return _as_rgb(im.convert("RGBA") if im.mode in ("RGBA", "LA", "PA", "P") else im.convert("RGB"))
-    except UnidentifiedImageError:
-        raise UserError("That file is not a picture this app can read: upload a PNG, JPEG, WebP, BMP or TIFF "
-                        "image (HEIC and SVG are not supported; convert them first).") from None
-    except Image.DecompressionBombError:
-        raise UserError(f"The image is too large; use one under {MAX_PIXELS // 1_000_000} megapixels.") from None
-    except (OSError, ValueError, SyntaxError) as e:
-        raise UserError(f"The image file is damaged or truncated ({e}); export it again and upload the copy.") from None
+    im = read_image(blob, "uploaded image", max_side=max_side)
+    (w, h), arr = im.info.get("original_size", im.size), np.asarray(im)
+    note = "" if (w, h) == im.size else (f"The image was {w}x{h}; it was scaled down to {im.width}x{im.height} "
+                                         f"(the longest side this app accepts is {max_side} px).")
+    return arr, note
 
 
 def fit_image(image: Any, max_side: int) -> tuple[np.ndarray, str]:
@@ -191,8 +201,7 @@ def fit_image(image: Any, max_side: int) -> tuple[np.ndarray, str]:
     Returns (image, note about any scaling). UserError for non-images and absurdly large ones."""
     arr = _as_rgb(image)
     h, w = arr.shape[:2]
-    if h * w > MAX_PIXELS:
-        raise UserError(f"The image is too large ({w}x{h} pixels); use one under {MAX_PIXELS // 1_000_000} megapixels.")
+    check_size(w, h)
     if max(h, w) > max_side:
         small = drawing.fit_long_side(arr, max_side)
         return small, (f"The image was {w}x{h}; it was scaled down to {small.shape[1]}x{small.shape[0]} "
@@ -205,12 +214,15 @@ def new_image(state: DiffState, image: Any, name: str, max_side: int) -> View:
     results are cleared. The same pixels again change nothing."""
     if image is None:
         return View(state=state)
+    note = ""
     if isinstance(image, (bytes, bytearray)):
-        image = decode_upload(bytes(image))
-    arr, note = fit_image(image, max_side)
+        image, note = _decode(bytes(image), max_side)
+    arr, fit_note = fit_image(image, max_side)
+    note = note or fit_note
     if state.image is not None and state.image.shape == arr.shape and np.array_equal(state.image, arr):
         return View(state=state)
     state.image, state.name = arr, name
+    state.input_id += 1
     state.clicks, state.mask, state.result, state.report, state.frames = [], None, None, None, []
     status = f"Loaded {name} ({arr.shape[1]}x{arr.shape[0]}). " + (note + " " if note else "") + click_status([])
     return View(state=state, canvas=canvas_for(state), editor=editor_value(arr, None, state.scale), result=None,
@@ -244,11 +256,15 @@ def run_edit(state: DiffState, editor_value: Any, prompt: str, settings: DiffSet
     """
     img = require_image(state.image, state.NO_IMAGE)
     size = (img.shape[1], img.shape[0])
+    prompt = check_prompt(prompt)
+    check_point_count(len(state.clicks) // 2)
     points = validate(from_clicks(state.clicks), size)
     mask = mask_from_editor(editor_value, size)
     check_handles_in_region(state.clicks, mask)
     config = settings.edit_config()
     editor = get_editor()
+    cancel = cancel if cancel is not None else CancelToken()
+    made_from = state.input_id
     key = _resume_key(img, state.clicks, mask, prompt, settings, editor)
     paused = state.paused if state.paused is not None and state.paused.get("key") == key else None
     state.paused = None
@@ -284,6 +300,10 @@ def run_edit(state: DiffState, editor_value: Any, prompt: str, settings: DiffSet
     last_frame: Optional[np.ndarray] = None
     try:
         for item in stream_work(work, cancel):
+            if state.input_id != made_from:  # another image was loaded: this run's result is not its
+                cancel.cancel()
+                yield View(status=IMAGE_CHANGED_MESSAGE, progress="")
+                return
             if isinstance(item, Finished):
                 yield _finished(state, item.value, paused["steps"] if paused is not None else 0)
                 return
@@ -417,6 +437,7 @@ def import_session(state: DiffState, blob: Optional[bytes], max_side: int) -> Vi
         raise UserError("The session's image is larger than this app accepts (--max-image-side).")
     settings = DiffSettings.from_values({**DiffSettings().to_dict(), **data.settings})
     state.image, state.name, state.clicks, state.mask = img, "an imported session", list(data.clicks), data.mask
+    state.input_id += 1
     state.result, state.report, state.frames = data.result, data.report, []
     state.prompt, state.settings = data.prompt, settings.to_dict()
     values = settings.to_dict()

@@ -84,10 +84,11 @@ def list_examples(directory: Path = EXAMPLES_DIR) -> list[Example]:
 
 def load_example(example: Example) -> np.ndarray:
     """The example's pixels, `H x W x 3` uint8."""
+    from ..imageio import read_image_array
+
     try:
-        with Image.open(example.path) as im:
-            return np.asarray(im.convert("RGB"))
-    except OSError as e:
+        return read_image_array(example.path, f"example {example.name!r}")
+    except UserError as e:
         raise UserError(f"The example {example.name!r} could not be read ({e}).") from None
 
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, ClassVar, Iterator, Optional
 import numpy as np
 
 from ..errors import UserError
+from ..limits import LIMITS, check_point_count, check_seed, finite_number
 from ..points import from_clicks, validate
 from ..progress import CancelToken
 from . import drawing
@@ -32,7 +33,9 @@ log = logging.getLogger(__name__)
 #: "baseline" = nearest neighbour + plain supervision on our tuned settings; "draggan" = DragGAN exactly.
 METHODS = {"StableDrag": "stabledrag", "DragGAN (baseline)": "baseline", "DragGAN (exact reference)": "draggan"}
 LATENT_SPACES = ("W+", "W")
-MAX_SEED = 2**31 - 1
+DRAG_REPLACED_MESSAGE = ("The drag was stopped because the image or the points changed while it ran (Reset, "
+                         "Generate, import, or a point edit); nothing of it was kept. Press Start to drag again.")
+MAX_SEED = LIMITS.max_seed
 
 
 @dataclass
@@ -47,6 +50,15 @@ class GanSettings(TabSettings):
     """
 
     METHOD_LABELS: ClassVar[dict[str, str]] = METHODS
+    BOUNDS: ClassVar[dict[str, tuple[float, float, bool, str]]] = {
+        "step_size": (1e-8, LIMITS.max_lr, False, "The step size"),
+        "max_steps": (1, LIMITS.max_steps, True, "Steps per Start"),
+        "r_m": (0, LIMITS.max_radius, False, "r_m"),
+        "r_p": (0, LIMITS.max_radius, False, "r_p"),
+        "tau": (0, 1, False, "tau"),
+        "lambda_mask": (0, 1e6, False, "The mask loss weight"),
+        "preview_every": (1, LIMITS.max_steps, True, "Show a frame every k steps"),
+    }
 
     method: str = "stabledrag"
     latent_space: str = "W+"
@@ -63,14 +75,22 @@ class GanSettings(TabSettings):
         """From UI values (method labels mapped to keys; radii 0/None = automatic)."""
         known = cls.known_values(values)
         for name in ("r_m", "r_p"):
-            if not known.get(name):
+            if isinstance(known.get(name), (int, float)) and not isinstance(known.get(name), bool) \
+                    and known[name] == 0:
+                known[name] = None  # 0 = automatic (NaN, text and negatives are checked below)
+            elif known.get(name) in (None, ""):
                 known[name] = None
+        if isinstance(known.get("preview_every"), (int, float)) and known["preview_every"] == 0:
+            known["preview_every"] = 1
         try:
             s = cls(**known)
-            s.max_steps, s.preview_every = int(s.max_steps), max(1, int(s.preview_every))
-            s.step_size, s.tau, s.lambda_mask = float(s.step_size), float(s.tau), float(s.lambda_mask)
-        except (TypeError, ValueError) as e:
-            raise UserError(f"A setting is not a number: {e}") from None
+        except TypeError as e:
+            raise UserError(f"A setting is missing or unknown: {e}") from None
+        s.check_numbers()
+        if s.r_m == 0:
+            s.r_m = None
+        if s.r_p == 0:
+            s.r_p = None
         if s.method not in METHODS.values():
             raise UserError(f"Unknown method {s.method!r}: choose StableDrag or the DragGAN baseline.")
         if s.latent_space not in LATENT_SPACES:
@@ -118,18 +138,15 @@ def _download(state: GanState) -> str:
 
 def generate(state: GanState, model: str, seed: Any, psi: float, generator: Any) -> View:
     """Render `generator(seed)` with truncation `psi`: a fresh image, no points, no region."""
-    try:
-        seed = int(seed)
-    except (TypeError, ValueError):
-        raise UserError("The seed must be a whole number.") from None
-    if not 0 <= seed <= MAX_SEED:
-        raise UserError(f"The seed must be between 0 and {MAX_SEED}.")
+    seed = check_seed(seed)
+    psi = float(finite_number(psi, "The truncation ψ", low=0, high=1))
     ed = _editor(generator)
-    img = ed.generate(seed, float(psi))
+    img = ed.generate(seed, psi)
     w = ed.latent().cpu().numpy()
     state.model, state.seed, state.psi = model, seed, float(psi)
     state.w0, state.w, state.image0, state.image = w, w.copy(), img, img
     state.clicks, state.start_clicks, state.mask, state.frames = [], [], None, []
+    state.input_id += 1
     state.photo, state.crop, state.weight_delta, state.projection = None, None, {}, None
     state.trail, state.last_result = [], None
     return View(state=state, canvas=canvas_for(state), editor=editor_value(img, None, state.scale),
@@ -149,6 +166,7 @@ def run_drag(state: GanState, editor_value_: Any, settings: GanSettings, generat
     if state.w is None or state.w0 is None:
         raise UserError(state.NO_IMAGE)
     size = (img.shape[1], img.shape[0])
+    check_point_count(len(state.clicks) // 2)
     points = validate(from_clicks(state.clicks), size)
     mask = mask_from_editor(editor_value_, size)
     check_handles_in_region(state.clicks, mask)
@@ -179,12 +197,22 @@ def run_drag(state: GanState, editor_value_: Any, settings: GanSettings, generat
     session = ed.session(points, config, mask=mask, w_plus=settings.latent_space == "W+", cancel=cancel,
                          preview_every=every)
     targets = [tuple(t) for t in points.targets.tolist()]
+    made_from, clicks0 = state.input_id, list(state.clicks)
+
+    def replaced() -> bool:  # Reset, Generate, import, or the points edited while dragging
+        return state.input_id != made_from or list(state.clicks) != clicks0
+
     first = canvas_for(state)
     add_frame(state.frames, first)
     t0 = time.monotonic()
     yield View(state=state, canvas=first, status=f"Dragging: step 0 of at most {config.max_steps}",
                progress=progress_html("Dragging", 0, config.max_steps), download=None, animation=None)
     for rec in session.frames(every=every):
+        if replaced():
+            session.cancel = cancel if cancel is not None else CancelToken()
+            session.cancel.cancel()
+            yield View(status=DRAG_REPLACED_MESSAGE, progress="")
+            return
         handles = rec.handles.tolist()
         state.w = ed.latent().cpu().numpy()
         if session.last_preview is not None:
@@ -202,6 +230,9 @@ def run_drag(state: GanState, editor_value_: Any, settings: GanSettings, generat
                           f"({time_text(time.monotonic() - t0, rec.step, config.max_steps)}). "
                           f"Handles (tracker's estimate): {per_handle}.")
     result = session.result()
+    if replaced():
+        yield View(status=DRAG_REPLACED_MESSAGE, progress="")
+        return
     state.w = ed.latent().cpu().numpy()
     state.image = ed.image()
     state.clicks = clicks_from_pairs(result.handles.tolist(), targets)
@@ -292,6 +323,7 @@ def reset(state: GanState) -> View:
     if state.image0 is None or state.w0 is None:
         raise UserError(state.NO_IMAGE)
     state.w, state.image = state.w0.copy(), state.image0
+    state.input_id += 1
     if state.start_clicks:
         state.clicks = list(state.start_clicks)
     state.frames, state.trail, state.last_result = [], [], None
@@ -382,6 +414,7 @@ def import_session(state: GanState, blob: Optional[bytes], models: list[str],
     view.model, view.settings = model, settings.ui_values()
     what = "a projected photo" if projected else f"seed {seed}"
     view.status = f"Session imported: {model}, {what}, {len(new.clicks) // 2} drag pair(s)."
+    new.input_id = state.input_id + 1
     state.__dict__.update(vars(new))
     view.state = state
     return view

@@ -8,6 +8,8 @@ logged with their traceback on the server, since they are bugs.
 from __future__ import annotations
 
 import logging
+import re
+from typing import Any
 
 from ..errors import ModelUnavailableError, UserError
 from ..progress import Cancelled
@@ -52,8 +54,33 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "mps backend out of memory" in text)
 
 
+#: An absolute POSIX or Windows path (not the path part of a URL: no ':' or '/' right before it).
+_PATH = re.compile(r"(?<![\w.:/~])(?:~|[A-Za-z]:)?[/\\](?:[^\s'\"/\\,;()]+[/\\])+([^\s'\"/\\,;()]*)")
+
+
+def hide_paths(text: str) -> str:
+    """`text` with every absolute server path shortened to its last part (`/root/.cache/hf/hub` ->
+    `…/hub`), so messages shown to anonymous users do not reveal the server's layout."""
+    return _PATH.sub(lambda m: "…/" + m.group(1) if m.group(1) else "…", str(text))
+
+
+def hide_paths_in(obj: Any) -> Any:
+    """`hide_paths` applied to every string of a JSON-like object (dicts, lists); a copy."""
+    if isinstance(obj, str):
+        return hide_paths(obj)
+    if isinstance(obj, dict):
+        return {k: hide_paths_in(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [hide_paths_in(v) for v in obj]
+    return obj
+
+
 def user_message(exc: BaseException) -> str:
-    """The sentence to show in the page for `exc`."""
+    """The sentence to show in the page for `exc` (server paths hidden, see `hide_paths`)."""
+    return hide_paths(_message(exc))
+
+
+def _message(exc: BaseException) -> str:
     if isinstance(exc, ModelUnavailableError):
         return f"Model not available: {app_model_hint(str(exc))}"
     if isinstance(exc, UserError):

@@ -12,33 +12,44 @@ A session file is a zip holding:
   photo.png                   GAN, projected photo: the uploaded photo, for paste-back (optional)
   report.json    the engine's report of the last result (optional)
 
-Reading is defensive: only these names are read (never extracted to disk), sizes are capped,
-images are decoded with PIL, arrays with `allow_pickle=False`, and anything wrong raises
-UserError saying what.
+Reading is defensive: only these names are read (never extracted to disk); each entry is
+inflated in chunks and stopped at `Limits.max_inflated_bytes` (the size an entry declares is not
+trusted); images and the mask go through `stabledrag.imageio` (format allow-list, pixel limits);
+JSON is parsed strictly (no NaN/Infinity, bounded nesting); arrays are read with
+`allow_pickle=False` after their header's shape is checked; anything wrong raises UserError
+saying what.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
+import threading
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..errors import UserError
-from .masks import mask_from_png_array, mask_to_png_array
+from ..imageio import read_image_array, read_mask, release_memory
+from ..limits import LIMITS, Limits, check_point_count, check_prompt
+from .masks import mask_to_png_array
+from .messages import hide_paths_in
 
 FORMAT = "stabledrag-session"
 VERSION = 1
 ENGINES = ("diffusion", "gan")
-MAX_MEMBER_BYTES = 64 * 1024 * 1024
-MAX_TOTAL_BYTES = 160 * 1024 * 1024
+#: A latent holds num_ws x w_dim values (18 x 512 at 1024 px); more is not a latent of any model.
+MAX_LATENT_VALUES = 64 * 1024
 _KNOWN = {"session.json", "image.png", "mask.png", "result.png", "latent0.npy", "latent.npy", "report.json",
           "weight_delta.npz", "photo.png"}
+#: PTI's weight delta is as large as the generator (up to ~130 MB at 1024 px), so it gets its own cap.
+MAX_WEIGHT_DELTA_BYTES = 256 * 2**20
 
 
 @dataclass
@@ -83,9 +94,9 @@ def _npz(arrays: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
-def _read_npz(z: zipfile.ZipFile, name: str) -> dict[str, np.ndarray]:
+def _read_npz(blob: bytes, name: str) -> dict[str, np.ndarray]:
     try:
-        with np.load(io.BytesIO(z.read(name)), allow_pickle=False) as arrays:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
             out = {k: np.asarray(arrays[k]) for k in arrays.files}
     except (ValueError, OSError, zipfile.BadZipFile) as e:
         raise UserError(f"The session's {name} is not readable ({e}).") from None
@@ -118,8 +129,9 @@ def session_bytes(data: SessionData) -> bytes:
             z.writestr("weight_delta.npz", _npz(data.weight_delta))
         if data.photo is not None:
             z.writestr("photo.png", _png(data.photo))
-        if data.report is not None:
-            z.writestr("report.json", json.dumps(data.report, indent=2, default=_json_default))
+        if data.report is not None:  # server paths (the model's folder) are not the recipient's business
+            report = hide_paths_in(json.loads(json.dumps(data.report, default=_json_default)))
+            z.writestr("report.json", json.dumps(report, indent=2))
     return buf.getvalue()
 
 
@@ -140,93 +152,209 @@ def write_session(data: SessionData, path: str | Path) -> Path:
     return path
 
 
-def _read_image(z: zipfile.ZipFile, name: str) -> np.ndarray:
+def _read_member(z: zipfile.ZipFile, name: str, budget: list[int], limits: Limits,
+                 cap: Optional[int] = None) -> bytes:
+    """The bytes of entry `name`, inflated in chunks and stopped as soon as they exceed
+    `limits.max_inflated_bytes` (or the session's remaining `budget[0]`): the size an entry
+    declares is never trusted. Bad CRC, corrupt deflate data and encrypted entries -> UserError."""
+    info = z.getinfo(name)
+    if info.flag_bits & 0x1:
+        raise UserError(f"The session's {name} is encrypted; export the session again without a password.")
+    cap = min(limits.max_inflated_bytes if cap is None else cap, budget[0])
+    chunks, n = [], 0
     try:
-        with Image.open(io.BytesIO(z.read(name))) as im:
-            im.load()
-            return np.asarray(im.convert("L" if name == "mask.png" else "RGB"))
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise UserError(f"The session's {name} is not a readable image ({e}).") from None
+        with z.open(info) as f:
+            while True:
+                chunk = f.read(1 << 20)
+                if not chunk:
+                    break
+                n += len(chunk)
+                if n > cap:
+                    raise UserError(f"The session's {name} inflates to more than {cap // 2**20} MB; "
+                                    "this is not a session this app wrote.")
+                chunks.append(chunk)
+    except zipfile.BadZipFile as e:
+        text = "its checksum does not match" if "CRC" in str(e) else "it is damaged"
+        raise UserError(f"The session's {name} cannot be read ({text}); export the session again.") from None
+    except (zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and "encrypted" in str(e):
+            raise UserError(f"The session's {name} is encrypted; export the session again without a password.") \
+                from None
+        kind = "compressed in an unsupported way" if isinstance(e, NotImplementedError) else "damaged"
+        raise UserError(f"The session's {name} cannot be read (its data is {kind}); export the session again.") \
+            from None
+    budget[0] -= n
+    return b"".join(chunks)
 
 
-def _read_npy(z: zipfile.ZipFile, name: str) -> np.ndarray:
+def _read_image(blob: bytes, name: str) -> np.ndarray:
+    return read_image_array(blob, f"session's {name}")  # ImageInputError: "The session's image.png is ..."
+
+
+def _read_mask(blob: bytes, size: tuple[int, int]) -> np.ndarray:
+    return read_mask(blob, size, what="session's mask.png")
+
+
+def _read_npy(blob: bytes, name: str, limits: Limits) -> np.ndarray:
+    bad = f"The session's {name} is not a latent (a finite float array of 2 or 3 dimensions"
+    buf = io.BytesIO(blob)
     try:
-        arr = np.load(io.BytesIO(z.read(name)), allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise UserError(f"The session's {name} is not a readable latent ({e}).") from None
+        version = np.lib.format.read_magic(buf)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(version, np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read_header(buf, max_header_size=4096)
+    except (ValueError, OSError, SyntaxError, TypeError) as e:
+        raise UserError(f"The session's {name} is not a readable latent ({type(e).__name__}).") from None
+    count = int(np.prod(shape, dtype=np.float64)) if shape else 1
+    if dtype.kind != "f" or len(shape) not in (2, 3) or count * dtype.itemsize > len(blob):
+        raise UserError(bad + f"; it claims {dtype} of shape {tuple(shape)[:4]}).")
+    if count > MAX_LATENT_VALUES:
+        raise UserError(bad + f" of at most {MAX_LATENT_VALUES} values).")
+    try:
+        arr = np.load(io.BytesIO(blob), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise UserError(f"The session's {name} is not a readable latent ({type(e).__name__}).") from None
     if arr.dtype.kind != "f" or arr.ndim not in (2, 3) or not np.isfinite(arr).all():
-        raise UserError(f"The session's {name} is not a latent (a finite float array of 2 or 3 dimensions).")
+        raise UserError(bad + ").")
     return arr.astype(np.float32)
 
 
-def read_session(source: bytes | str | Path, expect_engine: Optional[str] = None) -> SessionData:
+def _load_json(blob: bytes, name: str, limits: Limits) -> Any:
+    """Parse `blob` as strict JSON: NaN / Infinity are refused, nesting deeper than
+    `limits.max_json_depth` is refused before parsing (no RecursionError)."""
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"The session's {name} is not UTF-8 text.") from None
+    if _json_depth(text) > limits.max_json_depth:
+        raise UserError(f"The session's {name} is nested more than {limits.max_json_depth} levels deep.")
+
+    def no_constant(c: str) -> Any:
+        raise UserError(f"The session's {name} holds {c}, which is not a number this app accepts.")
+
+    try:
+        return json.loads(text, parse_constant=no_constant)
+    except json.JSONDecodeError as e:
+        raise UserError(f"The session's {name} is not valid JSON ({e.msg} at line {e.lineno}).") from None
+    except RecursionError:
+        raise UserError(f"The session's {name} is nested too deeply.") from None
+
+
+def _json_depth(text: str) -> int:
+    """Deepest bracket nesting of a JSON text (brackets inside strings ignored)."""
+    depth = deepest = 0
+    in_str = esc = False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+#: Session files read at once (each may inflate up to `Limits.max_inflated_total`).
+_READ_SLOTS = threading.BoundedSemaphore(2)
+
+
+def read_session(source: bytes | str | Path, expect_engine: Optional[str] = None,
+                 limits: Limits = LIMITS) -> SessionData:
     """Read a session zip (bytes or a path). `expect_engine`: raise UserError when the session
-    belongs to the other tab. Raises UserError for anything that is not a valid session file."""
-    blob = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)
+    belongs to the other tab. Raises UserError for anything that is not a valid session file,
+    and for anything beyond `limits` (file bytes, inflated bytes counted while reading, pixels,
+    JSON depth, points, prompt length, latent size). At most two sessions are read at once."""
+    with _READ_SLOTS:
+        try:
+            return _read_session(source, expect_engine, limits)
+        finally:
+            release_memory()
+
+
+def _read_session(source: bytes | str | Path, expect_engine: Optional[str], limits: Limits) -> SessionData:
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if path.stat().st_size > limits.max_session_bytes:
+            raise UserError(f"The session file is too large; sessions this app writes are under "
+                            f"{limits.max_session_bytes // 2**20} MB.")
+        blob = path.read_bytes()
+    else:
+        blob = bytes(source)
+    if len(blob) > limits.max_session_bytes:
+        raise UserError(f"The session file is too large; sessions this app writes are under "
+                        f"{limits.max_session_bytes // 2**20} MB.")
     try:
         z = zipfile.ZipFile(io.BytesIO(blob))
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
         raise UserError("That file is not a session file: export one with 'Export session' (a .zip).") from None
+    budget = [limits.max_inflated_total]
     with z:
         infos = {i.filename: i for i in z.infolist()}
         if "session.json" not in infos or "image.png" not in infos:
             raise UserError("That zip is not a StableDrag session (it has no session.json and image.png).")
-        total = 0
-        for name, info in infos.items():
-            if name in _KNOWN:
-                if info.file_size > MAX_MEMBER_BYTES:
-                    raise UserError(f"The session's {name} is too large ({info.file_size // 2**20} MB).")
-                total += info.file_size
-        if total > MAX_TOTAL_BYTES:
-            raise UserError("The session file is too large to import.")
-        try:
-            doc = json.loads(z.read("session.json").decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise UserError(f"The session's session.json is not valid JSON ({e}).") from None
+        doc = _load_json(_read_member(z, "session.json", budget, limits), "session.json", limits)
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise UserError("That zip is not a StableDrag session (unknown format).")
         if not isinstance(doc.get("version"), int) or doc["version"] > VERSION:
             raise UserError("The session was written by a newer StableDrag Studio; please update the app.")
         engine = doc.get("engine")
         if engine not in ENGINES:
-            raise UserError(f"The session names an unknown engine {engine!r}.")
+            raise UserError(f"The session names an unknown engine {str(engine)[:40]!r}.")
         if expect_engine is not None and engine != expect_engine:
             tab = "StableDrag-Diff" if engine == "diffusion" else "StableDrag-GAN"
             raise UserError(f"This session belongs to the {tab} tab; import it there.")
-        image = _read_image(z, "image.png")
+        image = _read_image(_read_member(z, "image.png", budget, limits), "image.png")
         h, w = image.shape[:2]
-        clicks = _points(doc.get("points", []), (w, h))
+        clicks = _points(doc.get("points", []), (w, h), limits)
         mask = None
         if "mask.png" in infos:
-            mask = mask_from_png_array(_read_image(z, "mask.png"), (w, h))
-        result = _read_image(z, "result.png") if "result.png" in infos else None
-        latents = {n[:-4]: _read_npy(z, n) for n in ("latent0.npy", "latent.npy") if n in infos}
-        weight_delta = _read_npz(z, "weight_delta.npz") if "weight_delta.npz" in infos else {}
-        photo = _read_image(z, "photo.png") if "photo.png" in infos else None
+            mask = _read_mask(_read_member(z, "mask.png", budget, limits), (w, h))
+        result = None
+        if "result.png" in infos:
+            result = _read_image(_read_member(z, "result.png", budget, limits), "result.png")
+        latents = {n[:-4]: _read_npy(_read_member(z, n, budget, limits), n, limits)
+                   for n in ("latent0.npy", "latent.npy") if n in infos}
+        weight_delta = {}
+        if "weight_delta.npz" in infos:
+            big = [MAX_WEIGHT_DELTA_BYTES]  # its own budget: not counted against the images'
+            weight_delta = _read_npz(_read_member(z, "weight_delta.npz", big, limits, cap=MAX_WEIGHT_DELTA_BYTES),
+                                     "weight_delta.npz")
+        photo = None
+        if "photo.png" in infos:
+            photo = _read_image(_read_member(z, "photo.png", budget, limits), "photo.png")
         report = None
         if "report.json" in infos:
             try:
-                report = json.loads(z.read("report.json").decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
+                report = _load_json(_read_member(z, "report.json", budget, limits), "report.json", limits)
+            except UserError:
                 report = None  # the report is informative only; a damaged one is dropped
         settings = doc.get("settings") or {}
         gan = doc.get("gan") or {}
         if not isinstance(settings, dict) or not isinstance(gan, dict):
             raise UserError("The session's settings are damaged (not a JSON object).")
-        prompt = doc.get("prompt") or ""
+        prompt = check_prompt(doc.get("prompt") or "", limits)
         return SessionData(engine=engine, image=image, clicks=clicks, mask=mask, result=result,
-                           settings=settings, prompt=str(prompt), gan=gan, latents=latents, report=report,
+                           settings=settings, prompt=prompt, gan=gan, latents=latents, report=report,
                            weight_delta=weight_delta, photo=photo)
 
 
-def _points(raw: Any, size: tuple[int, int]) -> list[tuple[int, int]]:
+def _points(raw: Any, size: tuple[int, int], limits: Limits = LIMITS) -> list[tuple[int, int]]:
     w, h = size
     if not isinstance(raw, list):
         raise UserError("The session's points are damaged (not a list).")
+    check_point_count(len(raw) // 2, limits)
     out = []
     for p in raw:
-        if not (isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(v, (int, float)) for v in p)):
-            raise UserError("The session's points are damaged (each must be [x, y]).")
+        if not (isinstance(p, (list, tuple)) and len(p) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in p)):
+            raise UserError("The session's points are damaged (each must be [x, y], two finite numbers).")
         x, y = int(round(p[0])), int(round(p[1]))
         if not (0 <= x < w and 0 <= y < h):
             raise UserError(f"The session's point ({x}, {y}) is outside its {w}x{h} image.")

@@ -46,6 +46,8 @@ class DiffState(_ImageCanvas):
     frames: drag animation frames (canvas images with markers, shrunk). settings: last run's settings.
     paused: a drag stopped by Stop, which Run continues while nothing else changed:
       {"key", "latent" (z_t float32), "handles" (input px), "steps"}; None otherwise.
+    input_id: bumped whenever the image is replaced (upload, example, import), so a run that
+    started on another image never stores its result here.
     """
 
     NO_IMAGE: ClassVar[str] = "No image yet: upload one or pick an example."
@@ -60,6 +62,7 @@ class DiffState(_ImageCanvas):
     settings: dict[str, Any] = field(default_factory=dict)
     prompt: str = ""
     paused: Optional[dict[str, Any]] = None
+    input_id: int = 0
 
 
 @dataclass
@@ -72,6 +75,8 @@ class GanState(_ImageCanvas):
     clicks: current points; handles move with the drag so Start continues from where it stopped.
     start_clicks: the points as placed before the first drag since Generate/Reset.
     mask: flexible region (`H x W` bool) or None. frames: animation of the last drag.
+    input_id: bumped by Generate, Reset and import, so a running drag notices that what it works
+    on was replaced and stops without writing its state here.
     Projected photos (issue 16; all empty for generated samples): photo: the uploaded photo
     (`H' x W' x 3` uint8, for paste-back); crop: `CropBox.to_list()` of where the image came from;
     weight_delta: PTI's tuned - original weights (`{state-dict name: float32 array}`, empty without
@@ -94,6 +99,7 @@ class GanState(_ImageCanvas):
     mask: Optional[np.ndarray] = None
     frames: list[np.ndarray] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    input_id: int = 0
     photo: Optional[np.ndarray] = None
     crop: Optional[list[int]] = None
     weight_delta: dict[str, np.ndarray] = field(default_factory=dict)

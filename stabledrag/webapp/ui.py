@@ -18,18 +18,20 @@ import threading
 from typing import Any, Callable, Iterator, Optional
 
 import gradio as gr
-from PIL import Image
 
 from ..progress import CancelToken
 from . import diff_handlers as dh
+from . import fair_queue
 from . import gan_handlers as gh
 from .args import AppOptions
-from .examples import PHOTO_NOTE, examples_for_model, list_examples
+from .examples import PHOTO_NOTE, examples_for_model, list_examples, load_example
 from .gan_projection_ui import build_photo_controls, wire_photo_controls
 from .messages import user_message
 from .models import NO_GAN_MESSAGE, TOY_SD_LABEL, Engines
+from .safe_editor import SafeImageEditor
 from .spaces_compat import gpu, on_zero_gpu
 from .state import DiffState, GanState
+from . import views
 from .views import KEEP, View, add_point, clear_points, delete_pair, refresh_region, set_points_text, undo_point
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ GPU_QUEUE = "gpu"
 #: given back with a smaller image landed shifted right and down; a canvas smaller than any image
 #: keeps the restored layer exactly on its background.
 EDITOR_MIN_CANVAS = (32, 32)
+NOTHING_TO_STOP = "Nothing is running, so there is nothing to stop."
 #: Seconds of ZeroGPU time asked for per call (ignored elsewhere).
 ZERO_GPU_DURATION = 120
 
@@ -84,50 +87,71 @@ CSS = """
 
 
 class CancelTokens:
-    """One `CancelToken` per (browser session, tab); Stop sets it, the running job polls it."""
+    """The Stop buttons' bookkeeping: one `CancelToken` per *job*, never per session.
 
-    MAX_ENTRIES = 10_000
+    `arm` (the Start/Run click, before the job is queued) makes a fresh token for the session and
+    tab; `begin` (the job starting) takes it, or a fresh one for API calls that skip `arm`;
+    `stop` cancels only an armed or running job and answers whether there was one, so a Stop sent
+    while idle cannot stop the next Start; `end` forgets the job. Running jobs are never evicted;
+    armed-but-not-started tokens are capped at `MAX_ARMED` (oldest dropped), so made-up session ids
+    cannot push a real user's running job out of reach.
+    """
+
+    MAX_ARMED = 10_000
 
     def __init__(self) -> None:
-        self._tokens: dict[tuple[str, str], CancelToken] = {}
-        self._busy: dict[tuple[str, str], float] = {}  # key -> time.monotonic() when armed
+        self._armed: dict[tuple[str, str], CancelToken] = {}
+        self._running: dict[tuple[str, str], CancelToken] = {}
         self._lock = threading.Lock()
 
     @staticmethod
     def _key(request: Optional[gr.Request], tab: str) -> tuple[str, str]:
-        return getattr(request, "session_hash", None) or "anonymous", tab
+        return (getattr(request, "session_hash", None) or "anonymous", tab)
 
-    #: A mark older than this is forgotten (a drag that never started, e.g. refused by a full queue).
-    BUSY_TTL_S = 3600.0
-
-    def set_busy(self, request: Optional[gr.Request], tab: str, busy: bool) -> None:
-        """Mark a drag of `request`'s session on `tab` as queued or running (True) or over (False)."""
-        import time
-
+    def arm(self, request: Optional[gr.Request], tab: str) -> CancelToken:
+        """A fresh token for the job `request`'s session is about to queue in `tab`."""
+        key = self._key(request, tab)
         with self._lock:
-            if busy:
-                self._busy[self._key(request, tab)] = time.monotonic()
-            else:
-                self._busy.pop(self._key(request, tab), None)
+            self._armed.pop(key, None)
+            while len(self._armed) >= self.MAX_ARMED:
+                self._armed.pop(next(iter(self._armed)))
+            token = self._armed[key] = CancelToken()
+            return token
+
+    def begin(self, request: Optional[gr.Request], tab: str) -> CancelToken:
+        """The token of the job now starting (the armed one, else a fresh one)."""
+        key = self._key(request, tab)
+        with self._lock:
+            token = self._armed.pop(key, None) or CancelToken()
+            self._running[key] = token
+            return token
+
+    def end(self, request: Optional[gr.Request], tab: str, token: CancelToken) -> None:
+        """Forget the job of `token` (a newer job of the session keeps its own)."""
+        key = self._key(request, tab)
+        with self._lock:
+            if self._running.get(key) is token:
+                del self._running[key]
+
+    def stop(self, request: Optional[gr.Request], tab: str) -> bool:
+        """Cancel the session's running (else armed) job in `tab`; False when there is none."""
+        key = self._key(request, tab)
+        with self._lock:
+            token = self._running.get(key) or self._armed.get(key)
+        if token is None:
+            return False
+        token.cancel()
+        return True
 
     def busy(self, request: Optional[gr.Request], tab: str) -> bool:
-        """True while a drag of that session and tab is queued or running."""
-        import time
-
+        """True while a job of that session and tab is armed (queued) or running."""
+        key = self._key(request, tab)
         with self._lock:
-            since = self._busy.get(self._key(request, tab))
-            return since is not None and time.monotonic() - since < self.BUSY_TTL_S
+            return key in self._armed or key in self._running
 
-    def get(self, request: Optional[gr.Request], tab: str) -> CancelToken:
-        """The token of `request`'s session for `tab` (created on first use)."""
-        key = (getattr(request, "session_hash", None) or "anonymous", tab)
+    def __len__(self) -> int:
         with self._lock:
-            if key not in self._tokens:
-                if len(self._tokens) >= self.MAX_ENTRIES:  # forget the oldest sessions
-                    for k in list(self._tokens)[: self.MAX_ENTRIES // 2]:
-                        del self._tokens[k]
-                self._tokens[key] = CancelToken()
-            return self._tokens[key]
+            return len(self._armed) + len(self._running)
 
 
 # -- View -> outputs -----------------------------------------------------------------------------------
@@ -219,7 +243,7 @@ def _status_markdown(engines: Engines, what: str, model: Optional[str]) -> str:
 
 
 def _gallery_items(examples: list) -> list:
-    return [(Image.open(e.path).convert("RGB"), e.name) for e in examples]
+    return [(load_example(e), e.name) for e in examples]
 
 
 # -- StableDrag-Diff --------------------------------------------------------------------------------------
@@ -301,9 +325,10 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
             photo_note = gr.Markdown(examples_note(menu[0] if menu else None), elem_id="diff_examples_note")
         with gr.Column(scale=1):
             gr.Markdown("**2. Paint the region that may change** (optional)", elem_classes="sd-step")
-            editor = gr.ImageEditor(label="2. Paint the region that may change (optional)", show_label=False,
-                                    type="numpy",
-                                    image_mode="RGBA", sources=(), transforms=(), layers=False, height=420, canvas_size=EDITOR_MIN_CANVAS,
+            editor = SafeImageEditor(label="2. Paint the region that may change (optional)", show_label=False,
+                                     type="numpy",
+                                     image_mode="RGBA", sources=(), transforms=(), layers=False, height=420,
+                                     canvas_size=EDITOR_MIN_CANVAS,
                                     brush=gr.Brush(default_size=24, colors=["#ff00b4"], color_mode="fixed"),
                                     eraser=gr.Eraser(default_size=24), elem_id="diff_editor")
             region_btn = gr.Button("Show painted region on the points image", size="sm", elem_id="diff_region")
@@ -395,17 +420,16 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
         return _call(out, dh.choose_example, st(s), shown_examples(model_label)[evt.index], max_side)
 
     def arm(request: gr.Request):
-        tokens.get(request, "diff").reset()
+        tokens.arm(request, "diff")
 
     def stop(request: gr.Request):
-        tokens.get(request, "diff").cancel()
-        gr.Info("Stopping after the current step…")
+        gr.Info("Stopping after the current step…" if tokens.stop(request, "diff") else NOTHING_TO_STOP)
 
     @gpu(duration=ZERO_GPU_DURATION)
     @_signed(["s", "region", "model", "prompt", *setting_names], request=True, progress=True)
     def on_run(*args):
         s, ed, model_label, prompt_text, *values, request, progress = args
-        token = tokens.get(request, "diff")
+        token = tokens.begin(request, "diff")
 
         def edit():
             settings_ = dh.DiffSettings.from_values(_settings_dict(setting_names, values))
@@ -415,7 +439,7 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
         try:
             yield from _stream(out, edit)
         finally:
-            token.reset()
+            tokens.end(request, "diff", token)
 
     @_signed(["s", "prompt", *setting_names])
     def on_export(*args):
@@ -494,7 +518,8 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
                 step_size = gr.Number(value=g.step_size, label="Step size (learning rate)")
             with gr.Accordion("Flexible region (optional: paint what may change)", open=False,
                               elem_id="gan_region_panel"):
-                editor = gr.ImageEditor(label="Flexible region", type="numpy", image_mode="RGBA", sources=(), canvas_size=EDITOR_MIN_CANVAS,
+                editor = SafeImageEditor(label="Flexible region", type="numpy", image_mode="RGBA", sources=(),
+                                         canvas_size=EDITOR_MIN_CANVAS,
                                         transforms=(), layers=False, height=380,
                                         brush=gr.Brush(default_size=24, colors=["#ff00b4"], color_mode="fixed"),
                                         eraser=gr.Eraser(default_size=24), elem_id="gan_editor")
@@ -556,11 +581,10 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
         return _call(out, gh.reset, st(s))
 
     def arm(request: gr.Request):
-        tokens.get(request, "gan").reset()
-        tokens.set_busy(request, "gan", True)
+        tokens.arm(request, "gan")
 
     def stop(request: gr.Request):
-        tokens.get(request, "gan").cancel()
+        gr.Info("Stopping after the current step…" if tokens.stop(request, "gan") else NOTHING_TO_STOP)
 
     def not_while_dragging(request: gr.Request):
         if tokens.busy(request, "gan"):
@@ -570,7 +594,7 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
     @_signed(["s", "region", "model", *setting_names], request=True, progress=True)
     def on_start(*args):
         s, ed, label, *values, request, progress = args
-        token = tokens.get(request, "gan")
+        token = tokens.begin(request, "gan")
 
         def drag():
             settings_ = gh.GanSettings.from_values(_settings_dict(setting_names, values))
@@ -579,14 +603,13 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
         try:
             yield from _stream(out, drag)
         finally:
-            token.reset()
-            tokens.set_busy(request, "gan", False)
+            tokens.end(request, "gan", token)
 
     @gpu(duration=ZERO_GPU_DURATION)
     @_signed(["s", "region", "model", *setting_names], request=True, progress=True)
     def on_compare(*args):
         s, ed, label, *values, request, progress = args
-        token = tokens.get(request, "gan")
+        token = tokens.begin(request, "gan")
 
         def compare():
             settings_ = gh.GanSettings.from_values(_settings_dict(setting_names, values))
@@ -595,8 +618,7 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
         try:
             yield from _stream(out, compare)
         finally:
-            token.reset()
-            tokens.set_busy(request, "gan", False)
+            tokens.end(request, "gan", token)
 
     @_signed(["s", *setting_names])
     def on_export(*args):
@@ -652,7 +674,13 @@ def build_demo(options: AppOptions, engines: Optional[Engines] = None) -> gr.Blo
     if options.preload or on_zero_gpu():
         engines.preload()
     tokens = CancelTokens()
-    with gr.Blocks(title="StableDrag Studio") as demo:
+    ttl = max(10, int(options.cache_ttl))
+    views.OUTPUT_TTL_S = ttl
+    views.clean_stale_output_dirs()
+    views.own_gradio_cache()  # Gradio's cache inside our per-process folder: swept, removed at exit
+    views.start_sweeper(ttl)
+    # Gradio keeps every upload, streamed frame and download in its cache: delete those older than ttl.
+    with gr.Blocks(title="StableDrag Studio", delete_cache=(max(5, min(300, ttl // 2)), ttl)) as demo:
         gr.Markdown(INTRO)
         with gr.Accordion("How it works", open=False, elem_id="how_it_works"):
             gr.Markdown(HOW_IT_WORKS)
@@ -663,7 +691,10 @@ def build_demo(options: AppOptions, engines: Optional[Engines] = None) -> gr.Blo
                 on_load, load_inputs, load_outputs = build_gan_tab(engines, options, tokens)
         demo.load(on_load, load_inputs, load_outputs, concurrency_id=GPU_QUEUE, concurrency_limit=1,
                   api_visibility="private", show_progress="hidden")
-    demo.queue(max_size=options.max_queue, default_concurrency_limit=4)
+    # The global cap applies to GPU runs only, with a fair share per session (fair_queue); cheap
+    # actions (points, uploads, exports) are never refused because of other people's runs.
+    demo.queue(max_size=None, default_concurrency_limit=4)
+    fair_queue.install(demo, GPU_QUEUE, max_gpu_waiting=options.max_queue)
     demo.stabledrag_engines = engines  # for tests and tools
     return demo
 

@@ -8,7 +8,10 @@ Handlers are plain functions over plain values, so tests call them directly; `ui
 
 from __future__ import annotations
 
+import atexit
+import math
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -20,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
+from ..limits import LIMITS, check_point_count
 from . import drawing
 from .masks import mask_from_editor
 from .state import add_click, clicks_from_text, clicks_to_text, require_image, undo_click
@@ -121,10 +125,13 @@ def add_point(state: Any, where: Any) -> View:
     enlarged canvas) or that `(column, row)` itself."""
     img = require_image(state.image, state.NO_IMAGE)
     size = (img.shape[1], img.shape[0])
-    index = getattr(where, "index", where)
-    if not isinstance(index, (list, tuple)) or len(index) != 2:
+    index = where if isinstance(where, (list, tuple)) else getattr(where, "index", where)
+    if not isinstance(index, (list, tuple)) or len(index) != 2 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in index):
         raise UserError("That click did not land on the image; click inside the picture.")
     xy = drawing.canvas_to_image(index, state.scale, size)
+    if len(state.clicks) % 2 == 0:
+        check_point_count(len(state.clicks) // 2 + 1)
     state.clicks = add_click(state.clicks, xy, size)
     return points_view(state)
 
@@ -148,7 +155,10 @@ def clear_points(state: Any) -> View:
 def set_points_text(state: Any, text: str) -> View:
     """Replace the points by `"hx,hy:tx,ty ..."` (image px)."""
     img = require_image(state.image, state.NO_IMAGE)
+    if isinstance(text, str) and text.count(":") > LIMITS.max_points:
+        check_point_count(text.count(":"))  # before parsing a huge text
     state.clicks = clicks_from_text(text, (img.shape[1], img.shape[0]))
+    check_point_count(len(state.clicks) // 2)
     return points_view(state)
 
 
@@ -262,14 +272,21 @@ def progress_html(label: str, step: int, total: Optional[int]) -> str:
 
 # -- files for the browser ------------------------------------------------------------------------
 
-#: Files the app writes for downloads are removed after this many seconds.
-OUTPUT_TTL_S = 2 * 3600
+#: Files the app writes for downloads are removed after this many seconds (`--cache-ttl`).
+OUTPUT_TTL_S = 1800
+
+
+def _outputs_root() -> Path:
+    return Path(tempfile.gettempdir()) / "stabledrag-studio"
 
 
 def outputs_dir() -> Path:
-    """This process's folder for downloadable files (old files in it are pruned)."""
-    d = Path(tempfile.gettempdir()) / "stabledrag-studio" / str(os.getpid())
-    d.mkdir(parents=True, exist_ok=True)
+    """This process's folder for downloadable files (old files in it are pruned). Created on first
+    use, removed when the process exits (see `clean_stale_output_dirs` for crashed processes)."""
+    d = _outputs_root() / str(os.getpid())
+    if not d.is_dir():
+        d.mkdir(parents=True, exist_ok=True)
+        atexit.register(shutil.rmtree, d, True)
     now = time.time()
     for p in d.iterdir():
         try:
@@ -278,6 +295,84 @@ def outputs_dir() -> Path:
         except OSError:
             pass
     return d
+
+
+def own_gradio_cache() -> Optional[Path]:
+    """Point Gradio's cache (uploads, streamed frames, downloads) into this process's outputs folder
+    unless GRADIO_TEMP_DIR is set, so `sweep_outputs` and the exit / dead-process cleanup cover it.
+    Returns the folder used, or None when the user chose one. Call before building the Blocks."""
+    if os.environ.get("GRADIO_TEMP_DIR"):
+        return None
+    d = outputs_dir() / "gradio"
+    d.mkdir(exist_ok=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(d)
+    return d
+
+
+def sweep_outputs(ttl_s: float, root: Optional[Path] = None) -> int:
+    """Delete files under `root` (default `outputs_dir()`, Gradio's cache included when it lives
+    there) older than `ttl_s` seconds, and the folders they leave empty; returns files deleted."""
+    root = root or outputs_dir()
+    now, removed = time.time(), 0
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        for f in filenames:
+            p = os.path.join(dirpath, f)
+            try:
+                if now - os.lstat(p).st_mtime > ttl_s:
+                    os.remove(p)
+                    removed += 1
+            except OSError:
+                pass
+        if dirpath != str(root) and not os.listdir(dirpath) and os.path.basename(dirpath) != "gradio":
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
+    return removed
+
+
+_sweeper_started = False
+
+
+def start_sweeper(ttl_s: float) -> None:
+    """Run `sweep_outputs(ttl_s)` every min(300, ttl_s / 2) seconds in a daemon thread (once per process)."""
+    global _sweeper_started
+    if _sweeper_started:
+        return
+    _sweeper_started = True
+    import threading
+
+    def loop() -> None:
+        while True:
+            time.sleep(max(2.0, min(300.0, ttl_s / 2)))
+            try:
+                sweep_outputs(OUTPUT_TTL_S)
+            except OSError:
+                pass
+
+    threading.Thread(target=loop, name="stabledrag-temp-sweeper", daemon=True).start()
+
+
+def clean_stale_output_dirs() -> int:
+    """Remove the output folders of app processes that no longer run (killed, crashed); returns
+    how many were removed. Folders of live processes are left alone."""
+    removed = 0
+    root = _outputs_root()
+    if not root.is_dir():
+        return 0
+    for d in root.iterdir():
+        if not d.is_dir() or not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            os.kill(int(d.name), 0)
+            continue  # alive
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError, OSError):
+            continue  # someone else's live process, or not a pid
+        shutil.rmtree(d, ignore_errors=True)
+        removed += 1
+    return removed
 
 
 def new_output_path(stem: str, suffix: str) -> Path:
