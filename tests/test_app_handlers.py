@@ -632,9 +632,11 @@ def test_generate_is_refused_while_a_drag_of_the_same_session_is_queued_or_runni
     me = type("Request", (), {"session_hash": "me"})()
     other = type("Request", (), {"session_hash": "other"})()
     assert not tokens.busy(me, "gan")
-    tokens.set_busy(me, "gan", True)  # Start pressed (the drag may still wait in the queue)
+    tokens.arm(me, "gan")  # Start pressed (the drag may still wait in the queue)
     assert tokens.busy(me, "gan") and not tokens.busy(other, "gan") and not tokens.busy(me, "diff")
-    tokens.set_busy(me, "gan", False)  # the drag ended
+    token = tokens.begin(me, "gan")  # the drag runs
+    assert tokens.busy(me, "gan")
+    tokens.end(me, "gan", token)  # the drag ended
     assert not tokens.busy(me, "gan")
 
 

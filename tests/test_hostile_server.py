@@ -88,7 +88,7 @@ def test_reset_during_a_gan_drag_stops_it_and_page_and_session_agree(served):
     c.predict(seed=6, psi=0.7, api_name="/gan_generate")
     c.predict("10,12:20,12", api_name="/gan_points")
     job = c.submit(region=None, max_steps=600, preview_every=2, api_name="/gan_start")
-    _wait_for(job, status, "Dragging: 2")
+    _wait_for(job, status, "Dragging: step 2 ")
     r = c.predict(api_name="/gan_reset")
     assert r[status].startswith("Back to the generated image"), r[status]
     job.result(timeout=60)
