@@ -123,3 +123,16 @@ def test_abandoning_the_live_views_stops_the_projection(G, photo):
     next(run)
     run.close()  # the page went away
     assert token.cancelled
+
+
+def test_uploaded_photo_bytes_go_through_the_one_image_reader(G, photo):
+    """The page sends the file's bytes: a PNG is decoded, an EPS is refused before Pillow sees it."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, format="PNG")
+    assert np.array_equal(gp._read_photo(buf.getvalue()), photo)
+    with pytest.raises(UserError, match="not a PNG, JPEG"):
+        gp._read_photo(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n")

@@ -66,8 +66,14 @@ def download_image(state: GanState) -> np.ndarray:
 
 
 def _read_photo(photo: Any) -> np.ndarray:
+    """The uploaded photo as `H x W x 3` uint8: file bytes (the page's upload) are decoded by
+    `stabledrag.imageio` (format allow-list, size limits, EXIF, 16-bit, alpha); arrays are checked."""
     if photo is None:
         raise UserError("Choose a photo to upload first.")
+    if isinstance(photo, (bytes, bytearray)):
+        from ..imageio import read_image_array
+
+        photo = read_image_array(bytes(photo), "photo")
     arr = np.asarray(photo)
     if arr.ndim == 2:
         arr = np.stack([arr] * 3, axis=-1)

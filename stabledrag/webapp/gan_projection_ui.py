@@ -32,8 +32,9 @@ def build_photo_controls() -> PhotoControls:
     """Create the controls (inside the caller's current Blocks context)."""
     with gr.Accordion("Upload a photo (project it into the generator, then drag it)", open=False,
                       elem_id="gan_photo_panel"):
-        photo = gr.Image(label="Photo (a centred square is used)", type="numpy", sources=["upload"],
-                         image_mode="RGB", height=200, elem_id="gan_photo")
+        # Bytes, decoded by stabledrag.imageio like every other upload (not by Gradio's Image.open).
+        photo = gr.File(label="Photo (PNG, JPEG, WebP; a centred square is used)", file_types=["image"],
+                        type="binary", height=120, elem_id="gan_photo")
         pti = gr.Checkbox(value=True, label="Pivotal tuning (fine-tune the generator on the photo: sharper)",
                           elem_id="gan_photo_pti")
         with gr.Row():
