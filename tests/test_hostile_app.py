@@ -289,3 +289,39 @@ def test_temp_files_are_swept_and_dead_processes_folders_removed(tmp_path, monke
     alive.mkdir()
     assert views.clean_stale_output_dirs() == 1
     assert not dead.exists() and alive.exists()
+
+
+def test_weight_delta_npz_is_read_without_trusting_it():
+    """A PTI weight delta in a session: a member that inflates past the cap, or whose header claims
+    more than it holds, is refused with a message before any array is built."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    from stabledrag.errors import UserError
+    from stabledrag.webapp.session_io import _read_npz
+
+    def npz(members):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            for k, v in members.items():
+                z.writestr(k, v)
+        return buf.getvalue()
+
+    def npy(arr):
+        b = io.BytesIO()
+        np.save(b, arr)
+        return b.getvalue()
+
+    good = _read_npz(npz({"w.npy": npy(np.ones((3, 4), np.float32))}), "weight_delta.npz")
+    assert good["w"].shape == (3, 4)
+    bomb = npz({"w.npy": npy(np.zeros(2**20, np.float32))})  # 4 MB inflated, a few KB packed
+    assert len(bomb) < 100_000
+    with pytest.raises(UserError, match="inflates to more than"):
+        _read_npz(bomb, "weight_delta.npz", cap=2**20)
+    liar = npy(np.ones(4, np.float32)).replace(b"(4,)", b"(4000000000,)".ljust(4))  # header claims 4e9 values
+    with pytest.raises(UserError, match="weight"):
+        _read_npz(npz({"w.npy": liar}), "weight_delta.npz")
+    with pytest.raises(UserError, match="weight"):
+        _read_npz(npz({"w.npy": npy(np.ones(4, np.int64))}), "weight_delta.npz")

@@ -94,12 +94,37 @@ def _npz(arrays: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
-def _read_npz(blob: bytes, name: str) -> dict[str, np.ndarray]:
+def _read_npz(blob: bytes, name: str, cap: int = 0) -> dict[str, np.ndarray]:
+    """The float arrays of an `.npz` (`{name: array}`), read without trusting it: members are
+    inflated in chunks up to `cap` bytes in all (default `MAX_WEIGHT_DELTA_BYTES`), and each
+    `.npy` header (float, no larger than its bytes) is checked before the array is built."""
+    cap = cap or MAX_WEIGHT_DELTA_BYTES
+    out: dict[str, np.ndarray] = {}
+    total = 0
     try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
-            out = {k: np.asarray(arrays[k]) for k in arrays.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as e:
-        raise UserError(f"The session's {name} is not readable ({e}).") from None
+        with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy") or info.flag_bits & 0x1:
+                    raise UserError(f"The session's {name} holds something other than weight arrays.")
+                with zf.open(info) as f:
+                    data = f.read(cap - total + 1)
+                total += len(data)
+                if total > cap:
+                    raise UserError(f"The session's {name} inflates to more than {cap // 2**20} MB; "
+                                    "this is not a session this app wrote.")
+                buf = io.BytesIO(data)
+                version = np.lib.format.read_magic(buf)
+                read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+                    version, np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(buf, max_header_size=4096)
+                count = int(np.prod(shape, dtype=np.float64)) if shape else 1
+                if dtype.kind != "f" or count * dtype.itemsize > len(data):
+                    raise UserError(f"The session's {name} holds something other than finite float weights.")
+                out[info.filename[:-4]] = np.load(io.BytesIO(data), allow_pickle=False)
+    except UserError:
+        raise
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError, zipfile.BadZipFile, zlib.error) as e:
+        raise UserError(f"The session's {name} is not readable ({type(e).__name__}).") from None
     if not all(a.dtype.kind == "f" and np.isfinite(a).all() for a in out.values()):
         raise UserError(f"The session's {name} holds something other than finite float weights.")
     return {k: a.astype(np.float32) for k, a in out.items()}
