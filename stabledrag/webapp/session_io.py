@@ -94,6 +94,16 @@ def _npz(arrays: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
+def _npy_header(blob: bytes) -> tuple[tuple[int, ...], np.dtype, int]:
+    """`(shape, dtype, number of values)` from an `.npy` file's header, read without building the
+    array (header at most 4 KB). Raises ValueError / SyntaxError / TypeError on a bad header."""
+    buf = io.BytesIO(blob)
+    version = np.lib.format.read_magic(buf)
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(version, np.lib.format.read_array_header_2_0)
+    shape, _, dtype = read_header(buf, max_header_size=4096)
+    return shape, dtype, int(np.prod(shape, dtype=np.float64)) if shape else 1
+
+
 def _read_npz(blob: bytes, name: str, cap: int = 0) -> dict[str, np.ndarray]:
     """The float arrays of an `.npz` (`{name: array}`), read without trusting it: members are
     inflated in chunks up to `cap` bytes in all (default `MAX_WEIGHT_DELTA_BYTES`), and each
@@ -112,12 +122,7 @@ def _read_npz(blob: bytes, name: str, cap: int = 0) -> dict[str, np.ndarray]:
                 if total > cap:
                     raise UserError(f"The session's {name} inflates to more than {cap // 2**20} MB; "
                                     "this is not a session this app wrote.")
-                buf = io.BytesIO(data)
-                version = np.lib.format.read_magic(buf)
-                read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
-                    version, np.lib.format.read_array_header_2_0)
-                shape, _, dtype = read_header(buf, max_header_size=4096)
-                count = int(np.prod(shape, dtype=np.float64)) if shape else 1
+                _, dtype, count = _npy_header(data)
                 if dtype.kind != "f" or count * dtype.itemsize > len(data):
                     raise UserError(f"The session's {name} holds something other than finite float weights.")
                 out[info.filename[:-4]] = np.load(io.BytesIO(data), allow_pickle=False)
@@ -222,14 +227,10 @@ def _read_mask(blob: bytes, size: tuple[int, int]) -> np.ndarray:
 
 def _read_npy(blob: bytes, name: str, limits: Limits) -> np.ndarray:
     bad = f"The session's {name} is not a latent (a finite float array of 2 or 3 dimensions"
-    buf = io.BytesIO(blob)
     try:
-        version = np.lib.format.read_magic(buf)
-        read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(version, np.lib.format.read_array_header_2_0)
-        shape, _, dtype = read_header(buf, max_header_size=4096)
+        shape, dtype, count = _npy_header(blob)
     except (ValueError, OSError, SyntaxError, TypeError) as e:
         raise UserError(f"The session's {name} is not a readable latent ({type(e).__name__}).") from None
-    count = int(np.prod(shape, dtype=np.float64)) if shape else 1
     if dtype.kind != "f" or len(shape) not in (2, 3) or count * dtype.itemsize > len(blob):
         raise UserError(bad + f"; it claims {dtype} of shape {tuple(shape)[:4]}).")
     if count > MAX_LATENT_VALUES:
