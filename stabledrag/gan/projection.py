@@ -523,22 +523,27 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
         ws = Gp.mapping.w_avg.detach().clone()[None, None].repeat(1, G.num_ws, 1)
     w_phase1 = ws[:, 0].detach().clone() if init is None else init.w.to(dev).clone()
 
-    # Phase 2: W+ (every vector free).
-    if cfg.wplus_steps > 0:
-        t0 = time.perf_counter()
-        wp = ws.clone().requires_grad_(True)
-        opt = torch.optim.Adam([wp], lr=cfg.wplus_lr, betas=(0.9, 0.999))
-        report(progress, "project_wplus", 0, cfg.wplus_steps)
-        for step in range(cfg.wplus_steps):
+    def fit(phase: str, params: list[torch.Tensor], steps: int, peak_lr: float, latent: torch.Tensor) -> None:
+        """Adam on `params` for `steps` with the projector's lr schedule, rendering `latent` (W+)
+        against the target (phases 2 and 3: W+, pivotal tuning)."""
+        opt = torch.optim.Adam(params, lr=peak_lr, betas=(0.9, 0.999))
+        report(progress, phase, 0, steps)
+        for step in range(steps):
             check()
             for g in opt.param_groups:
-                g["lr"] = _lr_schedule(step / cfg.wplus_steps, cfg.wplus_lr)
-            img, _ = Gp.synthesis(wp, noise_mode="const")
+                g["lr"] = _lr_schedule(step / steps, peak_lr)
+            img, _ = Gp.synthesis(latent, noise_mode="const")
             loss = reconstruction_loss(img, target, cfg, pix_w)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            emit("project_wplus", step + 1, cfg.wplus_steps, float(loss.detach()), img.detach())
+            emit(phase, step + 1, steps, float(loss.detach()), img.detach())
+
+    # Phase 2: W+ (every vector free).
+    if cfg.wplus_steps > 0:
+        t0 = time.perf_counter()
+        wp = ws.clone().requires_grad_(True)
+        fit("project_wplus", [wp], cfg.wplus_steps, cfg.wplus_lr, wp)
         ws = wp.detach()
         seconds["project_wplus"] = time.perf_counter() - t0
 
@@ -552,19 +557,8 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
         params = [p for p in Gp.synthesis.parameters()]
         for p in params:
             p.requires_grad_(True)
-        opt = torch.optim.Adam(params, lr=cfg.pti_lr, betas=(0.9, 0.999))
-        report(progress, "pti", 0, cfg.pti_steps)
         try:
-            for step in range(cfg.pti_steps):
-                check()
-                for g in opt.param_groups:
-                    g["lr"] = _lr_schedule(step / cfg.pti_steps, cfg.pti_lr)
-                img, _ = Gp.synthesis(ws, noise_mode="const")
-                loss = reconstruction_loss(img, target, cfg, pix_w)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                emit("pti", step + 1, cfg.pti_steps, float(loss.detach()), img.detach())
+            fit("pti", params, cfg.pti_steps, cfg.pti_lr, ws)
         finally:
             Gp.requires_grad_(False)
         seconds["pti"] = time.perf_counter() - t0
