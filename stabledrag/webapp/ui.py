@@ -590,35 +590,28 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
         if tokens.busy(request, "gan"):
             raise gr.Error("A drag is running: press Stop (or wait for it to finish), then Generate.")
 
-    @gpu(duration=ZERO_GPU_DURATION)
-    @_signed(["s", "region", "model", *setting_names], request=True, progress=True)
-    def on_start(*args):
-        s, ed, label, *values, request, progress = args
-        token = tokens.begin(request, "gan")
+    def drag_job(run: Callable) -> Callable:
+        """A streamed GAN job (`gh.run_drag` / `gh.run_compare`) with its own Stop token."""
 
-        def drag():
-            settings_ = gh.GanSettings.from_values(_settings_dict(setting_names, values))
-            return gh.run_drag(st(s), ed, settings_, engines.generator(label), cancel=token, progress=progress)
+        @gpu(duration=ZERO_GPU_DURATION)
+        @_signed(["s", "region", "model", *setting_names], request=True, progress=True)
+        def job(*args):
+            s, ed, label, *values, request, progress = args
+            token = tokens.begin(request, "gan")
 
-        try:
-            yield from _stream(out, drag)
-        finally:
-            tokens.end(request, "gan", token)
+            def work():
+                settings_ = gh.GanSettings.from_values(_settings_dict(setting_names, values))
+                return run(st(s), ed, settings_, engines.generator(label), cancel=token, progress=progress)
 
-    @gpu(duration=ZERO_GPU_DURATION)
-    @_signed(["s", "region", "model", *setting_names], request=True, progress=True)
-    def on_compare(*args):
-        s, ed, label, *values, request, progress = args
-        token = tokens.begin(request, "gan")
+            try:
+                yield from _stream(out, work)
+            finally:
+                tokens.end(request, "gan", token)
 
-        def compare():
-            settings_ = gh.GanSettings.from_values(_settings_dict(setting_names, values))
-            return gh.run_compare(st(s), ed, settings_, engines.generator(label), cancel=token, progress=progress)
+        return job
 
-        try:
-            yield from _stream(out, compare)
-        finally:
-            tokens.end(request, "gan", token)
+    on_start = drag_job(gh.run_drag)
+    on_compare = drag_job(gh.run_compare)
 
     @_signed(["s", *setting_names])
     def on_export(*args):
