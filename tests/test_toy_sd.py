@@ -63,7 +63,7 @@ def test_training_stages_run_resume_and_export(tmp_path: Path) -> None:
     # UNet: latent pool from the frozen encoder, 2 steps, resume to 3.
     assert train_unet(cfg, max_steps=2)["step"] == 2
     pool = latent_pool(cfg)
-    side = cfg.model.image_size // 8
+    side = cfg.model.latent_size
     assert pool["mean"].shape == (8, 4, side, side) and pool["ids"].shape == (8, 77)
     assert pool["scaling_factor"] == pytest.approx(1.0 / float(pool["mean"].std()))
     u2 = _load(run / "unet.pt")

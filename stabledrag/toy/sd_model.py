@@ -4,11 +4,16 @@ The model has Stable Diffusion 1.5's *shape* at a small width, so every StableDr
 (DDIM inversion, `up_blocks[2]` features, attention control over 16 `attn1` layers, LoRA) runs on
 it exactly as on SD 1.5, on a plain CPU:
 
-- VAE: `AutoencoderKL` with 4 blocks (factor 8): 128 x 128 x 3 images <-> 16 x 16 x 4 latents;
-  `scaling_factor` is measured on the data after VAE training (1 / std of the latent means).
-- UNet: `UNet2DConditionModel` with SD's block types (CrossAttnDownBlock2D x3 + DownBlock2D,
-  UpBlock2D + CrossAttnUpBlock2D x3) and `layers_per_block=2`, so `up_blocks[2]` exists and the
-  self-attention layers are numbered down 0-5, mid 6, up 7-15 as in SD 1.5.
+- VAE: `AutoencoderKL` with `len(vae_channels)` blocks; the bundled model has 3 (factor 4):
+  128 x 128 x 3 images <-> 32 x 32 x 4 latents, so an eye (radius 4-6 px) covers several latent
+  cells (with SD's factor 8 it was smaller than one). `scaling_factor` is measured on the data
+  after VAE training (1 / std of the latent means). The pipeline's `vae_scale_factor` follows
+  from the block count, and the editor reads it from there.
+- UNet: `UNet2DConditionModel` with SD's four levels and its up/down block names, so `up_blocks[2]`
+  (the drag features) and the decoder's self-attention layers (reference-latent control) exist as in
+  SD 1.5. `unet_top_attention=False` (the bundled model) makes the outermost level attention-free
+  (DownBlock2D / UpBlock2D at 32 x 32): self-attention over 1024 tokens made a training step 5x
+  slower on a CPU; the inner levels keep SD's cross- and self-attention.
 - Text: a small `CLIPTextModel` over the local byte-level CLIP tokenizer of
   `stabledrag.diffusion.tiny`, with whole-word merges for every word of the toy captions.
 - Scheduler: `DDIMScheduler` with SD 1.5's configuration (epsilon prediction).
@@ -47,13 +52,14 @@ class ToySDConfig:
     """Widths of the toy model. Images are `image_size` square (a multiple of 64)."""
 
     image_size: int = 128
-    vae_channels: tuple[int, ...] = (16, 32, 64, 64)
+    vae_channels: tuple[int, ...] = (24, 48, 64)
     vae_layers_per_block: int = 1
     vae_norm_groups: int = 8
-    unet_channels: tuple[int, ...] = (64, 96, 96, 96)
+    unet_channels: tuple[int, ...] = (32, 64, 96, 96)
     unet_layers_per_block: int = 2
     unet_norm_groups: int = 16
     unet_attention_head_dim: int = 8
+    unet_top_attention: bool = False
     text_hidden: int = 64
     text_layers: int = 2
     text_heads: int = 4
@@ -61,13 +67,23 @@ class ToySDConfig:
     @staticmethod
     def tiny() -> "ToySDConfig":
         """A minute configuration for tests (64 px images, a few thousand parameters per block)."""
-        return ToySDConfig(image_size=64, vae_channels=(8, 8, 8, 8), vae_norm_groups=4,
+        return ToySDConfig(image_size=64, vae_channels=(8, 8, 8), vae_norm_groups=4,
                            unet_channels=(16, 16, 16, 16), unet_norm_groups=4, unet_attention_head_dim=4,
                            text_hidden=16, text_layers=1, text_heads=2)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dictionary (lists for tuples) for checkpoints and JSON."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """Image pixels per latent cell: 2 ** (VAE blocks - 1), as diffusers' pipelines compute it."""
+        return 2 ** (len(self.vae_channels) - 1)
+
+    @property
+    def latent_size(self) -> int:
+        """Latent side `image_size / vae_scale_factor` (a multiple of 8: the UNet halves it 3 times)."""
+        return self.image_size // self.vae_scale_factor
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "ToySDConfig":
@@ -76,9 +92,14 @@ class ToySDConfig:
 
 
 def vae_config(cfg: ToySDConfig) -> dict[str, Any]:
-    """`AutoencoderKL(**kwargs)` for `cfg`: 4 blocks (factor 8), 4 latent channels."""
+    """`AutoencoderKL(**kwargs)` for `cfg`: `len(vae_channels)` blocks (factor 2 ** (blocks - 1)),
+    4 latent channels. Raises ValueError when the latent side is not a multiple of 8."""
+    if cfg.image_size % cfg.vae_scale_factor or cfg.latent_size % 8:
+        raise ValueError(f"image_size {cfg.image_size} / VAE factor {cfg.vae_scale_factor} must be a multiple of 8")
+    n = len(cfg.vae_channels)
     out = copy.deepcopy(SD15_VAE_CONFIG)
     out.update(block_out_channels=tuple(cfg.vae_channels), layers_per_block=cfg.vae_layers_per_block,
+               down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
                norm_num_groups=cfg.vae_norm_groups, sample_size=cfg.image_size, scaling_factor=1.0)
     return out
 
@@ -88,7 +109,11 @@ def unet_config(cfg: ToySDConfig) -> dict[str, Any]:
     out = copy.deepcopy(SD15_UNET_CONFIG)
     out.update(block_out_channels=tuple(cfg.unet_channels), layers_per_block=cfg.unet_layers_per_block,
                cross_attention_dim=cfg.text_hidden, norm_num_groups=cfg.unet_norm_groups,
-               attention_head_dim=cfg.unet_attention_head_dim, sample_size=cfg.image_size // 8)
+               attention_head_dim=cfg.unet_attention_head_dim, sample_size=cfg.latent_size)
+    if not cfg.unet_top_attention:
+        down, up = list(out["down_block_types"]), list(out["up_block_types"])
+        down[0], up[-1] = "DownBlock2D", "UpBlock2D"
+        out.update(down_block_types=tuple(down), up_block_types=tuple(up))
     return out
 
 
