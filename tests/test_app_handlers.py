@@ -281,8 +281,13 @@ def test_diff_settings_map_onto_the_engine_config():
     assert cfg.drag.max_steps == 9 and cfg.drag.tau == 0.3 and cfg.drag.r_p == 4
     assert dh.DiffSettings.defaults_for("cuda") == dh.DiffSettings()  # DragDiffusion's on a GPU
     assert dh.DiffSettings.defaults_for("cpu").lora_steps < dh.DiffSettings().lora_steps
-    toy = dh.DiffSettings.defaults_for("cpu", toy_model=True).edit_config().drag  # the toy model's own lr/stop
-    assert (toy.lr, toy.stop_distance) == (0.05, 1.0) and dh.DiffSettings().edit_config().drag.stop_distance == 2.0
+    toy = dh.DiffSettings.defaults_for("cpu", {"lr": 0.05, "stop_distance": 1.0, "max_steps": 33})  # a model's own
+    assert (toy.drag_lr, toy.stop_distance, toy.drag_steps) == (0.05, 1.0, 33)
+    assert (toy.edit_config().drag.lr, toy.edit_config().drag.stop_distance) == (0.05, 1.0)
+    assert dh.DiffSettings().edit_config().drag.stop_distance == 2.0
+    # a recommended setting the tab has no field for still reaches the engine; the tab's fields win
+    cfg = toy.edit_config({"lora.batch_size": 2, "lr": 0.5})
+    assert cfg.lora.batch_size == 2 and cfg.drag.lr == 0.05
     assert dh.DiffSettings.from_values({"stop_distance": 1.5}).edit_config().drag.stop_distance == 1.5
     with pytest.raises(UserError):
         dh.DiffSettings.from_values({"method": "magic"})
@@ -640,14 +645,22 @@ def test_generate_is_refused_while_a_drag_of_the_same_session_is_queued_or_runni
     assert not tokens.busy(me, "gan")
 
 
-def test_diff_drag_settings_follow_the_chosen_model():
-    from stabledrag.toy.sd_model import TOY_SD_DRAG_OVERRIDES
+def test_diff_drag_settings_follow_the_chosen_model(tmp_path):
+    from stabledrag.diffusion.recommended import SETTINGS_FILE, recommended_overrides
 
-    toy = dh.settings_for_model("cpu", toy_model=True)
-    sd = dh.settings_for_model("cpu", toy_model=False)
-    assert toy == {"drag_lr": float(TOY_SD_DRAG_OVERRIDES["lr"]),
-                   "stop_distance": float(TOY_SD_DRAG_OVERRIDES["stop_distance"])}
-    assert sd == {"drag_lr": dh.DiffSettings.drag_lr, "stop_distance": dh.DiffSettings.stop_distance}
+    folder = tmp_path / "my_model"
+    folder.mkdir()
+    assert recommended_overrides(folder) == {}  # no file: the presets as they are
+    (folder / SETTINGS_FILE).write_text('{"edit": {"lr": 0.03, "inversion.num_steps": 12, "lora.batch_size": 2}}')
+    rec = recommended_overrides(folder)
+    mine = dh.settings_for_model("cpu", rec)
+    other = dh.settings_for_model("cpu", {})
+    assert mine["drag_lr"] == 0.03 and mine["ddim_steps"] == 12
+    assert other == {"lora_steps": dh.CPU_LORA_STEPS, "ddim_steps": dh.CPU_DDIM_STEPS, "drag_steps": dh.CPU_DRAG_STEPS,
+                     "drag_lr": dh.DiffSettings.drag_lr, "stop_distance": dh.DiffSettings.stop_distance}
+    (folder / SETTINGS_FILE).write_text('{"edit": ["lr", 1]}')
+    with pytest.raises(UserError, match="expected"):
+        recommended_overrides(folder)
 
 
 def test_the_baseline_shows_no_confidence_it_does_not_have(tiny_generator):

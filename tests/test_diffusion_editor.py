@@ -161,3 +161,43 @@ def test_config_overrides():
         DiffusionEditConfig().with_overrides({"nope": 1})
     with pytest.raises(UserError, match="bad setting"):
         DiffusionEditConfig().with_overrides({"inversion.strength": 2.0})
+
+
+def test_a_models_own_settings_come_under_the_users(tmp_path):
+    """`stabledrag_settings.json` beside the weights: the editor, the CLI and the bench start from it."""
+    import argparse
+
+    from stabledrag.diffusion.cli import build_config
+    from stabledrag.diffusion.recommended import SETTINGS_FILE
+
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps(
+        {"about": "test", "edit": {"lr": 0.03, "inversion.num_steps": 12, "lora.steps": 5, "max_steps": 9}}))
+    ed = DiffusionEditor(model=str(tmp_path))
+    cfg = ed.default_config("baseline")
+    assert (cfg.drag.lr, cfg.inversion.num_steps, cfg.lora.steps, cfg.drag.max_steps) == (0.03, 12, 5, 9)
+    assert cfg.drag.tracker == "nearest"  # the method's preset stays
+    assert ed.default_config("stabledrag", {"lr": 0.2}).drag.lr == 0.2  # the user's settings win
+    assert DiffusionEditor(pipeline=object()).recommended_overrides() == {}  # a pipeline without a folder
+
+    args = argparse.Namespace(method="stabledrag", paste_back=False, seed=None, drag_steps=None, lora_steps=7,
+                              set=["inversion.num_steps=30"], model=str(tmp_path))
+    cli = build_config(args)
+    assert (cli.drag.lr, cli.lora.steps, cli.inversion.num_steps, cli.drag.max_steps) == (0.03, 7, 30, 9)
+    (tmp_path / SETTINGS_FILE).write_text("{not json")
+    with pytest.raises(UserError, match=SETTINGS_FILE):
+        ed.default_config()
+
+
+def test_reconstruct_is_the_edit_without_a_drag_and_shares_its_cache(editor):
+    img = _rgba_image(80, 60).convert("RGB")
+    cfg = _config()
+    before = dict(editor.counters)
+    out, timings = editor.reconstruct(img, "a face", cfg)
+    assert out.size == img.size and set(timings) == {"lora", "inversion", "denoise"}
+    assert editor.counters["inversion"] == before["inversion"] + 1
+    # an edit of the same image and settings reuses the LoRA and the inversion
+    res = editor.edit(img, from_pairs([((30, 30), (36, 30))]), prompt="a face", config=cfg)
+    assert res.cached == {"lora": True, "inversion": True}
+    assert editor.counters["inversion"] == before["inversion"] + 1
+    with pytest.raises(UserError):
+        editor.reconstruct(np.zeros((4, 4, 3), np.uint8))

@@ -230,3 +230,18 @@ def test_other_sizes_scale_the_geometry(size: int) -> None:
     errors = _errors(geo, det)
     assert errors["left_eye"] <= k and errors["right_eye"] <= k and errors["head"] <= k
     assert errors["mouth_left"] <= 2 * k and errors["mouth_right"] <= 2 * k
+
+
+def test_detector_counts_a_grown_third_eye_and_a_second_mouth() -> None:
+    image, geo, _ = ToyFaces(seed=7)[3]
+    det = detect(image)
+    assert det.complete and det.parts_ok and (det.eye_count, det.mouth_count) == (2, 1)
+    grown = image.copy()
+    # paste a copy of the left eye's patch below it, inside the head
+    x, y = (int(round(v)) for v in geo.left_eye)
+    r = int(math.ceil(geo.left_eye_radius)) + 1
+    patch = image[y - r:y + r + 1, x - r:x + r + 1].copy()
+    dy = 2 * r + 3
+    grown[y + dy - r:y + dy + r + 1, x - r:x + r + 1] = patch
+    det3 = detect(grown)
+    assert det3.complete and det3.eye_count == 3 and not det3.parts_ok  # complete alone does not notice

@@ -292,7 +292,7 @@ def score(case: ToyCase, src: np.ndarray, out: np.ndarray, seconds: float, statu
         "final_distance_px": None if dist is None else round(dist, 2),
         "success": dist is not None and dist <= SUCCESS_PX,
         "face_complete": det.complete,
-        "parts_ok": det.parts_ok if hasattr(det, "parts_ok") else det.complete,
+        "parts_ok": det.parts_ok,
         **outside_fidelity(src, out, edit_mask(case, src.shape[0])),
         "seconds": round(seconds, 3), "status": status,
         "steps": outcome.get("steps"), "pushed_steps": outcome.get("pushed_steps"),
@@ -319,6 +319,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "success_rate": round(float(np.mean([r["success"] for r in rows])), 3),
         "part_lost_rate": round(float(np.mean([r["final_distance_px"] is None for r in rows])), 3),
         "face_complete_rate": round(float(np.mean([r["face_complete"] for r in rows])), 3),
+        "parts_ok_rate": round(float(np.mean([r["parts_ok"] for r in rows])), 3),
         "mean_start_distance_px": mean([r["start_distance_px"] for r in rows]),
         "psnr_outside": mean([r["psnr"] for r in rows]),
         "ssim_outside": mean([r["ssim"] for r in rows]),
@@ -362,15 +363,10 @@ def _diffusion_runner(device: Optional[str], model: Optional[str], overrides: di
                       step_tracking: bool = False) -> tuple[Callable, Callable, dict[str, Any]]:
     from PIL import Image
 
-    from ..diffusion.editor import DiffusionEditConfig, DiffusionEditor
+    from ..diffusion.editor import DiffusionEditor
     from ..toy.dataset import ToyFaces
 
-    from ..toy.sd_model import TOY_SD_DRAG_OVERRIDES
-
     editor = DiffusionEditor(model=model, device=device)
-    if model is None:  # the bundled toy model's settings, under the caller's overrides
-        for k, v in TOY_SD_DRAG_OVERRIDES.items():
-            overrides.setdefault(k, v)
     faces = ToyFaces(seed=987_654)  # a dataset seed the bundled model never saw
     prompt = {"text": ""}  # the caption of the current source image
 
@@ -379,9 +375,8 @@ def _diffusion_runner(device: Optional[str], model: Optional[str], overrides: di
         return img
 
     def run(src: np.ndarray, case: ToyCase, method: str) -> tuple[np.ndarray, str]:
-        from ..config import diffusion_defaults
-
-        cfg = DiffusionEditConfig(drag=diffusion_defaults(method, **overrides))
+        # the method's preset, the model's own recommended settings, then the caller's overrides
+        cfg = editor.default_config(method, overrides)
         pts = from_pairs(case.pairs())
         res = editor.edit(Image.fromarray(src), pts, mask=edit_mask(case, src.shape[0]),
                           prompt=prompt["text"], config=cfg)
@@ -389,7 +384,8 @@ def _diffusion_runner(device: Optional[str], model: Optional[str], overrides: di
             "handles": res.drag.handles.tolist(), "steps": res.drag.steps, "pushed_steps": res.drag.pushed_steps,
             "step_tracking_error_px": None}
 
-    return source, run, {"model": model or "bundled toy SD", "dataset_seed": 987_654}
+    return source, run, {"model": model or "bundled toy SD", "dataset_seed": 987_654,
+                         "model_settings": editor.recommended_overrides()}
 
 
 def toy_bench(backend: str, cases: Optional[int] = None, seed: int = 10_000, device: Optional[str] = None,

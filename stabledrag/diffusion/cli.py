@@ -44,12 +44,15 @@ def read_mask(path: Optional[str], size: tuple[int, int]) -> Optional[np.ndarray
 
 
 def build_config(args: argparse.Namespace) -> Any:
-    """The `DiffusionEditConfig` for the CLI arguments (method, seed, steps, paste-back, --set)."""
+    """The `DiffusionEditConfig` for the CLI arguments: the method's preset, then the model's own
+    recommended settings (`recommended.recommended_overrides` of `--model`, default model when
+    absent), then seed, steps, paste-back and `--set` (the user's settings win)."""
     from ..cli import parse_overrides
     from .editor import DiffusionEditConfig
+    from .recommended import recommended_overrides
 
     cfg = DiffusionEditConfig(drag=diffusion_defaults(args.method), paste_back=bool(args.paste_back))
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = dict(recommended_overrides(args.model))
     if args.seed is not None:
         overrides["seed"] = args.seed
     if args.drag_steps is not None:

@@ -205,6 +205,7 @@ class DiffusionEditor:
         self.config_dir = config_dir
         self.lora_cache_dir = lora_cache_dir
         self._pipe = pipeline
+        self._given_pipeline = pipeline is not None
         self._active_lora: Optional[tuple[str, Optional[str]]] = None  # (key, LoRA path or None)
         self._inversions: OrderedDict[str, _Inverted] = OrderedDict()
         self._lock = threading.RLock()
@@ -225,6 +226,23 @@ class DiffusionEditor:
     def model_id(self) -> str:
         """A string identifying the weights (the loader's key, else a fingerprint of the weights)."""
         return model_identity(self.pipe)
+
+    def recommended_overrides(self) -> dict[str, Any]:
+        """The model's own recommended settings (`recommended.recommended_overrides`: its folder's
+        `stabledrag_settings.json`); `{}` for a pipeline passed in without a model folder.
+        Raises UserError for a malformed settings file."""
+        from .recommended import recommended_overrides
+
+        if self._given_pipeline and self.model is None:
+            return {}
+        return recommended_overrides(self.model)
+
+    def default_config(self, method: str = "stabledrag", overrides: Optional[dict[str, Any]] = None
+                       ) -> DiffusionEditConfig:
+        """`edit_config_for(method)` with the model's recommended settings, then `overrides` (the
+        user's, in `DiffusionEditConfig.with_overrides` keys) on top. Raises UserError for unknown
+        keys or bad values (in either)."""
+        return edit_config_for(method).with_overrides({**self.recommended_overrides(), **(overrides or {})})
 
     def clear_cache(self) -> None:
         """Forget cached inversions (the applied LoRA stays until another image needs another)."""
@@ -247,6 +265,7 @@ class DiffusionEditor:
 
         mask: `H x W` of the input image, True/non-zero = editable; None = all editable.
         preview_every: decode a live preview every k drag steps (sent with progress "drag").
+        config: the edit's settings; None = `default_config()` (StableDrag with the model's own settings).
         Reports progress phases "lora", "inversion" (skipped when cached), "drag", "denoise".
         start_latent: continue a stopped edit: the drag starts from this z_t (`DragStopped.latent`,
         same image, prompt and settings) instead of the inverted one, with `points.handles` where the
@@ -255,7 +274,7 @@ class DiffusionEditor:
         partial drag, when it fires during the drag phase).
         """
         with self._lock:  # one edit at a time: the pipeline and its LoRA are shared state
-            return self._edit(image, points, mask, prompt, config or DiffusionEditConfig(), progress, cancel,
+            return self._edit(image, points, mask, prompt, config or self.default_config(), progress, cancel,
                               preview_every, start_latent)
 
     def _edit(self, image: Image.Image, points: DragPoints, mask: Optional[np.ndarray], prompt: str,
@@ -279,9 +298,7 @@ class DiffusionEditor:
                 raise ValueError(f"no self-attention layers in {cfg.rlc_start_block!r} or after it")
         except ValueError as e:
             raise UserError(f"{e} (feature_block / rlc_start_block)") from None
-        target = cfg.resolution or cfg.lora.resolution or model_resolution(pipe)
-        lora_cfg = cfg.lora if cfg.resolution is None else cfg.lora.replace(resolution=cfg.resolution)
-        work, _ = prepare_image(image, target, size_multiple(pipe))
+        work = self._work_image(image, cfg)
         model_size = (work.width, work.height)
         work_points = points.scaled(orig_size, model_size)
         work_mask = None
@@ -292,17 +309,7 @@ class DiffusionEditor:
                 raise UserError("The editable mask is too thin to survive resizing to the model size; paint a larger area.")
         timings["prepare"] = time.perf_counter() - t0
 
-        lora_key = _hash(self.model_id, work, prompt, _as_dict(lora_cfg))
-        inv_key = _hash(lora_key, dataclasses.asdict(cfg.inversion))
-        cached = {"lora": self._lora_is_active(lora_key), "inversion": inv_key in self._inversions}
-
-        t0 = time.perf_counter()
-        self._ensure_lora(lora_key, work, prompt, lora_cfg, progress, cancel)
-        timings["lora"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        inverted = self._ensure_inversion(inv_key, work, prompt, cfg, progress, cancel)
-        timings["inversion"] = time.perf_counter() - t0
+        inverted, cached = self._source(work, prompt, cfg, progress, cancel, timings)
 
         t0 = time.perf_counter()
         if start_latent is not None and tuple(start_latent.shape) != tuple(inverted.latent.shape):
@@ -336,7 +343,54 @@ class DiffusionEditor:
         return DiffusionEditResult(image=out, drag=result, timings=timings, config=cfg, cached=cached,
                                    model_size=model_size, report=report)
 
+    def reconstruct(self, image: Image.Image, prompt: str = "", config: Optional[DiffusionEditConfig] = None
+                    ) -> tuple[Image.Image, dict[str, float]]:
+        """The edit's round trip without a drag: identity LoRA and DDIM inversion (both cached as
+        in `edit`), then the same denoising (with reference-latent control when enabled) and
+        decoding, at the input's size. What an edit gives back outside the dragged content; the
+        measure of how faithful a model and its settings are (`bench fidelity`).
+        Returns `(image, seconds per phase)`. Raises UserError for a non-PIL or empty image."""
+        cfg = config or self.default_config()
+        with self._lock:
+            if not isinstance(image, Image.Image) or image.width < 1 or image.height < 1:
+                raise UserError("The image must be a non-empty PIL image.")
+            timings: dict[str, float] = {}
+            pipe = self.pipe
+            work = self._work_image(image, cfg)
+            inverted, _ = self._source(work, prompt, cfg, None, None, timings)
+            t0 = time.perf_counter()
+            latent = self._denoise(pipe, inverted, inverted.latent, cfg, None, None)
+            with torch.no_grad():
+                out = Image.fromarray(tensor_to_uint8(decode_latent(pipe.vae, latent)), "RGB")
+            timings["denoise"] = time.perf_counter() - t0
+        if out.size != image.size:
+            out = out.resize(image.size, Image.Resampling.LANCZOS)
+        return out, timings
+
     # -- phases ------------------------------------------------------------------------------------
+    def _work_image(self, image: Image.Image, cfg: DiffusionEditConfig) -> Image.Image:
+        """`image` in RGB at the working size (the LoRA's / edit's resolution, else the model's)."""
+        target = cfg.resolution or cfg.lora.resolution or model_resolution(self.pipe)
+        work, _ = prepare_image(image, target, size_multiple(self.pipe))
+        return work
+
+    def _source(self, work: Image.Image, prompt: str, cfg: DiffusionEditConfig,
+                progress: Optional[ProgressCallback], cancel: Optional[CancelToken],
+                timings: dict[str, float]) -> tuple[_Inverted, dict[str, bool]]:
+        """Identity LoRA and DDIM inversion of the working image, each from the cache when it can be:
+        `(inverted, {"lora": cached?, "inversion": cached?})`; seconds added to `timings`."""
+        lora_cfg = cfg.lora if cfg.resolution is None else cfg.lora.replace(resolution=cfg.resolution)
+        lora_key = _hash(self.model_id, work, prompt, _as_dict(lora_cfg))
+        inv_key = _hash(lora_key, dataclasses.asdict(cfg.inversion))
+        cached = {"lora": self._lora_is_active(lora_key), "inversion": inv_key in self._inversions}
+        t0 = time.perf_counter()
+        self._ensure_lora(lora_key, work, prompt, lora_cfg, progress, cancel)
+        timings["lora"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        inverted = self._ensure_inversion(inv_key, work, prompt, cfg, progress, cancel)
+        timings["inversion"] = time.perf_counter() - t0
+        return inverted, cached
+
     @staticmethod
     def _check_mask(mask: Optional[np.ndarray], size: tuple[int, int]) -> Optional[np.ndarray]:
         if mask is None:

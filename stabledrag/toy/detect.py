@@ -71,7 +71,9 @@ class Detection:
     """What the detector found; `None` for a part it did not find.
 
     `complete` is True when the head, two eyes and the mouth were all found with plausible sizes;
-    otherwise `reasons` says what is missing. Areas are in pixels.
+    otherwise `reasons` says what is missing. Areas are in pixels. `eye_count` / `mouth_count`:
+    how many blobs qualified as an eye / a mouth (an edit that grows a third eye has eye_count 3:
+    `complete` alone would not notice, since the two largest are kept).
     """
 
     head: Optional[Point] = None
@@ -86,6 +88,13 @@ class Detection:
     mouth_right: Optional[Point] = None
     complete: bool = False
     reasons: list[str] = field(default_factory=list)
+    eye_count: int = 0
+    mouth_count: int = 0
+
+    @property
+    def parts_ok(self) -> bool:
+        """Complete, and no part grown or lost: exactly two eyes and one mouth."""
+        return self.complete and self.eye_count == 2 and self.mouth_count == 1
 
     def keypoints(self) -> dict[str, Optional[Point]]:
         """Same names as `FaceGeometry.keypoints` (here `mouth` is the mouth's centroid)."""
@@ -360,6 +369,7 @@ def detect(image: Any, config: Optional[DetectorConfig] = None) -> Detection:
         pts, wts = _soft_pixels(label, comp, sl, eye_labels, eye_share, margin)
         eyes.append((a, _weighted_centroid(pts, wts)))
     eyes.sort(key=lambda e: -e[0])
+    det.eye_count = len(eyes)
     if len(eyes) >= 2:
         (a1, p1), (a2, p2) = sorted(eyes[:2], key=lambda e: e[1][0])
         det.left_eye, det.left_eye_area, det.right_eye, det.right_eye_area = p1, a1, p2, a2
@@ -385,6 +395,7 @@ def detect(image: Any, config: Optional[DetectorConfig] = None) -> Detection:
                   if comp.sum() >= cfg.min_mouth_fraction * area_px]
         if mouths:
             break
+    det.mouth_count = len(mouths)
     if mouths:
         a, label, comp, sl = max(mouths, key=lambda m: m[0])
         pts, alpha = _soft_pixels(label, comp, sl, mouth_labels, red_share, margin)

@@ -30,13 +30,16 @@ from typing import Any
 from stabledrag.diffusion.tiny import (SD15_SCHEDULER_CONFIG, SD15_TEXT_ENCODER_CONFIG, SD15_UNET_CONFIG,
                                        SD15_VAE_CONFIG, TOKENIZER_MAX_LENGTH, tiny_tokenizer_vocab)
 
-# Drag settings for the bundled toy model that differ from DragDiffusion's (used by the toy bench and
-# as the app's defaults when the toy model is its default). DragDiffusion's "stop within 2 feature
-# px" is 4 image px on its 512 px images; on 128 px toy faces (eyes 4-6 px in radius) that stops
-# most of a 5 px drag short, so 1 feature px (2 image px). Its latent lr 0.01 moved an eye by about
-# 1 px in 80 steps on this model's 16 x 16 latents (parts smaller than a latent cell); 0.05 moved
-# it 3 px and more (measured on toy faces, see the README's benchmark section).
-TOY_SD_DRAG_OVERRIDES: dict[str, float] = {"lr": 0.05, "stop_distance": 1.0}
+# The bundled model's recommended edit settings (`DiffusionEditConfig.with_overrides` keys), written
+# by the export to `stabledrag_settings.json` beside the weights, where the CLI, the benchmarks and
+# the app read them (`stabledrag.diffusion.recommended`). Measured on toy faces with
+# `python -m stabledrag bench toy --backend diffusion` (README, "Benchmarks").
+TOY_SD_RECOMMENDED: dict[str, float | int] = {"lr": 0.05, "stop_distance": 1.0, "lora.steps": 20,
+                                              "inversion.num_steps": 25, "max_steps": 40}
+TOY_SD_SETTINGS_ABOUT = ("Recommended StableDrag-Diff settings of the bundled toy-faces model, measured with "
+                         "`python -m stabledrag bench toy --backend diffusion`; any key of "
+                         "DiffusionEditConfig.with_overrides. The user's own settings win.")
+
 
 # Every word the toy captions use (stabledrag.toy.dataset.caption + render.BACKGROUND_FAMILIES),
 # so that each becomes one token and captions stay short sequences of meaningful ids.

@@ -40,7 +40,8 @@ import torch.nn.functional as F
 
 from .dataset import ToyFaces
 from .render import EYE_COLOUR, HIGHLIGHT_COLOUR, MOUTH_COLOUR, make_grid
-from .sd_model import (ToySDConfig, assemble_pipeline, build_scheduler, build_text_encoder, build_tokenizer,
+from ..diffusion.recommended import SETTINGS_FILE
+from .sd_model import (TOY_SD_RECOMMENDED, TOY_SD_SETTINGS_ABOUT, ToySDConfig, assemble_pipeline, build_scheduler, build_text_encoder, build_tokenizer,
                        build_unet, build_vae)
 
 logger = logging.getLogger(__name__)
@@ -534,6 +535,8 @@ def export(cfg: TrainConfig, out: Optional[str] = None) -> str:
             "scaling_factor": float(unet_ckpt["scaling_factor"]), "model_config": cfg.model.to_dict(),
             "train_config": cfg.to_dict(), "text_encoder": "trained jointly with the UNet (EMA weights)"}
     (tmp / "toy_sd_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    (tmp / SETTINGS_FILE).write_text(json.dumps({"about": TOY_SD_SETTINGS_ABOUT, "edit": TOY_SD_RECOMMENDED},
+                                                indent=2) + "\n")
     (tmp / "README.md").write_text(
         "# toy_sd: StableDrag Studio's bundled toy-faces latent diffusion model\n\n"
         f"Stable Diffusion 1.5's layout at a small width (VAE factor {cfg.model.vae_scale_factor}: "

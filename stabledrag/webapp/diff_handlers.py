@@ -92,19 +92,28 @@ class DiffSettings(TabSettings):
     seed: int = 42
     preview_every: int = 4
 
+    #: `DiffusionEditConfig.with_overrides` keys of a model's recommended settings -> tab fields.
+    RECOMMENDED_FIELDS: ClassVar[dict[str, str]] = {
+        "lora.steps": "lora_steps", "lora.lr": "lora_lr", "lora.rank": "lora_rank",
+        "inversion.strength": "inversion_strength", "inversion.num_steps": "ddim_steps",
+        "max_steps": "drag_steps", "lr": "drag_lr", "stop_distance": "stop_distance", "r_m": "r_m",
+        "r_p": "r_p", "tau": "tau", "lambda_mask": "lambda_mask"}
+
     @classmethod
-    def defaults_for(cls, device_type: str, toy_model: bool = False) -> "DiffSettings":
+    def defaults_for(cls, device_type: str, recommended: Optional[dict[str, Any]] = None) -> "DiffSettings":
         """DragDiffusion's defaults on a GPU. Elsewhere fewer LoRA, DDIM and drag steps (20 / 25 /
-        40), so that a CPU edit of the bundled toy model takes minutes rather than a quarter hour.
-        `toy_model`: the bundled toy model is the default, so its drag lr and stop distance
-        (`stabledrag.toy.sd_model.TOY_SD_DRAG_OVERRIDES`) are used."""
+        40), so that a CPU edit takes minutes rather than a quarter hour. `recommended`: the chosen
+        model's own settings (`stabledrag.diffusion.recommended.recommended_overrides`, keys of
+        `DiffusionEditConfig.with_overrides`); they win over both, since they were measured on
+        that model (the bundled toy model carries them). Keys the tab has no field for are ignored
+        here (the engine still applies them when the model's editor builds its config)."""
         s = cls() if device_type == "cuda" else cls(lora_steps=CPU_LORA_STEPS, ddim_steps=CPU_DDIM_STEPS,
                                                       drag_steps=CPU_DRAG_STEPS)
-        if toy_model:
-            from ..toy.sd_model import TOY_SD_DRAG_OVERRIDES
-
-            s.drag_lr = float(TOY_SD_DRAG_OVERRIDES["lr"])
-            s.stop_distance = float(TOY_SD_DRAG_OVERRIDES["stop_distance"])
+        for key, value in (recommended or {}).items():
+            name = cls.RECOMMENDED_FIELDS.get(key)
+            if name is not None:
+                kind = type(getattr(s, name))
+                setattr(s, name, kind(value))
         return s
 
     @classmethod
@@ -124,8 +133,10 @@ class DiffSettings(TabSettings):
         """Plain dict (method as its key)."""
         return dataclasses.asdict(self)
 
-    def edit_config(self) -> Any:
-        """The engine's `DiffusionEditConfig` for these settings (UserError for invalid values)."""
+    def edit_config(self, recommended: Optional[dict[str, Any]] = None) -> Any:
+        """The engine's `DiffusionEditConfig` for these settings: the method's preset, the model's
+        `recommended` settings the tab has no field for (e.g. `lora.batch_size`), then this tab's
+        values. UserError for invalid values."""
         from ..config import diffusion_defaults
         from ..diffusion.editor import DiffusionEditConfig
 
@@ -133,6 +144,9 @@ class DiffSettings(TabSettings):
             cfg = DiffusionEditConfig(drag=diffusion_defaults(self.method), seed=self.seed)
         except ValueError as e:
             raise UserError(str(e)) from None
+        hidden = {k: v for k, v in (recommended or {}).items() if k not in self.RECOMMENDED_FIELDS}
+        if hidden:
+            cfg = cfg.with_overrides(hidden)
         overrides = {
             "lora.steps": self.lora_steps, "lora.lr": self.lora_lr, "lora.rank": self.lora_rank,
             "inversion.strength": self.inversion_strength, "inversion.num_steps": self.ddim_steps,
@@ -145,11 +159,16 @@ class DiffSettings(TabSettings):
         return cfg.with_overrides(overrides)
 
 
-def settings_for_model(device_type: str, toy_model: bool) -> dict[str, Any]:
-    """The drag settings that follow the chosen model (`DiffSettings.defaults_for`): the bundled toy
-    model's own drag lr and stop distance, DragDiffusion's for any other model. `{name: value}`."""
-    d = DiffSettings.defaults_for(device_type, toy_model=toy_model)
-    return {"drag_lr": d.drag_lr, "stop_distance": d.stop_distance}
+#: The tab fields that follow the chosen model (the Advanced settings a model may recommend).
+MODEL_FOLLOWED_FIELDS = ("lora_steps", "ddim_steps", "drag_steps", "drag_lr", "stop_distance")
+
+
+def settings_for_model(device_type: str, recommended: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """The settings that follow the chosen model (`DiffSettings.defaults_for`): the model's own
+    recommended values where it has them, else this device's defaults. `{field: value}` for
+    `MODEL_FOLLOWED_FIELDS`."""
+    d = DiffSettings.defaults_for(device_type, recommended)
+    return {name: getattr(d, name) for name in MODEL_FOLLOWED_FIELDS}
 
 
 def method_label(key: str) -> str:
@@ -261,8 +280,9 @@ def run_edit(state: DiffState, editor_value: Any, prompt: str, settings: DiffSet
     points = validate(from_clicks(state.clicks), size)
     mask = mask_from_editor(editor_value, size)
     check_handles_in_region(state.clicks, mask)
-    config = settings.edit_config()
+    settings.edit_config()  # bad settings are reported before the model is needed
     editor = get_editor()
+    config = settings.edit_config(editor.recommended_overrides())
     cancel = cancel if cancel is not None else CancelToken()
     made_from = state.input_id
     key = _resume_key(img, state.clicks, mask, prompt, settings, editor)

@@ -175,6 +175,21 @@ class Engines:
         with self._lock:
             return load_generator(spec, self.device)
 
+    def diffusion_recommended(self, label: Optional[str]) -> dict[str, Any]:
+        """The recommended settings of menu `label`'s model (its folder's `stabledrag_settings.json`,
+        see `stabledrag.diffusion.recommended`); `{}` for none, an unknown label or a bad file
+        (logged: the page must still open)."""
+        from ..diffusion.recommended import recommended_overrides
+
+        choice = next((c for c in self.diffusion_menu if c.label == label), None)
+        if choice is None:
+            return {}
+        try:
+            return recommended_overrides(choice.spec)
+        except UserError as e:
+            log.warning("ignoring the settings of %s: %s", choice.spec, e)
+            return {}
+
     def diffusion_editor(self, label: Optional[str]) -> Any:
         """The `DiffusionEditor` for menu `label` (one per model; it loads its pipeline on first use
         and keeps LoRA / inversion caches across requests)."""

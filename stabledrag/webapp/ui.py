@@ -311,7 +311,7 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
         return f"ℹ️ {PHOTO_NOTE}" if label == TOY_SD_LABEL else ""
 
     examples = shown_examples(menu[0] if menu else None)
-    d = dh.DiffSettings.defaults_for(engines.device.type, toy_model=bool(menu) and menu[0] == TOY_SD_LABEL)
+    d = dh.DiffSettings.defaults_for(engines.device.type, engines.diffusion_recommended(menu[0] if menu else None))
     state = gr.State(None)
     status_md = gr.Markdown(_status_markdown(engines, "Diffusion", menu[0] if menu else None), elem_id="diff_info")
     with gr.Row(equal_height=False):
@@ -454,10 +454,10 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
 
     def on_model(label):
         shown = shown_examples(label)
-        follow = dh.settings_for_model(engines.device.type, toy_model=label == TOY_SD_LABEL)
+        follow = dh.settings_for_model(engines.device.type, engines.diffusion_recommended(label))
         return (_status_markdown(engines, "Diffusion", label),
                 gr.update(value=_gallery_items(shown), columns=max(3, len(shown)), visible=bool(shown)),
-                examples_note(label), follow["drag_lr"], follow["stop_distance"])
+                examples_note(label), *(follow[name] for name in dh.MODEL_FOLLOWED_FIELDS))
 
     upload.upload(on_upload, [state, upload], out.all, api_name="diff_load_image", show_progress_on=[status])
     gallery.select(on_example, [state, model], out.all, api_visibility="undocumented", show_progress="hidden")
@@ -471,7 +471,8 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
     export_btn.click(on_export, [state, prompt, *settings.values()], out.all, api_name="diff_export",
                      show_progress_on=[status])
     import_file.upload(on_import, [state, import_file], out.all, api_name="diff_import", show_progress_on=[status])
-    model.change(on_model, [model], [status_md, gallery, photo_note, drag_lr, stop_distance], api_visibility="private",
+    model.change(on_model, [model], [status_md, gallery, photo_note, *(settings[name] for name in dh.MODEL_FOLLOWED_FIELDS)],
+                 api_visibility="private",
                  show_progress="hidden")
 
 
