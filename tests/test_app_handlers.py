@@ -95,10 +95,133 @@ def test_undo_clear_and_click_mistakes():
     assert s.clicks == [(5, 5)]
     views.clear_points(s)
     assert s.clicks == []
-    with pytest.raises(UserError, match="no point to undo"):
+    views.undo_point(s)  # undo the clear
+    assert s.clicks == [(5, 5)]
+    views.undo_point(s)
+    assert s.clicks == []
+    with pytest.raises(UserError, match="no point edit to undo"):
         views.undo_point(s)
     with pytest.raises(UserError, match="upload"):
         views.add_point(DiffState(), sel(1, 1))
+
+
+# -- issue 14: undo / redo, zoom, moving a marker ---------------------------------------------------------------
+
+
+def test_undo_and_redo_cover_placing_deleting_and_text_and_a_new_edit_drops_the_redo():
+    s = loaded_diff_state(64, 64)
+    k = s.scale
+    for x, y in ((5, 5), (9, 5), (20, 20), (25, 20)):
+        views.add_point(s, sel(x * k, y * k))
+    views.delete_pair(s, 1)
+    assert s.clicks == [(20, 20), (25, 20)]
+    v = views.undo_point(s)
+    assert s.clicks == [(5, 5), (9, 5), (20, 20), (25, 20)] and v.points_text == "5,5:9,5 20,20:25,20"
+    views.undo_point(s)
+    assert s.clicks == [(5, 5), (9, 5), (20, 20)]
+    v = views.redo_point(s)
+    assert s.clicks == [(5, 5), (9, 5), (20, 20), (25, 20)] and v.status.startswith("Redone")
+    views.redo_point(s)
+    assert s.clicks == [(20, 20), (25, 20)]
+    with pytest.raises(UserError, match="nothing to redo"):
+        views.redo_point(s)
+    views.set_points_text(s, "1,1:3,3")
+    views.undo_point(s)
+    assert s.clicks == [(20, 20), (25, 20)]
+    views.add_point(s, sel(40 * k, 40 * k))  # a new edit after an undo drops what could be redone
+    with pytest.raises(UserError, match="nothing to redo"):
+        views.redo_point(s)
+    # a new image starts a new history: nothing of the old image's points can come back
+    dh.new_image(s, gradient_image(64, 48), "another image", max_side=1024)
+    with pytest.raises(UserError, match="no point edit to undo"):
+        views.undo_point(s)
+
+
+def test_gan_undo_and_redo_after_a_drag_do_not_bring_back_points_of_before_the_drag(tiny_generator):
+    s = GanState()
+    gh.generate(s, "tiny", 2, 0.7, tiny_generator)
+    views.add_point(s, sel(8 * s.scale, 8 * s.scale))
+    views.add_point(s, sel(20 * s.scale, 8 * s.scale))
+    views.undo_point(s)
+    views.redo_point(s)
+    assert s.clicks == [(8, 8), (20, 8)]
+    list(gh.run_drag(s, None, gh.GanSettings(max_steps=3, preview_every=3), tiny_generator))
+    if s.clicks != [(8, 8), (20, 8)]:  # the handle moved with the drag: the history was of other points
+        with pytest.raises(UserError, match="no point edit to undo"):
+            views.undo_point(s)
+    views.delete_pair(s, 1)
+    views.undo_point(s)
+    assert len(s.clicks) == 2
+
+
+def test_a_click_on_the_zoomed_canvas_lands_on_the_image_pixel_under_it():
+    s = loaded_diff_state(128, 96)
+    k = s.scale  # 4
+    v = views.set_zoom(s, "4×", 25, 75)
+    w = s.window
+    assert (w.w, w.h, w.scale) == (32, 24, 16)  # a quarter of the image, each pixel 16 x 16 canvas px
+    assert (w.x0, w.y0) == (16, 60)  # centred on (32, 72), kept inside the image
+    assert v.canvas.shape == (24 * 16, 32 * 16, 3)
+    # the canvas shows the image's pixels there, enlarged without blur
+    assert np.array_equal(v.canvas[5 * 16 + 7, 3 * 16 + 15], s.image[60 + 5, 16 + 3])
+    # a click anywhere inside canvas cell (3, 5) is image pixel (16 + 3, 60 + 5)
+    views.add_point(s, sel(3 * 16 + 15, 5 * 16))
+    assert s.clicks == [(19, 65)]
+    views.add_point(s, sel(10 * 16 + 0.5, 5 * 16 + 8))
+    assert s.clicks == [(19, 65), (26, 65)]
+    # the markers are drawn where the clicks were: the handle's red disc at the cell's centre
+    canvas = views.canvas_for(s)
+    r = int(drawing.marker_radius(*canvas.shape[1::-1]) * 0.6)
+    assert tuple(canvas[int(5.5 * 16) + r, int(3.5 * 16)]) == drawing.HANDLE_RGB
+    # a zoom window at the bottom-right corner is shifted to stay inside the image
+    views.set_zoom(s, 8, 100, 100)
+    assert (s.window.x0, s.window.y0, s.window.w, s.window.h) == (112, 84, 16, 12)
+    views.add_point(s, sel(16 * 32 - 1, 12 * 32 - 1))  # the last canvas pixel: the last image pixel
+    assert s.clicks[-1] == (127, 95)
+    views.set_zoom(s, "1×")
+    assert views.canvas_for(s).shape == (96 * k, 128 * k, 3)
+    with pytest.raises(UserError, match="Zoom must be"):
+        views.set_zoom(s, 3)
+
+
+def test_select_a_marker_then_click_to_move_it_and_undo_the_move():
+    s = loaded_diff_state(64, 64)
+    k = s.scale
+    c = lambda x, y: sel((x + 0.5) * k, (y + 0.5) * k)  # the centre of image pixel (x, y) on the canvas
+    for x, y in ((10, 10), (20, 10), (30, 40), (40, 40)):
+        views.add_point(s, c(x, y))
+    v = views.add_point(s, c(20, 10))  # on target 1: selected, nothing added
+    assert s.clicks == [(10, 10), (20, 10), (30, 40), (40, 40)] and views.selection(s) == 1
+    assert "Selected target 1" in v.status
+    ring = np.array(drawing.SELECTED_RGB, np.uint8)
+    assert (v.canvas == ring).all(axis=2).any()  # the selected marker is ringed
+    v = views.add_point(s, c(25, 14))  # the next click moves it
+    assert s.clicks == [(10, 10), (25, 14), (30, 40), (40, 40)] and views.selection(s) is None
+    assert "Moved target 1 to (25, 14)" in v.status and v.points_text == "10,10:25,14 30,40:40,40"
+    assert not (v.canvas == ring).all(axis=2).any()
+    views.add_point(s, c(30, 40))  # handle 2 ...
+    views.add_point(s, c(30, 40))  # ... clicked again: left where it is
+    assert s.clicks[2] == (30, 40) and views.selection(s) is None
+    views.add_point(s, c(30, 40))
+    with pytest.raises(UserError, match="own handle"):
+        views.add_point(s, c(40, 40))  # onto its own target
+    views.add_point(s, c(33, 44))
+    assert s.clicks[2] == (33, 44)
+    views.undo_point(s)
+    assert s.clicks[2] == (30, 40)
+    views.undo_point(s)
+    assert s.clicks[1] == (20, 10)
+    # with a handle waiting for its target, a click on a marker places the target there instead
+    views.add_point(s, c(50, 50))
+    views.add_point(s, c(10, 10))
+    assert s.clicks[-2:] == [(50, 50), (10, 10)]
+    # moving works on the zoomed canvas too
+    views.set_zoom(s, 2, 0, 0)
+    z = s.window.scale
+    views.add_point(s, sel(10.5 * z, 10.5 * z))
+    assert views.selection(s) == 0
+    views.add_point(s, sel(12.2 * z, 3.9 * z))
+    assert s.clicks[0] == (12, 3)
 
 
 def test_points_as_text_round_trip_and_validation():

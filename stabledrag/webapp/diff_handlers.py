@@ -29,7 +29,7 @@ from .runner import Finished, stream_work
 from .settings_base import TabSettings
 from .session_io import SessionData, read_session, write_session
 from .state import DiffState, clicks_to_text, require_image
-from .views import (DISTANCE_NOTE, View, add_frame, canvas_for, check_handles_in_region, click_status,
+from .views import (DISTANCE_NOTE, View, add_frame, canvas_for, check_handles_in_region, click_status, full_canvas,
                     handle_lines, new_output_path, progress_html, save_gif, save_png, status_words, time_text)
 
 log = logging.getLogger(__name__)
@@ -299,14 +299,14 @@ def run_edit(state: DiffState, editor_value: Any, prompt: str, settings: DiffSet
 
     state.mask, state.prompt, state.settings = mask, prompt, settings.to_dict()
     state.frames, state.result, state.report = [], None, None
-    start = canvas_for(state)
+    start = full_canvas(state)
     add_frame(state.frames, start)
     before = drawing.enlarge(img, state.scale)
     targets = [tuple(t) for t in points.targets.tolist()]
     # the previous run's files go as soon as a new run starts (Download stays disabled until a result)
     first = (f"Continuing the stopped drag (it had done {paused['steps']} steps)…" if paused is not None
              else "Starting…")
-    yield View(state=state, canvas=start, status=first, result=(before, start),
+    yield View(state=state, canvas=canvas_for(state), status=first, result=(before, start),
                progress=progress_html("Starting", 0, None), download=None, animation=None)
 
     def work(callback: Callable[[Progress], None]) -> Any:
@@ -408,7 +408,7 @@ def _live_frame(state: DiffState, p: Progress, size: tuple[int, int], handles: O
     preview = np.asarray(p.preview)
     if (preview.shape[1], preview.shape[0]) != size:
         preview = np.asarray(Image.fromarray(preview).resize(size, Image.Resampling.LANCZOS))
-    return drawing.draw_points(preview, state.clicks, state.scale, mask=state.mask, handles=handles, trail=trail)
+    return full_canvas(state, handles=handles, image=preview, trail=trail)
 
 
 def _finished(state: DiffState, result: Any, resumed_after: int = 0) -> View:
@@ -416,8 +416,7 @@ def _finished(state: DiffState, result: Any, resumed_after: int = 0) -> View:
     state.result, state.report = out, result.report
     drag = result.report.get("drag", {})
     handles = drag.get("handles")
-    final = drawing.draw_points(out, state.clicks, state.scale, mask=state.mask, handles=handles,
-                                trail=drag.get("trajectory"))
+    final = full_canvas(state, handles=handles, image=out, trail=drag.get("trajectory"))
     add_frame(state.frames, final)
     targets = drag.get("targets") or []
     method = getattr(getattr(result.config, "drag", None), "method", "stabledrag")

@@ -5,12 +5,15 @@ region dimmed. Also the drag animation (GIF) from preview frames.
 Coordinates: points are `(x, y)` pixels of the *image* (x = column, y = row; the centre of pixel
 (0, 0) is (0, 0)). The canvas shows the image enlarged by an integer `scale` (nearest neighbour),
 so image pixel x covers canvas columns `[x * scale, (x + 1) * scale)` and a click at canvas column
-c is image pixel `c // scale`.
+c is image pixel `c // scale`. With zoom the canvas shows only a `Window` of the image (a
+rectangle of whole image pixels starting at `(x0, y0)`) enlarged `scale * zoom` times, so a click at
+canvas column c is image pixel `x0 + c // (scale * zoom)` (see `Window.to_image`).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -20,6 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 HANDLE_RGB = (230, 40, 40)
 TARGET_RGB = (40, 90, 235)
 OUTLINE_RGB = (255, 255, 255)
+SELECTED_RGB = (255, 210, 0)
 #: Small images are enlarged until their long side reaches this (integer factors only).
 CANVAS_MIN_SIDE = 512
 MAX_SCALE = 8
@@ -45,9 +49,52 @@ def enlarge(image: np.ndarray, scale: int) -> np.ndarray:
 
 def canvas_to_image(index: Sequence[float], scale: int, size: tuple[int, int]) -> tuple[int, int]:
     """Canvas click `(column, row)` -> image pixel `(x, y)` for an image of `size = (W, H)` shown
-    enlarged by `scale`. Not clamped: a result outside `0..W-1 x 0..H-1` means the click missed."""
-    del size  # kept in the signature so callers state which image the click belongs to
-    return int(math.floor(float(index[0]) / scale)), int(math.floor(float(index[1]) / scale))
+    whole, enlarged by `scale` (`Window.to_image` for a zoomed canvas). Not clamped: a result
+    outside `0..W-1 x 0..H-1` means the click missed."""
+    return Window(0, 0, int(size[0]), int(size[1]), scale).to_image(index)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The part of an image the point canvas shows: image columns `x0 .. x0 + w - 1` and rows
+    `y0 .. y0 + h - 1` (whole pixels), each drawn as `scale x scale` canvas pixels."""
+
+    x0: int
+    y0: int
+    w: int
+    h: int
+    scale: int
+
+    def to_image(self, index: Sequence[float]) -> tuple[int, int]:
+        """Canvas click `(column, row)` -> image pixel `(x, y)` (exact: the pixel drawn there).
+        Not clamped: a result outside the image means the click missed."""
+        return (self.x0 + int(math.floor(float(index[0]) / self.scale)),
+                self.y0 + int(math.floor(float(index[1]) / self.scale)))
+
+    def to_canvas(self, p: Point) -> tuple[float, float]:
+        """Image point `(x, y)` (the centre of pixel (0, 0) is (0, 0)) -> canvas position."""
+        return (float(p[0]) - self.x0 + 0.5) * self.scale, (float(p[1]) - self.y0 + 0.5) * self.scale
+
+    def crop(self, image: np.ndarray) -> np.ndarray:
+        """The window's part of `image` (`H x W [x C]`)."""
+        return image[self.y0:self.y0 + self.h, self.x0:self.x0 + self.w]
+
+
+def zoom_window(size: tuple[int, int], scale: int, zoom: float = 1, centre: Sequence[float] = (0.5, 0.5)) -> Window:
+    """The canvas window of an image of `size = (W, H)` shown enlarged by `scale`, zoomed in
+    `zoom` times (an integer >= 1; 1 = the whole image) around `centre` (fractions 0..1 of W and H;
+    the window is shifted to stay inside the image). The window holds `ceil(W / zoom) x ceil(H / zoom)`
+    image pixels drawn at `scale * zoom`, so the canvas keeps about its unzoomed size."""
+    w, h = int(size[0]), int(size[1])
+    z = max(1, int(zoom))
+    if z == 1:
+        return Window(0, 0, w, h, scale)
+    cw, ch = math.ceil(w / z), math.ceil(h / z)
+    cx = min(max(float(centre[0]), 0.0), 1.0) * w
+    cy = min(max(float(centre[1]), 0.0), 1.0) * h
+    x0 = min(max(int(round(cx - cw / 2)), 0), w - cw)
+    y0 = min(max(int(round(cy - ch / 2)), 0), h - ch)
+    return Window(x0, y0, cw, ch, scale * z)
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -55,10 +102,6 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has only the fixed bitmap font
         return ImageFont.load_default()
-
-
-def _to_canvas(p: Point, scale: int) -> tuple[float, float]:
-    return (float(p[0]) + 0.5) * scale, (float(p[1]) + 0.5) * scale
 
 
 def _arrow(draw: ImageDraw.ImageDraw, a: tuple[float, float], b: tuple[float, float], width: int, head: float) -> None:
@@ -89,7 +132,8 @@ def marker_radius(canvas_w: int, canvas_h: int) -> float:
 
 def draw_points(image: np.ndarray, clicks: Sequence[Point], scale: int = 1, mask: Optional[np.ndarray] = None,
                 handles: Optional[Sequence[Point]] = None,
-                trail: Optional[Sequence[Sequence[Point]]] = None) -> np.ndarray:
+                trail: Optional[Sequence[Sequence[Point]]] = None, window: Optional[Window] = None,
+                selected: Optional[int] = None) -> np.ndarray:
     """The canvas: `image` (`H x W x 3` uint8) enlarged by `scale` with markers.
 
     clicks: `[h1, t1, h2, t2, ...]` image px; a trailing handle without target is drawn alone.
@@ -97,7 +141,9 @@ def draw_points(image: np.ndarray, clicks: Sequence[Point], scale: int = 1, mask
     handles: current handle positions (image px) during/after a drag; drawn instead of the
       clicked handles, joined to their targets.
     trail: past handle positions per step (`S x N x 2`), drawn as thin red lines.
-    Returns `(H*scale) x (W*scale) x 3` uint8.
+    window: show only this part of the image at `window.scale` (zoom; `scale` is then unused).
+    selected: index into `clicks` of the marker picked for moving, drawn with a yellow ring.
+    Returns `(H*scale) x (W*scale) x 3` uint8 (`(h*s) x (w*s) x 3` for a window).
     """
     img = np.asarray(image)
     if img.ndim == 2:
@@ -105,7 +151,9 @@ def draw_points(image: np.ndarray, clicks: Sequence[Point], scale: int = 1, mask
     img = img[..., :3].astype(np.uint8)
     if mask is not None and mask.shape == img.shape[:2] and mask.any() and not mask.all():
         img = np.where(mask[..., None], img, (img * DIM_OUTSIDE).astype(np.uint8))
-    canvas = Image.fromarray(enlarge(img, scale))
+    window = window if window is not None else Window(0, 0, img.shape[1], img.shape[0], scale)
+    scale = window.scale
+    canvas = Image.fromarray(enlarge(np.ascontiguousarray(window.crop(img)), scale))
     draw = ImageDraw.Draw(canvas)
     r = marker_radius(canvas.width, canvas.height)
     font = _font(max(8, int(round(r * 1.3))))
@@ -113,21 +161,28 @@ def draw_points(image: np.ndarray, clicks: Sequence[Point], scale: int = 1, mask
     current = list(handles) if handles is not None else None
     if trail is not None and len(trail) > 1:
         for n in range(len(pairs)):
-            path = [_to_canvas(step[n], scale) for step in trail if n < len(step)]
+            path = [window.to_canvas(step[n]) for step in trail if n < len(step)]
             if len(path) > 1:
                 draw.line(path, fill=HANDLE_RGB, width=max(1, int(r / 4)))
     for n, (h, t) in enumerate(pairs):
         if current is not None and n < len(current):
             h = current[n]
-        hc = _to_canvas(h, scale)
+        hc = window.to_canvas(h)
         if t is not None:
-            _arrow(draw, hc, _to_canvas(t, scale), width=max(2, int(r / 3)), head=r * 0.9)
+            _arrow(draw, hc, window.to_canvas(t), width=max(2, int(r / 3)), head=r * 0.9)
     for n, (h, t) in enumerate(pairs):
         if current is not None and n < len(current):
             h = current[n]
         if t is not None:
-            _marker(draw, _to_canvas(t, scale), r, TARGET_RGB, str(n + 1), font)
-        _marker(draw, _to_canvas(h, scale), r, HANDLE_RGB, str(n + 1), font)
+            _marker(draw, window.to_canvas(t), r, TARGET_RGB, str(n + 1), font)
+        _marker(draw, window.to_canvas(h), r, HANDLE_RGB, str(n + 1), font)
+    if selected is not None and 0 <= selected < len(clicks):
+        p = clicks[selected]
+        if selected % 2 == 0 and current is not None and selected // 2 < len(current):
+            p = current[selected // 2]
+        cx, cy = window.to_canvas(p)
+        ring = r + max(2, r / 3)
+        draw.ellipse([cx - ring, cy - ring, cx + ring, cy + ring], outline=SELECTED_RGB, width=max(2, int(r / 3)))
     return np.asarray(canvas)
 
 

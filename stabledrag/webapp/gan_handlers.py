@@ -25,7 +25,7 @@ from .masks import editor_value, mask_from_editor
 from .settings_base import TabSettings
 from .session_io import SessionData, read_session, write_session
 from .state import GanState, clicks_from_pairs, clicks_to_text, require_image
-from .views import (DISTANCE_NOTE, KEEP, View, add_frame, canvas_for, check_handles_in_region, click_status,
+from .views import (DISTANCE_NOTE, KEEP, View, add_frame, canvas_for, check_handles_in_region, click_status, full_canvas,
                     handle_lines, new_output_path, progress_html, save_gif, save_png, status_words, time_text)
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,7 @@ def run_drag(state: GanState, editor_value_: Any, settings: GanSettings, generat
         return state.input_id != made_from or list(state.clicks) != clicks0
 
     first = canvas_for(state)
-    add_frame(state.frames, first)
+    add_frame(state.frames, full_canvas(state))
     t0 = time.monotonic()
     yield View(state=state, canvas=first, status=f"Dragging: step 0 of at most {config.max_steps}",
                progress=progress_html("Dragging", 0, config.max_steps), download=None, animation=None)
@@ -218,8 +218,8 @@ def run_drag(state: GanState, editor_value_: Any, settings: GanSettings, generat
         if session.last_preview is not None:
             state.image = np.asarray(session.last_preview)
         trail = [t.tolist() for t in session.trajectory]
-        frame = drawing.draw_points(state.image, state.clicks, state.scale, mask=mask, handles=handles, trail=trail)
-        add_frame(state.frames, frame)
+        add_frame(state.frames, full_canvas(state, handles=handles, trail=trail))
+        frame = canvas_for(state, handles=handles, trail=trail)
         if progress is not None:
             progress((rec.step, config.max_steps), desc="Dragging")
         stable = settings.method == "stabledrag"  # the baseline's nearest-neighbour tracker has no confidence
@@ -237,8 +237,8 @@ def run_drag(state: GanState, editor_value_: Any, settings: GanSettings, generat
     state.image = ed.image()
     state.clicks = clicks_from_pairs(result.handles.tolist(), targets)
     state.trail = [t.tolist() for t in result.trajectory]
-    final = drawing.draw_points(state.image, state.clicks, state.scale, mask=mask, trail=state.trail)
-    add_frame(state.frames, final)
+    final = canvas_for(state, trail=state.trail)
+    add_frame(state.frames, full_canvas(state, trail=state.trail))
     state.last_result = summarize_result(result, targets, settings.method)
     how = status_words(result.status)
     if result.status in ("max_steps", "cancelled"):

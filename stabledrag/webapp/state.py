@@ -13,9 +13,45 @@ import numpy as np
 
 from ..errors import UserError
 from ..points import parse_drags
-from .drawing import display_scale
+from .drawing import Window, display_scale, zoom_window
 
 Click = tuple[int, int]
+#: Point edits remembered for Undo (older ones are forgotten).
+MAX_UNDO = 100
+#: Zoom factors the point canvas offers.
+ZOOM_FACTORS = (1, 2, 4, 8)
+
+
+@dataclass
+class PointHistory:
+    """Undo / Redo of point edits (placing, moving, deleting, clearing, points as text).
+
+    undo / redo: earlier / undone click lists (`[h1, t1, ...]` image px), newest last.
+    input_id / clicks: the tab's `input_id` and clicks right after the last recorded edit; when
+    either has changed since (a new image, a drag that moved the handles, Reset, an import) the
+    history belongs to something else and is forgotten.
+    """
+
+    undo: list[list[Click]] = field(default_factory=list)
+    redo: list[list[Click]] = field(default_factory=list)
+    input_id: int = -1
+    clicks: list[Click] = field(default_factory=list)
+
+    def valid_for(self, input_id: int, clicks: Sequence[Click]) -> bool:
+        """True when the history was recorded on this input and these clicks."""
+        return self.input_id == input_id and [*map(_click, clicks)] == self.clicks
+
+
+@dataclass
+class PointEditing:
+    """What both tab states add for editing points: the Undo/Redo history, the marker selected
+    for moving (index into `clicks`, or None) and the canvas zoom (`zoom`: one of `ZOOM_FACTORS`;
+    `zoom_centre`: `(x, y)` as fractions 0..1 of the image's width and height)."""
+
+    history: PointHistory = field(default_factory=PointHistory)
+    selected: Optional[int] = None
+    zoom: int = 1
+    zoom_centre: tuple[float, float] = (0.5, 0.5)
 
 
 class _ImageCanvas:
@@ -32,12 +68,18 @@ class _ImageCanvas:
 
     @property
     def scale(self) -> int:
-        """Canvas enlargement of the tab's image."""
+        """Canvas enlargement of the tab's image (without zoom)."""
         return display_scale(*self.size)
+
+    @property
+    def window(self) -> Window:
+        """The part of the image the point canvas shows, and its enlargement (zoom included)."""
+        return zoom_window(self.size, self.scale, getattr(self, "zoom", 1),
+                           getattr(self, "zoom_centre", (0.5, 0.5)))
 
 
 @dataclass
-class DiffState(_ImageCanvas):
+class DiffState(PointEditing, _ImageCanvas):
     """StableDrag-Diff tab.
 
     image: `H x W x 3` uint8 input. name: where it came from (shown in the status line).
@@ -66,7 +108,7 @@ class DiffState(_ImageCanvas):
 
 
 @dataclass
-class GanState(_ImageCanvas):
+class GanState(PointEditing, _ImageCanvas):
     """StableDrag-GAN tab.
 
     model: label of the generator in the model menu. seed / psi: what generated `w0`.
@@ -128,9 +170,27 @@ def add_click(clicks: Sequence[Click], xy: Click, size: tuple[int, int]) -> list
     return [*map(_click, clicks), (x, y)]
 
 
-def undo_click(clicks: Sequence[Click]) -> list[Click]:
-    """`clicks` without the last point (an empty list stays empty)."""
-    return [*map(_click, clicks)][:-1]
+def move_click(clicks: Sequence[Click], index: int, xy: Click, size: tuple[int, int]) -> list[Click]:
+    """`clicks` with point `index` (0-based into `[h1, t1, h2, ...]`) moved to `xy` (image px),
+    checked: inside the `size = (W, H)` image and not onto its partner (a target on its own
+    handle). Returns a new list; raises UserError otherwise."""
+    w, h = size
+    x, y = int(xy[0]), int(xy[1])
+    if not (0 <= x < w and 0 <= y < h):
+        raise UserError(f"The point ({x}, {y}) is outside the {w}x{h} image; click on the image.")
+    out = [*map(_click, clicks)]
+    if not 0 <= index < len(out):
+        raise UserError("That point no longer exists; click a marker again.")
+    partner = index + 1 if index % 2 == 0 else index - 1
+    if partner < len(out) and out[partner] == (x, y):
+        raise UserError("A target cannot sit on its own handle: click somewhere else.")
+    out[index] = (x, y)
+    return out
+
+
+def as_clicks(clicks: Sequence[Sequence[float]]) -> list[Click]:
+    """`clicks` as a new list of whole-pixel `(x, y)` tuples."""
+    return [*map(_click, clicks)]
 
 
 def _click(c: Sequence[float]) -> Click:

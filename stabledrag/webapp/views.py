@@ -26,7 +26,7 @@ from ..errors import UserError
 from ..limits import LIMITS, check_point_count
 from . import drawing
 from .masks import mask_from_editor
-from .state import add_click, clicks_from_text, clicks_to_text, require_image, undo_click
+from .state import MAX_UNDO, ZOOM_FACTORS, add_click, as_clicks, clicks_from_text, clicks_to_text, move_click, require_image
 
 
 class _Keep:
@@ -79,10 +79,21 @@ class View:
 
 
 def canvas_for(state: Any, handles: Optional[Sequence[Sequence[float]]] = None,
-               image: Optional[np.ndarray] = None) -> np.ndarray:
-    """The point canvas of a tab state (`image`, default `state.image`, with its clicks and mask)."""
+               image: Optional[np.ndarray] = None, trail: Optional[Sequence] = None) -> np.ndarray:
+    """The point canvas of a tab state as the page shows it: `image` (default `state.image`) with
+    its clicks, mask, selected marker and zoom (`state.window`); clicks on it map back through
+    `state.window`. `full_canvas` is the same without zoom, for animations and comparisons."""
     img = require_image(state.image, state.NO_IMAGE) if image is None else image
-    return drawing.draw_points(img, state.clicks, state.scale, mask=state.mask, handles=handles)
+    return drawing.draw_points(img, state.clicks, mask=state.mask, handles=handles, trail=trail,
+                               window=state.window, selected=selection(state))
+
+
+def full_canvas(state: Any, handles: Optional[Sequence[Sequence[float]]] = None,
+                image: Optional[np.ndarray] = None, trail: Optional[Sequence] = None) -> np.ndarray:
+    """The whole image (default `state.image`) enlarged by `state.scale`, with the state's clicks
+    and mask, `handles` and `trail` (no zoom, no selection): a frame of the drag animation."""
+    img = require_image(state.image, state.NO_IMAGE) if image is None else image
+    return drawing.draw_points(img, state.clicks, state.scale, mask=state.mask, handles=handles, trail=trail)
 
 
 def points_view(state: Any, status: Optional[str] = None) -> View:
@@ -103,7 +114,8 @@ def click_status(clicks: Sequence, run_button: str = "Run", mask: Optional[np.nd
     if n % 2 == 1:
         return f"Handle {n // 2 + 1} placed at {tuple(clicks[-1])}: now click its target." + warning
     hint = "" if mask is not None else " No region painted: the rest of the image may move too."
-    return f"{n // 2} drag pair(s) ready. Add more, or press {run_button}." + (warning or hint)
+    return (f"{n // 2} drag pair(s) ready. Add more, or press {run_button} (to move a marker, click it, then "
+            "click its new place).") + (warning or hint)
 
 
 def handles_outside_region(clicks: Sequence, mask: Optional[np.ndarray]) -> str:
@@ -120,35 +132,122 @@ def handles_outside_region(clicks: Sequence, mask: Optional[np.ndarray]) -> str:
             "or clear the painting.")
 
 
+def _point_name(index: int) -> str:
+    return f"{'handle' if index % 2 == 0 else 'target'} {index // 2 + 1}"
+
+
+def marker_at(state: Any, index: Sequence[float]) -> Optional[int]:
+    """The index into `state.clicks` of the marker drawn under the canvas position `index`
+    (`(column, row)` of the canvas as shown, zoom included), the nearest when markers overlap
+    (the first placed on a tie); None when the click is on no marker."""
+    window = state.window
+    w, h = window.w * window.scale, window.h * window.scale
+    r = drawing.marker_radius(w, h)
+    best, best_d = None, r
+    for i, p in enumerate(state.clicks):
+        cx, cy = window.to_canvas(p)
+        d = math.hypot(float(index[0]) - cx, float(index[1]) - cy)
+        if d <= r and (best is None or d < best_d):
+            best, best_d = i, d
+    return best
+
+
+def _history(state: Any) -> Any:
+    """The state's point history, emptied first when it was recorded on another input or other
+    clicks (a new image, Reset, an import, a drag that moved the handles)."""
+    history = state.history
+    if not history.valid_for(state.input_id, state.clicks):
+        history.undo, history.redo, state.selected = [], [], None
+        history.input_id, history.clicks = state.input_id, as_clicks(state.clicks)
+    return history
+
+
+def selection(state: Any) -> Optional[int]:
+    """The index into `state.clicks` of the marker selected for moving, or None (also when the
+    points changed since it was selected)."""
+    sel = getattr(state, "selected", None)
+    if sel is None or not state.history.valid_for(state.input_id, state.clicks) or not 0 <= sel < len(state.clicks):
+        return None
+    return sel
+
+
+def _record_edit(state: Any, clicks: list) -> None:
+    """Make `clicks` the state's points, remembering the previous ones for Undo (Redo is cleared)."""
+    history = _history(state)
+    history.undo = [*history.undo, as_clicks(state.clicks)][-MAX_UNDO:]
+    history.redo = []
+    state.clicks = as_clicks(clicks)
+    history.clicks, state.selected = as_clicks(state.clicks), None
+
+
 def add_point(state: Any, where: Any) -> View:
     """A click on the canvas: `where` is a `gr.SelectData` (its `index` is `[column, row]` of the
-    enlarged canvas) or that `(column, row)` itself."""
+    canvas as shown, zoom included) or that `(column, row)` itself.
+
+    With every handle paired, a click on a marker selects it (ringed in yellow); the next click
+    moves the selected point there (a click on the same marker keeps it in place). Otherwise the
+    click adds a handle or its target. Each placement and move can be undone."""
     img = require_image(state.image, state.NO_IMAGE)
     size = (img.shape[1], img.shape[0])
     index = where if isinstance(where, (list, tuple)) else getattr(where, "index", where)
     if not isinstance(index, (list, tuple)) or len(index) != 2 or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in index):
         raise UserError("That click did not land on the image; click inside the picture.")
-    xy = drawing.canvas_to_image(index, state.scale, size)
+    xy = state.window.to_image(index)
+    selected = selection(state)
+    if selected is not None:
+        if marker_at(state, index) == selected:
+            state.selected = None
+            return points_view(state, f"{_point_name(selected).capitalize()} stays where it is. "
+                               + click_status(state.clicks, getattr(state, "RUN_BUTTON", "Run"), state.mask))
+        clicks = move_click(state.clicks, selected, xy, size)
+        _record_edit(state, clicks)
+        return points_view(state, f"Moved {_point_name(selected)} to {xy}. "
+                           + click_status(state.clicks, getattr(state, "RUN_BUTTON", "Run"), state.mask))
     if len(state.clicks) % 2 == 0:
+        hit = marker_at(state, index)
+        if hit is not None:
+            _history(state)
+            state.selected = hit
+            return points_view(state, f"Selected {_point_name(hit)} at {tuple(state.clicks[hit])}: click where it "
+                               "should go (or click it again to leave it).")
         check_point_count(len(state.clicks) // 2 + 1)
-    state.clicks = add_click(state.clicks, xy, size)
+    _record_edit(state, add_click(state.clicks, xy, size))
     return points_view(state)
 
 
 def undo_point(state: Any) -> View:
-    """Remove the last point."""
+    """Undo the last point edit (a placement, move, deletion, clear, or points given as text)."""
     require_image(state.image, state.NO_IMAGE)
-    if not state.clicks:
-        raise UserError("There is no point to undo.")
-    state.clicks = undo_click(state.clicks)
-    return points_view(state)
+    history = _history(state)
+    if not history.undo:
+        raise UserError("There is no point edit to undo.")
+    history.redo = [*history.redo, as_clicks(state.clicks)]
+    state.clicks = history.undo[-1]
+    history.undo = history.undo[:-1]
+    history.clicks, state.selected = list(state.clicks), None
+    return points_view(state, "Undone. " + click_status(state.clicks, getattr(state, "RUN_BUTTON", "Run"),
+                                                         state.mask))
+
+
+def redo_point(state: Any) -> View:
+    """Redo the point edit last undone (until another edit is made)."""
+    require_image(state.image, state.NO_IMAGE)
+    history = _history(state)
+    if not history.redo:
+        raise UserError("There is nothing to redo.")
+    history.undo = [*history.undo, as_clicks(state.clicks)][-MAX_UNDO:]
+    state.clicks = history.redo[-1]
+    history.redo = history.redo[:-1]
+    history.clicks, state.selected = list(state.clicks), None
+    return points_view(state, "Redone. " + click_status(state.clicks, getattr(state, "RUN_BUTTON", "Run"),
+                                                         state.mask))
 
 
 def clear_points(state: Any) -> View:
-    """Remove every point."""
+    """Remove every point (Undo brings them back)."""
     require_image(state.image, state.NO_IMAGE)
-    state.clicks = []
+    _record_edit(state, [])
     return points_view(state)
 
 
@@ -157,8 +256,9 @@ def set_points_text(state: Any, text: str) -> View:
     img = require_image(state.image, state.NO_IMAGE)
     if isinstance(text, str) and text.count(":") > LIMITS.max_points:
         check_point_count(text.count(":"))  # before parsing a huge text
-    state.clicks = clicks_from_text(text, (img.shape[1], img.shape[0]))
-    check_point_count(len(state.clicks) // 2)
+    clicks = clicks_from_text(text, (img.shape[1], img.shape[0]))
+    check_point_count(len(clicks) // 2)
+    _record_edit(state, clicks)
     return points_view(state)
 
 
@@ -173,8 +273,27 @@ def delete_pair(state: Any, number: Any) -> View:
     if not 1 <= k <= pairs:
         raise UserError(f"There is no pair {k}: the image has {pairs} pair(s)." if pairs else
                         "There are no points to delete.")
-    state.clicks = list(state.clicks[: 2 * (k - 1)]) + list(state.clicks[2 * k:])
+    _record_edit(state, list(state.clicks[: 2 * (k - 1)]) + list(state.clicks[2 * k:]))
     return points_view(state)
+
+
+def set_zoom(state: Any, zoom: Any, centre_x: Any = 50, centre_y: Any = 50) -> View:
+    """Zoom the point canvas `zoom` times (one of `ZOOM_FACTORS`; 1 = whole image) around
+    `(centre_x, centre_y)` in percent of the image's width and height. Clicks keep landing on the
+    exact image pixel under the pointer; the markers stay the same size, so small parts get room."""
+    require_image(state.image, state.NO_IMAGE)
+    try:
+        z = int(str(zoom).rstrip("×x "))
+        cx, cy = float(centre_x), float(centre_y)
+    except (TypeError, ValueError):
+        raise UserError(f"Zoom must be one of {', '.join(f'{f}×' for f in ZOOM_FACTORS)}.") from None
+    if z not in ZOOM_FACTORS or not (math.isfinite(cx) and math.isfinite(cy)):
+        raise UserError(f"Zoom must be one of {', '.join(f'{f}×' for f in ZOOM_FACTORS)}.")
+    state.zoom, state.zoom_centre = z, (min(max(cx, 0.0), 100.0) / 100, min(max(cy, 0.0), 100.0) / 100)
+    w = state.window
+    status = ("Whole image shown." if z == 1 else
+              f"Zoomed {z}×: image pixels x {w.x0}-{w.x0 + w.w - 1}, y {w.y0}-{w.y0 + w.h - 1} shown.")
+    return View(state=state, canvas=canvas_for(state), status=status)
 
 
 def refresh_region(state: Any, editor_value: Any, quiet_if_same: bool = False) -> View:
