@@ -18,6 +18,7 @@ from stabledrag.webapp import gan_handlers as gh
 from stabledrag.webapp.args import parse_args
 from stabledrag.webapp.examples import list_examples, load_example
 from stabledrag.webapp.models import Engines, ModelChoice, SD15_LABEL
+from stabledrag.webapp.settings_base import BASELINE_LABEL
 from stabledrag.webapp.spaces_compat import gpu
 from stabledrag.webapp.state import DiffState, GanState, clicks_from_text, clicks_to_text
 
@@ -395,6 +396,21 @@ def test_progress_bar_html():
     assert "&lt;inversion&gt;" in views.progress_html("DDIM <inversion>", 0, None)
 
 
+def test_method_labels_say_what_runs_and_the_old_labels_still_import():
+    assert BASELINE_LABEL == "Baseline (nearest-neighbour tracking, our settings)"
+    assert gh.METHODS == {"StableDrag": "stabledrag", BASELINE_LABEL: "baseline",
+                          "DragGAN (reference settings)": "draggan"}
+    assert dh.METHODS == {"StableDrag": "stabledrag", BASELINE_LABEL: "baseline",
+                          "DragDiffusion (reference settings)": "dragdiffusion"}
+    for old, key in (("DragGAN (baseline)", "baseline"), ("DragGAN (exact reference)", "draggan")):
+        s = gh.GanSettings.from_values({"method": old})
+        assert s.method == key and s.ui_values()["method"] in gh.METHODS  # shown with today's label
+    for old, key in (("DragDiffusion (baseline)", "baseline"), ("DragDiffusion (exact reference)", "dragdiffusion")):
+        assert dh.DiffSettings.from_values({"method": old}).method == key
+    with pytest.raises(UserError, match="choose StableDrag, Baseline"):
+        gh.GanSettings.from_values({"method": "DragGAN"})
+
+
 def test_diff_settings_map_onto_the_engine_config():
     s = dh.DiffSettings.from_values({"method": "DragDiffusion (baseline)", "lora_steps": 7.0, "ddim_steps": 20,
                                      "inversion_strength": 0.5, "drag_steps": 9, "tau": 0.3, "r_p": 4})
@@ -521,7 +537,7 @@ def test_diff_session_export_import_round_trip():
     assert (fresh.image == s.image).all() and fresh.clicks == s.clicks
     assert (fresh.mask == s.mask).all() and (fresh.result == s.result).all()
     assert w.prompt == "a gradient"
-    assert w.settings["method"] == "DragDiffusion (baseline)" and w.settings["lora_steps"] == 12
+    assert w.settings["method"] == BASELINE_LABEL and w.settings["lora_steps"] == 12
     assert w.settings["tau"] == 0.4 and w.settings["seed"] == 7
     # the editor gets the region back as a painted layer, which reads back as the same mask
     assert (masks.mask_from_editor(w.editor, (80, 48)) == s.mask).all()
@@ -684,8 +700,8 @@ def test_compare_runs_both_methods_from_the_same_start_and_leaves_the_image(tiny
     views_ = list(gh.run_compare(s, None, gh.GanSettings(max_steps=3, preview_every=3), tiny_generator))
     final = views_[-1]
     assert any("run 1 of 2 (StableDrag)" in v.status for v in views_)
-    assert any("run 2 of 2 (DragGAN" in v.status for v in views_)
-    assert "StableDrag" in final.compare_table and "DragGAN (baseline)" in final.compare_table
+    assert any("run 2 of 2 (Baseline" in v.status for v in views_)
+    assert "StableDrag" in final.compare_table and "Baseline (nearest-neighbour tracking, our settings)" in final.compare_table
     assert final.compare_table.count("px") >= 2 and "handle 1" in final.compare_table
     assert final.compare.ndim == 3 and final.compare.shape[1] > final.compare.shape[0]  # two panels side by side
     assert np.array_equal(s.w, w0) and np.array_equal(s.image, image0) and s.clicks == [(8, 8), (14, 8)]
@@ -794,3 +810,29 @@ def test_the_baseline_shows_no_confidence_it_does_not_have(tiny_generator):
                               tiny_generator))
     assert all("confidence" not in f.status for f in frames[1:]) and "#1" in frames[-1].status
     assert s.last_result["confidence"] is None
+
+
+def test_diff_compare_runs_stabledrag_and_the_baseline_on_the_same_input_and_keeps_the_tabs_result(tmp_path):
+    from stabledrag.diffusion.editor import DiffusionEditor
+    from stabledrag.diffusion.tiny import build_tiny_pipeline
+
+    editor = DiffusionEditor(pipeline=build_tiny_pipeline(image_size=64), lora_cache_dir=str(tmp_path / "lora"))
+    s = loaded_diff_state(64, 64)
+    s.clicks = [(20, 30), (30, 30)]
+    previous = np.full((64, 64, 3), 7, np.uint8)
+    s.result = previous  # the tab's own last result
+    settings = dh.DiffSettings(lora_steps=1, ddim_steps=10, drag_steps=3, preview_every=0, stop_distance=0.0)
+    out = list(dh.run_compare(s, None, "a photo", settings, lambda: editor))
+    assert any(isinstance(v.status, str) and v.status.startswith("Compare, run 1 of 2 (StableDrag)") for v in out)
+    assert any(isinstance(v.status, str) and v.status.startswith(f"Compare, run 2 of 2 ({BASELINE_LABEL})")
+               for v in out)
+    final = out[-1]
+    assert final.status.startswith("Compared from the same image and points")
+    assert "StableDrag" in final.compare_table and BASELINE_LABEL in final.compare_table
+    assert "handle 1" in final.compare_table and final.compare_table.count(" px") >= 2
+    assert final.compare.ndim == 3 and final.compare.shape[1] > final.compare.shape[0]  # two panels side by side
+    # the baseline run reused the StableDrag run's LoRA and inversion
+    assert editor.counters["lora_trained"] == 1 and editor.counters["inversion"] == 1
+    # the tab's own result and points are untouched, and the slider shows it again
+    assert s.result is previous and s.clicks == [(20, 30), (30, 30)] and s.paused is None
+    assert final.result[1] is previous

@@ -21,12 +21,13 @@ from ..imageio import check_size
 from ..limits import LIMITS, check_point_count, check_prompt
 from ..points import from_clicks, scale_points, validate
 from ..progress import Cancelled, CancelToken, Progress
-from . import drawing
+from . import compare, drawing
+from .compare import COMPARE_METHODS, CompareRun, drag_numbers
 from .examples import Example, load_example
 from .masks import editor_value, mask_from_editor
 from .messages import STOPPED_MESSAGE
 from .runner import Finished, stream_work
-from .settings_base import TabSettings
+from .settings_base import BASELINE_LABEL, TabSettings
 from .session_io import SessionData, read_session, write_session
 from .state import DiffState, clicks_to_text, require_image
 from .views import (DISTANCE_NOTE, View, add_frame, canvas_for, check_handles_in_region, click_status, full_canvas,
@@ -34,9 +35,11 @@ from .views import (DISTANCE_NOTE, View, add_frame, canvas_for, check_handles_in
 
 log = logging.getLogger(__name__)
 
-#: "baseline" = nearest neighbour + plain supervision on our tuned settings; "dragdiffusion" = DragDiffusion exactly.
-METHODS = {"StableDrag": "stabledrag", "DragDiffusion (baseline)": "baseline",
-           "DragDiffusion (exact reference)": "dragdiffusion"}
+#: "baseline" = nearest neighbour + plain supervision on our tuned settings; "dragdiffusion" =
+#: DragDiffusion's own drag settings.
+METHODS = {"StableDrag": "stabledrag", BASELINE_LABEL: "baseline", "DragDiffusion (reference settings)": "dragdiffusion"}
+#: Labels of earlier versions (sessions and API calls that use them still work).
+OLD_METHODS = {"DragDiffusion (baseline)": "baseline", "DragDiffusion (exact reference)": "dragdiffusion"}
 IMAGE_CHANGED_MESSAGE = ("A new image was loaded while the edit ran, so the edit was stopped and its result "
                          "dropped (it belonged to the previous image). Press Run to edit the new image.")
 PHASE_NAMES = {"lora": "Fine-tuning the identity LoRA", "inversion": "DDIM inversion", "drag": "Dragging",
@@ -59,6 +62,7 @@ class DiffSettings(TabSettings):
     """
 
     METHOD_LABELS: ClassVar[dict[str, str]] = METHODS
+    OLD_METHOD_LABELS: ClassVar[dict[str, str]] = OLD_METHODS
     BOUNDS: ClassVar[dict[str, tuple[float, float, bool, str]]] = {
         "lora_steps": (0, LIMITS.max_steps, True, "LoRA steps"),
         "lora_lr": (1e-8, LIMITS.max_lr, False, "The LoRA learning rate"),
@@ -126,7 +130,7 @@ class DiffSettings(TabSettings):
             raise UserError(f"A setting is missing or unknown: {e}") from None
         s.check_numbers()
         if s.method not in METHODS.values():
-            raise UserError(f"Unknown method {s.method!r}: choose StableDrag or the DragDiffusion baseline.")
+            raise UserError(f"Unknown method {s.method!r}: choose {', '.join(METHODS)}.")
         return s
 
     def to_dict(self) -> dict[str, Any]:
@@ -173,7 +177,7 @@ def settings_for_model(device_type: str, recommended: Optional[dict[str, Any]]) 
 
 def method_label(key: str) -> str:
     """The menu label of a method key."""
-    return next((label for label, k in METHODS.items() if k == key), key)
+    return DiffSettings.method_label(key)
 
 
 # -- loading images ---------------------------------------------------------------------------------
@@ -363,6 +367,41 @@ def run_edit(state: DiffState, editor_value: Any, prompt: str, settings: DiffSet
                        "inversion are reused); change the points, region, prompt or settings to start over.")
         yield View(state=state, status=message, progress="", download=None, animation=gif,
                    result=(before, last_frame) if last_frame is not None else (before, start))
+
+
+def run_compare(state: DiffState, editor_value: Any, prompt: str, settings: DiffSettings,
+                get_editor: Callable[[], Any], cancel: Optional[CancelToken] = None,
+                progress: Optional[Callable[..., Any]] = None) -> Iterator[View]:
+    """Edit the same image and points with StableDrag, then with the baseline (every other setting
+    equal; the second run reuses the first one's LoRA and inversion from the editor's cache),
+    streaming both; the last View shows the two results side by side with their trajectories and
+    numbers (`compare.run_compare`). The tab's own result, downloads and a stopped drag are kept."""
+    require_image(state.image, state.NO_IMAGE)
+    cancel = cancel if cancel is not None else CancelToken()
+
+    def start(method: str) -> tuple[DiffState, Iterator[View]]:
+        work = dataclasses.replace(state, clicks=list(state.clicks), frames=[], paused=None, result=None,
+                                   report=None)
+        return work, run_edit(work, editor_value, prompt, dataclasses.replace(settings, method=method), get_editor,
+                              cancel=cancel, progress=progress)
+
+    def outcome(work: DiffState) -> Optional[CompareRun]:
+        if work.result is None or not work.report:
+            return None
+        drag = work.report.get("drag", {})
+        conf = drag.get("confidences") or []
+        numbers = drag_numbers(drag.get("handles") or [], drag.get("targets") or [], drag.get("status", ""),
+                               drag.get("steps", 0), drag.get("config", {}).get("method", ""),
+                               conf[-1] if conf else None, drag.get("template_used"))
+        return CompareRun(image=work.result, clicks=work.clicks, mask=work.mask, handles=drag.get("handles"),
+                          trail=drag.get("trajectory") or [], numbers=numbers)
+
+    def restore() -> dict[str, Any]:
+        return {"result": (state.image, state.result) if state.result is not None else None}
+
+    methods = [(m, method_label(m)) for m in COMPARE_METHODS]
+    yield from compare.run_compare(state, methods, start, outcome, cancel, live=("progress", "result"),
+                                   restore=restore)
 
 
 def _resume_key(img: np.ndarray, clicks: list, mask: Optional[np.ndarray], prompt: str, settings: DiffSettings,

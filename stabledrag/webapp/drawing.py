@@ -234,9 +234,13 @@ def side_by_side(images: Sequence[np.ndarray], captions: Sequence[str], side: in
     height = max(p.height for p in panels) + bar
     out = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(out)
-    font = _font(18)
     x = 0
     for panel, caption in zip(panels, captions):
+        size = 18
+        font = _font(size)
+        while size > 9 and hasattr(font, "getlength") and font.getlength(caption) > panel.width - 8:
+            size -= 1  # a long caption gets a smaller font rather than running into the next panel
+            font = _font(size)
         draw.text((x + panel.width / 2, panel.height + bar / 2), caption, fill=(20, 20, 20), font=font, anchor="mm")
         out.paste(panel, (x, 0))
         x += panel.width + gap

@@ -20,9 +20,10 @@ from ..errors import UserError
 from ..limits import LIMITS, check_point_count, check_seed, finite_number
 from ..points import from_clicks, validate
 from ..progress import CancelToken
-from . import drawing
+from . import compare, drawing
+from .compare import COMPARE_METHODS, CompareRun, drag_numbers
 from .masks import editor_value, mask_from_editor
-from .settings_base import TabSettings
+from .settings_base import BASELINE_LABEL, TabSettings
 from .session_io import SessionData, read_session, write_session
 from .state import GanState, clicks_from_pairs, clicks_to_text, require_image
 from .views import (DISTANCE_NOTE, KEEP, View, add_frame, canvas_for, check_handles_in_region, click_status, full_canvas,
@@ -30,8 +31,10 @@ from .views import (DISTANCE_NOTE, KEEP, View, add_frame, canvas_for, check_hand
 
 log = logging.getLogger(__name__)
 
-#: "baseline" = nearest neighbour + plain supervision on our tuned settings; "draggan" = DragGAN exactly.
-METHODS = {"StableDrag": "stabledrag", "DragGAN (baseline)": "baseline", "DragGAN (exact reference)": "draggan"}
+#: "baseline" = nearest neighbour + plain supervision on our tuned settings; "draggan" = DragGAN's own settings.
+METHODS = {"StableDrag": "stabledrag", BASELINE_LABEL: "baseline", "DragGAN (reference settings)": "draggan"}
+#: Labels of earlier versions (sessions and API calls that use them still work).
+OLD_METHODS = {"DragGAN (baseline)": "baseline", "DragGAN (exact reference)": "draggan"}
 LATENT_SPACES = ("W+", "W")
 DRAG_REPLACED_MESSAGE = ("The drag was stopped because the image or the points changed while it ran (Reset, "
                          "Generate, import, or a point edit); nothing of it was kept. Press Start to drag again.")
@@ -50,6 +53,7 @@ class GanSettings(TabSettings):
     """
 
     METHOD_LABELS: ClassVar[dict[str, str]] = METHODS
+    OLD_METHOD_LABELS: ClassVar[dict[str, str]] = OLD_METHODS
     BOUNDS: ClassVar[dict[str, tuple[float, float, bool, str]]] = {
         "step_size": (1e-8, LIMITS.max_lr, False, "The step size"),
         "max_steps": (1, LIMITS.max_steps, True, "Steps per Start"),
@@ -92,7 +96,7 @@ class GanSettings(TabSettings):
         if s.r_p == 0:
             s.r_p = None
         if s.method not in METHODS.values():
-            raise UserError(f"Unknown method {s.method!r}: choose StableDrag or the DragGAN baseline.")
+            raise UserError(f"Unknown method {s.method!r}: choose {', '.join(METHODS)}.")
         if s.latent_space not in LATENT_SPACES:
             raise UserError("The latent space must be W+ or W.")
         if s.step_size <= 0 or s.max_steps < 1:
@@ -106,9 +110,14 @@ class GanSettings(TabSettings):
     def ui_values(self) -> dict[str, Any]:
         """Values for the UI inputs (method as its label, automatic radii as 0)."""
         d = self.to_dict()
-        d["method"] = next(label for label, k in METHODS.items() if k == self.method)
+        d["method"] = method_label(self.method)
         d["r_m"], d["r_p"] = d["r_m"] or 0, d["r_p"] or 0
         return d
+
+
+def method_label(key: str) -> str:
+    """The menu label of a method key."""
+    return GanSettings.method_label(key)
 
 
 def random_seed() -> int:
@@ -252,70 +261,35 @@ def run_drag(state: GanState, editor_value_: Any, settings: GanSettings, generat
 
 
 def summarize_result(result: Any, targets: list, method: str) -> dict[str, Any]:
-    """The numbers of a finished drag that the page shows: per-handle distance (tracker's estimate,
-    image px), last confidence and how often the template supervised, plus a one-line text."""
-    handles = result.handles.tolist()
-    conf = result.confidences[-1].tolist() if len(result.confidences) and method == "stabledrag" else None
-    used = getattr(result, "template_used", None) or []
-    counts = [sum(1 for step in used if n < len(step) and step[n]) for n in range(len(handles))]
-    text = handle_lines(handles, targets, conf)
-    if any(counts):
-        text += " (template supervised " + ", ".join(f"#{n + 1} at {c} step(s)" for n, c in enumerate(counts) if c) + ")"
-    return {"method": method, "status": result.status, "steps": result.steps,
-            "distances": [round(float(d), 2) for d in result.distances.tolist()],
-            "confidence": conf, "template_steps": counts, "text": text}
-
-
-COMPARE_METHODS = (("stabledrag", "StableDrag"), ("baseline", "DragGAN (baseline)"))
+    """The numbers of a finished drag `result` (a `DragResult`, image px) that the page shows
+    (see `compare.drag_numbers`)."""
+    conf = result.confidences[-1].tolist() if len(result.confidences) else None
+    return drag_numbers(result.handles.tolist(), targets, result.status, result.steps, method, conf,
+                        getattr(result, "template_used", None))
 
 
 def run_compare(state: GanState, editor_value_: Any, settings: GanSettings, generator: Any,
                 cancel: Optional[CancelToken] = None, progress: Optional[Callable[..., Any]] = None) -> Iterator[View]:
-    """Drag the same points from the same latent with StableDrag, then with the DragGAN baseline
-    (every other setting equal), streaming both; the last View shows the two results side by side
-    (`compare`: image with each method's trajectory drawn) and their numbers (`compare_table`,
-    Markdown). The tab's own image, latent and points are left as they were."""
+    """Drag the same points from the same latent with StableDrag, then with the baseline (every
+    other setting equal), streaming both; the last View shows the two results side by side and
+    their numbers (`compare.run_compare`). The tab's own image, latent and points are left as they were."""
     require_image(state.image, state.NO_IMAGE)
-    runs: list[tuple[str, GanState]] = []
-    for k, (method, label) in enumerate(COMPARE_METHODS, start=1):
+    cancel = cancel if cancel is not None else CancelToken()
+
+    def start(method: str) -> tuple[GanState, Iterator[View]]:
         work = dataclasses.replace(state, clicks=list(state.clicks), start_clicks=list(state.start_clicks),
                                    frames=[], trail=[], last_result=None)
-        for view in run_drag(work, editor_value_, dataclasses.replace(settings, method=method), generator,
-                             cancel=cancel, progress=progress):
-            yield View(state=state, canvas=view.canvas, progress=view.progress,
-                       status=f"Compare, run {k} of 2 ({label}): {view.status}")
-        runs.append((label, work))
-        if cancel is not None and cancel.cancelled:
-            yield View(state=state, canvas=canvas_for(state), progress="",
-                       status="Compare stopped; your image and points are unchanged.")
-            return
-    panels = [drawing.draw_points(w.image, w.clicks, state.scale, mask=w.mask, trail=w.trail) for _, w in runs]
-    image = drawing.side_by_side(panels, [label for label, _ in runs])
-    table = compare_table([(label, w.last_result) for label, w in runs])
-    summary = "; ".join(f"{label}: {w.last_result['text']}" for label, w in runs)
-    state.mask = runs[0][1].mask
-    yield View(state=state, canvas=canvas_for(state), progress="", compare=image, compare_table=table,
-               status=f"Compared from the same image and points. {summary}. Your image is unchanged; "
-                      "press Start to drag it.")
+        return work, run_drag(work, editor_value_, dataclasses.replace(settings, method=method), generator,
+                              cancel=cancel, progress=progress)
 
+    def outcome(work: GanState) -> Optional[CompareRun]:
+        if work.last_result is None:
+            return None
+        return CompareRun(image=work.image, clicks=work.clicks, mask=work.mask, handles=None, trail=work.trail,
+                          numbers=work.last_result)
 
-def compare_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
-    """A Markdown table of each method's numbers (see `summarize_result`)."""
-    n = max(len(r["distances"]) for _, r in rows)
-    head = "| | " + " | ".join(label for label, _ in rows) + " |\n|---|" + "---|" * len(rows) + "\n"
-    lines = ["| outcome | " + " | ".join(f"{status_words(r['status']).split(':')[0]}, {r['steps']} steps"
-                                         for _, r in rows) + " |"]
-    for i in range(n):
-        cells = []
-        for _, r in rows:
-            cell = f"{r['distances'][i]:.1f} px"
-            if r.get("confidence"):
-                cell += f", confidence {r['confidence'][i]:.2f}"
-            if r["template_steps"][i]:
-                cell += f", template at {r['template_steps'][i]} step(s)"
-            cells.append(cell)
-        lines.append(f"| handle {i + 1} | " + " | ".join(cells) + " |")
-    return head + "\n".join(lines) + "\n\nDistances: the tracker's estimate of each handle's distance to its target."
+    methods = [(m, method_label(m)) for m in COMPARE_METHODS]
+    yield from compare.run_compare(state, methods, start, outcome, cancel)
 
 
 def reset(state: GanState) -> View:

@@ -7,10 +7,18 @@ import dataclasses
 from typing import Any, ClassVar
 
 
+#: The menu label of the "baseline" method on both tabs: nearest-neighbour tracking and plain
+#: supervision (DragGAN's / DragDiffusion's algorithm) on *our* tuned settings, which is not
+#: DragGAN or DragDiffusion as published (those are the "reference settings" entries).
+BASELINE_LABEL = "Baseline (nearest-neighbour tracking, our settings)"
+
+
 class TabSettings:
-    """Mixin for a settings dataclass; subclasses set `METHOD_LABELS` (menu label -> method key)."""
+    """Mixin for a settings dataclass; subclasses set `METHOD_LABELS` (menu label -> method key)
+    and `OLD_METHOD_LABELS` (labels of earlier versions, still read from sessions and the API)."""
 
     METHOD_LABELS: ClassVar[dict[str, str]] = {}
+    OLD_METHOD_LABELS: ClassVar[dict[str, str]] = {}
     #: field -> (low, high, integer, label): the allowed range of each numeric setting.
     BOUNDS: ClassVar[dict[str, tuple[float, float, bool, str]]] = {}
 
@@ -33,8 +41,14 @@ class TabSettings:
 
     @classmethod
     def known_values(cls, values: dict[str, Any]) -> dict[str, Any]:
-        """The entries of `values` that are fields, with a method label mapped to its key."""
+        """The entries of `values` that are fields, with a method label (current or old) mapped to its key."""
         known = {k: v for k, v in values.items() if k in cls.names()}
-        if known.get("method") in cls.METHOD_LABELS:
-            known["method"] = cls.METHOD_LABELS[known["method"]]
+        labels = {**cls.OLD_METHOD_LABELS, **cls.METHOD_LABELS}
+        if isinstance(known.get("method"), str) and known["method"] in labels:
+            known["method"] = labels[known["method"]]
         return known
+
+    @classmethod
+    def method_label(cls, key: str) -> str:
+        """The menu label of a method key (the key itself when it has none)."""
+        return next((label for label, k in cls.METHOD_LABELS.items() if k == key), key)

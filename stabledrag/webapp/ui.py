@@ -30,9 +30,10 @@ from .messages import user_message
 from .models import NO_GAN_MESSAGE, TOY_SD_LABEL, Engines
 from .safe_editor import SafeImageEditor
 from .spaces_compat import gpu, on_zero_gpu
-from .state import DiffState, GanState
+from .state import ZOOM_FACTORS, DiffState, GanState
 from . import views
-from .views import KEEP, View, add_point, clear_points, delete_pair, refresh_region, set_points_text, undo_point
+from .views import (KEEP, View, add_point, clear_points, delete_pair, redo_point, refresh_region, set_points_text,
+                    set_zoom, undo_point)
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,10 @@ things over DragGAN / DragDiffusion:
    instead, so the content keeps its look. The status marks such steps "(template)".
 
 The distance shown per handle is the tracker's estimate of where the handle is, which is what the drag
-optimises; judge the picture itself. **Compare** runs StableDrag and the baseline (DragGAN on the GAN tab) from
-the same image and points, side by side.
+optimises; judge the picture itself. **Compare** (on both tabs) runs StableDrag and the baseline from the same
+image and points, side by side. The *baseline* is DragGAN's / DragDiffusion's algorithm (nearest-neighbour
+tracking, plain supervision) on our tuned settings; "DragGAN / DragDiffusion (reference settings)" runs it with
+the published settings.
 """
 
 #: Caption above the before/after slider.
@@ -80,6 +83,7 @@ CSS = """
 .sd-progress progress { width: 100%; height: 12px; accent-color: #6366f1; }
 .sd-caption { display: flex; justify-content: space-between; font-size: 0.85em; opacity: 0.8; padding: 0 8px; }
 .sd-step { margin: 0 0 2px 2px; font-size: 0.95em; }
+.sd-help { font-size: 0.85em; opacity: 0.85; }
 """
 
 
@@ -238,6 +242,24 @@ def _signed(names: list[str], request: bool = False, progress: bool = False) -> 
     return deco
 
 
+def _streamed_job(tokens: CancelTokens, tab: str, out: Outputs, names: list[str],
+                  start: Callable[[list, CancelToken, Any], Iterator[View]]) -> Callable:
+    """A GPU event handler with one parameter per input in `names` that streams the Views of
+    `start(inputs, token, progress)` under the job's own Stop token (`CancelTokens` of `tab`)."""
+
+    @gpu(duration=ZERO_GPU_DURATION)
+    @_signed(names, request=True, progress=True)
+    def job(*args):
+        *inputs, request, progress = args
+        token = tokens.begin(request, tab)
+        try:
+            yield from _stream(out, lambda: start(inputs, token, progress))
+        finally:
+            tokens.end(request, tab, token)
+
+    return job
+
+
 def _status_markdown(engines: Engines, what: str, model: Optional[str]) -> str:
     return f"**Device:** {engines.device_text()} · **{what} model:** {model or 'none available'}"
 
@@ -249,28 +271,60 @@ def _gallery_items(examples: list) -> list:
 # -- StableDrag-Diff --------------------------------------------------------------------------------------
 
 
-def _point_tools(prefix: str) -> tuple[Any, Any, Any, Any]:
-    """The row under a point canvas: undo, clear, and delete pair k. Returns (undo, clear, number, delete)."""
-    with gr.Row(elem_classes="sd-small-buttons"):
-        undo_btn = gr.Button("Undo last point", size="sm", elem_id=f"{prefix}_undo")
-        clear_btn = gr.Button("Clear points", size="sm", elem_id=f"{prefix}_clear")
-        pair_no = gr.Number(value=1, precision=0, minimum=1, label="Pair", show_label=False, min_width=60,
-                            elem_id=f"{prefix}_pair_number")
-        delete_btn = gr.Button("Delete this pair", size="sm", elem_id=f"{prefix}_delete_pair")
-    return undo_btn, clear_btn, pair_no, delete_btn
+#: How points are edited, under each point canvas.
+POINT_HELP = ("Click a marker to select it (yellow ring), then click where it should go; click it again to leave it. "
+              "Undo / Redo cover placing, moving, deleting and clearing. Zoom enlarges part of the image (pan "
+              "with the sliders) so small parts get room; clicks land on the exact image pixel.")
+
+
+class PointTools:
+    """The controls under a point canvas: Undo, Redo, Clear, delete pair k, and the zoom."""
+
+    def __init__(self, prefix: str) -> None:
+        with gr.Row(elem_classes="sd-small-buttons"):
+            self.undo = gr.Button("Undo", size="sm", elem_id=f"{prefix}_undo")
+            self.redo = gr.Button("Redo", size="sm", elem_id=f"{prefix}_redo")
+            self.clear = gr.Button("Clear points", size="sm", elem_id=f"{prefix}_clear")
+            self.pair_no = gr.Number(value=1, precision=0, minimum=1, label="Pair", show_label=False, min_width=60,
+                                     elem_id=f"{prefix}_pair_number")
+            self.delete = gr.Button("Delete this pair", size="sm", elem_id=f"{prefix}_delete_pair")
+        with gr.Row(equal_height=True):
+            self.zoom = gr.Radio([f"{f}×" for f in ZOOM_FACTORS], value="1×", label="Zoom", min_width=180,
+                                 elem_id=f"{prefix}_zoom")
+            self.zoom_x = gr.Slider(0, 100, value=50, step=1, label="Zoom centre x (%)", elem_id=f"{prefix}_zoom_x")
+            self.zoom_y = gr.Slider(0, 100, value=50, step=1, label="Zoom centre y (%)", elem_id=f"{prefix}_zoom_y")
+        gr.Markdown(POINT_HELP, elem_classes="sd-help", elem_id=f"{prefix}_point_help")
+
+
+def _compare_panel(prefix: str) -> tuple[Any, Any]:
+    """The "Comparison" panel (image, table) both tabs show under their result."""
+    with gr.Accordion("Comparison: StableDrag vs the baseline from the same image and points", open=True,
+                      elem_id=f"{prefix}_compare_panel"):
+        with gr.Row(equal_height=False):
+            image = gr.Image(label="Comparison (each method's handle trajectory drawn)", type="numpy",
+                             format="png", interactive=False, height=300, elem_id=f"{prefix}_compare_image")
+            table = gr.Markdown("Press **Compare** to run both methods on the current points.",
+                                elem_id=f"{prefix}_compare_table")
+    return image, table
+
+
+COMPARE_BUTTON = "Compare: StableDrag vs the baseline on these points"
 
 
 def _wire_point_editing(prefix: str, out: Outputs, st: Callable[[Any], Any], state: Any, canvas: Any,
-                        undo_btn: Any, clear_btn: Any, points_btn: Any, points_text: Any, region_btn: Any,
-                        editor: Any, pair_no: Any = None, delete_btn: Any = None) -> None:
-    """Wire the point/region editing events that both tabs share (click, undo, clear, points as text,
-    region refresh, also on every editor change) to the shared view functions; API names are `<prefix>_undo`, `<prefix>_clear`, ..."""
+                        tools: PointTools, points_btn: Any, points_text: Any, region_btn: Any, editor: Any) -> None:
+    """Wire the point/region editing events that both tabs share (click, undo, redo, clear, delete a
+    pair, zoom, points as text, region refresh, also on every editor change) to the shared view
+    functions; API names are `<prefix>_undo`, `<prefix>_redo`, `<prefix>_clear`, ..."""
 
     def on_click(s, evt: gr.SelectData):
         return _call(out, add_point, st(s), evt)
 
     def on_undo(s):
         return _call(out, undo_point, st(s))
+
+    def on_redo(s):
+        return _call(out, redo_point, st(s))
 
     def on_clear(s):
         return _call(out, clear_points, st(s))
@@ -287,12 +341,21 @@ def _wire_point_editing(prefix: str, out: Outputs, st: Callable[[Any], Any], sta
     def on_delete(s, number):
         return _call(out, delete_pair, st(s), number)
 
-    if delete_btn is not None:
-        delete_btn.click(on_delete, [state, pair_no], out.all, api_name=f"{prefix}_delete_pair", show_progress="hidden")
+    def on_zoom(s, zoom, x, y):
+        if s is None or s.image is None:  # nothing to zoom into yet: remember nothing, say nothing
+            return [gr.skip()] * len(out.all)
+        return _call(out, set_zoom, st(s), zoom, x, y)
 
     canvas.select(on_click, [state], out.all, api_visibility="undocumented", show_progress="hidden")
-    undo_btn.click(on_undo, [state], out.all, api_name=f"{prefix}_undo", show_progress="hidden")
-    clear_btn.click(on_clear, [state], out.all, api_name=f"{prefix}_clear", show_progress="hidden")
+    tools.undo.click(on_undo, [state], out.all, api_name=f"{prefix}_undo", show_progress="hidden")
+    tools.redo.click(on_redo, [state], out.all, api_name=f"{prefix}_redo", show_progress="hidden")
+    tools.clear.click(on_clear, [state], out.all, api_name=f"{prefix}_clear", show_progress="hidden")
+    tools.delete.click(on_delete, [state, tools.pair_no], out.all, api_name=f"{prefix}_delete_pair",
+                       show_progress="hidden")
+    zoom_inputs = [state, tools.zoom, tools.zoom_x, tools.zoom_y]
+    tools.zoom.change(on_zoom, zoom_inputs, out.all, api_name=f"{prefix}_zoom", show_progress="hidden")
+    for slider in (tools.zoom_x, tools.zoom_y):
+        slider.release(on_zoom, zoom_inputs, out.all, api_visibility="undocumented", show_progress="hidden")
     points_btn.click(on_points, [state, points_text], out.all, api_name=f"{prefix}_points", show_progress="hidden")
     region_btn.click(on_region, [state, editor], out.all, api_name=f"{prefix}_region", show_progress="hidden")
     editor.change(on_region_change, [state, editor], out.all, api_visibility="undocumented", trigger_mode="always_last",
@@ -335,7 +398,7 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
         with gr.Column(scale=1):
             canvas = gr.Image(label="3. Click a handle, then its target", type="numpy", format="png",
                               interactive=False, height=420, elem_id="diff_canvas")
-            undo_btn, clear_btn, pair_no, delete_btn = _point_tools("diff")
+            tools = PointTools("diff")
             with gr.Accordion("Points as text", open=False, elem_id="diff_points_panel"):
                 points_text = gr.Textbox(label="handle x,y : target x,y (image pixels), pairs separated by spaces",
                                          placeholder="40,60:70,60", elem_id="diff_points")
@@ -376,6 +439,7 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
             with gr.Row():
                 run_btn = gr.Button("Run", variant="primary", elem_id="diff_run")
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="diff_stop")
+            compare_btn = gr.Button(COMPARE_BUTTON, elem_id="diff_compare")
             progress = gr.HTML("", elem_id="diff_progress")
             status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="diff_status",
                                 value="Upload an image or pick an example.")
@@ -388,6 +452,7 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
                                              elem_id="diff_download")
                 animation = gr.Image(label="Drag animation (GIF)", interactive=False, height=180,
                                      elem_id="diff_animation")
+    compare_img, compare_table = _compare_panel("diff")
     with gr.Accordion("Session: export / import (image, points, region, settings)", open=False,
                       elem_id="diff_session_panel"):
         with gr.Row():
@@ -406,7 +471,7 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
     setting_names = list(settings)
     out = Outputs({"state": state, "canvas": canvas, "editor": editor, "result": result, "points_text": points_text,
                    "status": status, "progress": progress, "download": download, "animation": animation,
-                   "session_file": session_file,
+                   "session_file": session_file, "compare": compare_img, "compare_table": compare_table,
                    "prompt": prompt}, settings)
     max_side = options.max_image_side
 
@@ -425,21 +490,19 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
     def stop(request: gr.Request):
         gr.Info("Stopping after the current step…" if tokens.stop(request, "diff") else NOTHING_TO_STOP)
 
-    @gpu(duration=ZERO_GPU_DURATION)
-    @_signed(["s", "region", "model", "prompt", *setting_names], request=True, progress=True)
-    def on_run(*args):
-        s, ed, model_label, prompt_text, *values, request, progress = args
-        token = tokens.begin(request, "diff")
+    def diff_job(run: Callable) -> Callable:
+        """A streamed Diff job (`dh.run_edit` / `dh.run_compare`) with its own Stop token."""
 
-        def edit():
+        def start(inputs, token, progress):
+            s, ed, model_label, prompt_text, *values = inputs
             settings_ = dh.DiffSettings.from_values(_settings_dict(setting_names, values))
-            return dh.run_edit(st(s), ed, prompt_text, settings_, lambda: engines.diffusion_editor(model_label),
-                               cancel=token, progress=progress)
+            return run(st(s), ed, prompt_text, settings_, lambda: engines.diffusion_editor(model_label),
+                       cancel=token, progress=progress)
 
-        try:
-            yield from _stream(out, edit)
-        finally:
-            tokens.end(request, "diff", token)
+        return _streamed_job(tokens, "diff", out, ["s", "region", "model", "prompt", *setting_names], start)
+
+    on_run = diff_job(dh.run_edit)
+    on_compare = diff_job(dh.run_compare)
 
     @_signed(["s", "prompt", *setting_names])
     def on_export(*args):
@@ -461,13 +524,15 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
 
     upload.upload(on_upload, [state, upload], out.all, api_name="diff_load_image", show_progress_on=[status])
     gallery.select(on_example, [state, model], out.all, api_visibility="undocumented", show_progress="hidden")
-    _wire_point_editing("diff", out, st, state, canvas, undo_btn, clear_btn, points_btn, points_text, region_btn, editor,
-                        pair_no, delete_btn)
+    _wire_point_editing("diff", out, st, state, canvas, tools, points_btn, points_text, region_btn, editor)
     run_event = run_btn.click(arm, None, None, queue=False, api_visibility="private").then(
         on_run, [state, editor, model, prompt, *settings.values()], out.all, api_name="diff_run",
         concurrency_id=GPU_QUEUE, concurrency_limit=1, show_progress="full", show_progress_on=[status])
+    compare_event = compare_btn.click(arm, None, None, queue=False, api_visibility="private").then(
+        on_compare, [state, editor, model, prompt, *settings.values()], out.all, api_name="diff_compare",
+        concurrency_id=GPU_QUEUE, concurrency_limit=1, show_progress="full", show_progress_on=[status])
     stop_btn.click(stop, None, None, queue=False, api_name="diff_stop",
-                   cancels=[run_event] if on_zero_gpu() else None)
+                   cancels=[run_event, compare_event] if on_zero_gpu() else None)
     export_btn.click(on_export, [state, prompt, *settings.values()], out.all, api_name="diff_export",
                      show_progress_on=[status])
     import_file.upload(on_import, [state, import_file], out.all, api_name="diff_import", show_progress_on=[status])
@@ -492,7 +557,7 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
         with gr.Column(scale=3):
             canvas = gr.Image(label="Click a handle, then its target (live while dragging)", type="numpy",
                               format="png", interactive=False, height=520, elem_id="gan_canvas")
-            undo_btn, clear_btn, pair_no, delete_btn = _point_tools("gan")
+            tools = PointTools("gan")
             reset_btn = gr.Button("Reset to the generated image", size="sm", elem_id="gan_reset")
             with gr.Accordion("Points as text", open=False, elem_id="gan_points_panel"):
                 points_text = gr.Textbox(label="handle x,y : target x,y (image pixels), pairs separated by spaces",
@@ -510,7 +575,7 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
             with gr.Row():
                 start_btn = gr.Button("Start", variant="primary", elem_id="gan_start")
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="gan_stop")
-            compare_btn = gr.Button("Compare: StableDrag vs DragGAN on these points", elem_id="gan_compare")
+            compare_btn = gr.Button(COMPARE_BUTTON, elem_id="gan_compare")
             progress = gr.HTML("", elem_id="gan_progress")
             status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="gan_status")
             method = gr.Radio(list(gh.METHODS), value="StableDrag", label="Method", elem_id="gan_method")
@@ -542,13 +607,7 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
             download = gr.DownloadButton("Download image (PNG)", value=None, interactive=False,
                                          elem_id="gan_download")
             animation = gr.Image(label="Drag animation (GIF)", interactive=False, height=220, elem_id="gan_animation")
-    with gr.Accordion("Comparison: StableDrag vs DragGAN from the same image and points", open=True,
-                      elem_id="gan_compare_panel"):
-        with gr.Row(equal_height=False):
-            compare_img = gr.Image(label="Comparison (each method's handle trajectory drawn)", type="numpy",
-                                   format="png", interactive=False, height=300, elem_id="gan_compare_image")
-            compare_table = gr.Markdown("Press **Compare** to run both methods on the current points.",
-                                        elem_id="gan_compare_table")
+    compare_img, compare_table = _compare_panel("gan")
     with gr.Accordion("Session: export / import (model, seed, latent, points, region, settings)", open=False,
                       elem_id="gan_session_panel"):
         with gr.Row():
@@ -594,22 +653,12 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
     def drag_job(run: Callable) -> Callable:
         """A streamed GAN job (`gh.run_drag` / `gh.run_compare`) with its own Stop token."""
 
-        @gpu(duration=ZERO_GPU_DURATION)
-        @_signed(["s", "region", "model", *setting_names], request=True, progress=True)
-        def job(*args):
-            s, ed, label, *values, request, progress = args
-            token = tokens.begin(request, "gan")
+        def start(inputs, token, progress):
+            s, ed, label, *values = inputs
+            settings_ = gh.GanSettings.from_values(_settings_dict(setting_names, values))
+            return run(st(s), ed, settings_, engines.generator(label), cancel=token, progress=progress)
 
-            def work():
-                settings_ = gh.GanSettings.from_values(_settings_dict(setting_names, values))
-                return run(st(s), ed, settings_, engines.generator(label), cancel=token, progress=progress)
-
-            try:
-                yield from _stream(out, work)
-            finally:
-                tokens.end(request, "gan", token)
-
-        return job
+        return _streamed_job(tokens, "gan", out, ["s", "region", "model", *setting_names], start)
 
     on_start = drag_job(gh.run_drag)
     on_compare = drag_job(gh.run_compare)
@@ -640,8 +689,7 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
         on_random, None, [seed], api_visibility="private").then(
         on_generate, [state, model, seed, psi], out.all, concurrency_id=GPU_QUEUE, concurrency_limit=1,
         api_visibility="private", show_progress_on=[status])
-    _wire_point_editing("gan", out, st, state, canvas, undo_btn, clear_btn, points_btn, points_text, region_btn, editor,
-                        pair_no, delete_btn)
+    _wire_point_editing("gan", out, st, state, canvas, tools, points_btn, points_text, region_btn, editor)
     reset_btn.click(on_reset, [state], out.all, api_name="gan_reset", show_progress="hidden")
     start_event = start_btn.click(arm, None, None, queue=False, api_visibility="private").then(
         on_start, [state, editor, model, *settings.values()], out.all, api_name="gan_start",

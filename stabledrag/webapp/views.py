@@ -49,7 +49,7 @@ class View:
     points_text / status: texts. progress: HTML of the per-phase progress bar ("" hides it).
     download / animation / session_file: file paths or None.
     prompt / seed / model: values for those inputs. settings: `{name: value}` for settings inputs.
-    compare / compare_table: GAN tab's side-by-side comparison image and its Markdown numbers.
+    compare / compare_table: the side-by-side comparison image and its Markdown numbers (both tabs).
     """
 
     state: Any = KEEP
