@@ -1,6 +1,8 @@
 """End to end in headless Chromium (Playwright): load the page, click a handle and a target on the
 GAN tab, Start, and check the image changed; a session exported with a painted region, imported
-into a freshly loaded page, gives back the identical region on both tabs. Skips when Playwright or
+into a freshly loaded page, gives back the identical region on both tabs; Compare on both tabs; on
+the Diff tab, clicks on the zoomed canvas land on exact image pixels, a marker is moved by
+selecting it, and Undo / Redo work. Skips when Playwright or
 /usr/bin/chromium is missing, unless STABLEDRAG_REQUIRE_BROWSER=1 (set by CI), where it fails instead."""
 
 import io
@@ -215,7 +217,7 @@ def test_compare_on_the_gan_tab_shows_both_results_with_their_numbers(page_url):
         expect(status).to_have_value(re.compile("^Compared"), timeout=180_000)
         table = page.locator("#gan_compare_table")
         expect(table).to_contain_text("StableDrag")
-        expect(table).to_contain_text("DragGAN (baseline)")
+        expect(table).to_contain_text("Baseline (nearest-neighbour tracking, our settings)")
         text = table.inner_text()
         assert len(re.findall(r"\d+\.\d px", text)) == 2, text  # one distance per method
         image, _ = _image_at(page, "#gan_compare_image img")
@@ -259,3 +261,51 @@ def test_diff_run_stopped_and_continued(served):
         expect(status).to_have_value(re.compile(f"^Done: .* more drag steps \\(continued after {stopped}\\)"),
                                      timeout=180_000)
         assert page.locator("#diff_download").first.is_enabled()
+
+
+def test_diff_zoomed_clicks_move_a_marker_undo_redo_and_compare(served):
+    from playwright.sync_api import expect
+
+    url, _, root = served
+    rng = np.random.default_rng(2)
+    Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(root / "zoom_me.png")
+    with _page(url) as page:
+        status = page.locator("#diff_status textarea")
+        page.locator("#diff_upload input[type=file]").set_input_files(str(root / "zoom_me.png"))
+        expect(status).to_have_value(re.compile("^Loaded"))
+        page.locator("#diff_zoom").get_by_text("4×").click()
+        # 64 px shown 8x, zoomed 4x around the centre: image pixels 24..39 at 32 canvas px each
+        expect(status).to_have_value("Zoomed 4×: image pixels x 24-39, y 24-39 shown.")
+        page.wait_for_timeout(500)
+        canvas = page.locator("#diff_canvas img")
+        points = page.locator("#diff_points textarea")
+        page.locator("#diff_points_panel").get_by_text("Points as text").click()
+
+        def click_cell(cx, cy):  # the centre of zoomed cell (cx, cy) of the 16 x 16 shown
+            box = canvas.bounding_box()
+            canvas.click(position={"x": box["width"] * (cx + 0.5) / 16, "y": box["height"] * (cy + 0.5) / 16})
+
+        click_cell(3, 5)
+        expect(status).to_have_value(re.compile("now click its target"))
+        click_cell(10, 5)
+        expect(points).to_have_value("27,29:34,29")  # exact image pixels
+        click_cell(10, 5)  # on the target marker: selected
+        expect(status).to_have_value(re.compile("^Selected target 1"))
+        click_cell(12, 9)
+        expect(points).to_have_value("27,29:36,33")
+        page.locator("#diff_undo").click()
+        expect(points).to_have_value("27,29:34,29")
+        page.locator("#diff_redo").click()
+        expect(points).to_have_value("27,29:36,33")
+
+        page.get_by_text("Advanced settings").first.click()
+        for elem_id, value in (("diff_lora_steps", 1), ("diff_ddim_steps", 10), ("diff_drag_steps", 3),
+                               ("diff_preview_every", 0)):
+            _set_number(page, elem_id, value)
+        page.locator("#diff_compare").click()
+        expect(status).to_have_value(re.compile("^Compared"), timeout=240_000)
+        table = page.locator("#diff_compare_table")
+        expect(table).to_contain_text("Baseline (nearest-neighbour tracking, our settings)")
+        assert len(re.findall(r"\d+\.\d px", table.inner_text())) == 2, table.inner_text()
+        image, _ = _image_at(page, "#diff_compare_image img")
+        assert image.shape[1] > 1.5 * image.shape[0]  # the two results side by side

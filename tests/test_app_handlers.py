@@ -836,3 +836,30 @@ def test_diff_compare_runs_stabledrag_and_the_baseline_on_the_same_input_and_kee
     # the tab's own result and points are untouched, and the slider shows it again
     assert s.result is previous and s.clicks == [(20, 30), (30, 30)] and s.paused is None
     assert final.result[1] is previous
+
+
+def test_compare_stops_and_keeps_nothing_when_the_points_change_or_stop_is_pressed(tiny_generator):
+    from stabledrag.webapp import compare
+
+    s = GanState()
+    gh.generate(s, "tiny", 4, 0.7, tiny_generator)
+    s.clicks = [(8, 8), (14, 8)]
+    w0 = s.w.copy()
+    run = gh.run_compare(s, None, gh.GanSettings(max_steps=20, preview_every=1), tiny_generator)
+    next(run)
+    next(run)
+    views.delete_pair(s, 1)  # a point edit while the comparison runs
+    rest = list(run)
+    assert rest[-1].status == compare.CHANGED_MESSAGE and rest[-1].compare is views.KEEP
+    assert np.array_equal(s.w, w0) and s.clicks == []
+
+    s.clicks = [(8, 8), (14, 8)]
+    token = CancelToken()
+    run = gh.run_compare(s, None, gh.GanSettings(max_steps=20, preview_every=1), tiny_generator, cancel=token)
+    next(run)
+    next(run)
+    token.cancel()  # the Stop button
+    rest = list(run)
+    assert rest[-1].status == compare.STOPPED_MESSAGE and rest[-1].compare is views.KEEP
+    assert not any(v.compare is not views.KEEP for v in rest)
+    assert np.array_equal(s.w, w0) and s.clicks == [(8, 8), (14, 8)]
