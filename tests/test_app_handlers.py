@@ -183,6 +183,13 @@ def test_a_click_on_the_zoomed_canvas_lands_on_the_image_pixel_under_it():
     assert views.canvas_for(s).shape == (96 * k, 128 * k, 3)
     with pytest.raises(UserError, match="Zoom must be"):
         views.set_zoom(s, 3)
+    with pytest.raises(UserError, match="Zoom must be"):
+        views.set_zoom(s, "2×", float("nan"), 50)
+    # a zoom chosen before any image applies to the first one
+    fresh = DiffState()
+    assert views.set_zoom(fresh, "2×", 0, 0).canvas is views.KEEP
+    dh.new_image(fresh, gradient_image(64, 64), "an image", max_side=1024)
+    assert (fresh.window.x0, fresh.window.w) == (0, 32)
 
 
 def test_select_a_marker_then_click_to_move_it_and_undo_the_move():

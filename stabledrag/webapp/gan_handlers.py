@@ -381,6 +381,7 @@ def import_session(state: GanState, blob: Optional[bytes], models: list[str],
         raise UserError("The session's image size does not match the model's; was it made with another model?")
     new.clicks, new.start_clicks = list(data.clicks), list(data.clicks)
     new.mask = data.mask
+    new.zoom, new.zoom_centre = state.zoom, state.zoom_centre  # the page's zoom controls keep their values
     settings = GanSettings.from_values({**GanSettings().to_dict(), **data.settings})
     view.canvas, view.editor = canvas_for(new), editor_value(new.image, new.mask, new.scale)
     view.result, view.points_text = drawing.enlarge(new.image, new.scale), clicks_to_text(new.clicks)

@@ -342,8 +342,6 @@ def _wire_point_editing(prefix: str, out: Outputs, st: Callable[[Any], Any], sta
         return _call(out, delete_pair, st(s), number)
 
     def on_zoom(s, zoom, x, y):
-        if s is None or s.image is None:  # nothing to zoom into yet: remember nothing, say nothing
-            return [gr.skip()] * len(out.all)
         return _call(out, set_zoom, st(s), zoom, x, y)
 
     canvas.select(on_click, [state], out.all, api_visibility="undocumented", show_progress="hidden")

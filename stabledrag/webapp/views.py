@@ -278,18 +278,21 @@ def delete_pair(state: Any, number: Any) -> View:
 
 
 def set_zoom(state: Any, zoom: Any, centre_x: Any = 50, centre_y: Any = 50) -> View:
-    """Zoom the point canvas `zoom` times (one of `ZOOM_FACTORS`; 1 = whole image) around
-    `(centre_x, centre_y)` in percent of the image's width and height. Clicks keep landing on the
-    exact image pixel under the pointer; the markers stay the same size, so small parts get room."""
-    require_image(state.image, state.NO_IMAGE)
+    """Zoom the point canvas `zoom` times (one of `ZOOM_FACTORS`, as a number or a label like
+    "4×"; 1 = whole image) around `(centre_x, centre_y)` in percent of the image's width and
+    height (clamped to 0..100). Clicks keep landing on the exact image pixel under the pointer; the
+    markers keep their size, so small parts get room. Without an image the zoom is remembered for
+    the next one. UserError for another factor or a non-finite centre."""
     try:
-        z = int(str(zoom).rstrip("×x "))
+        z = int(str(zoom).strip().rstrip("×x").strip())
         cx, cy = float(centre_x), float(centre_y)
     except (TypeError, ValueError):
-        raise UserError(f"Zoom must be one of {', '.join(f'{f}×' for f in ZOOM_FACTORS)}.") from None
+        z, cx, cy = 0, 0.0, 0.0
     if z not in ZOOM_FACTORS or not (math.isfinite(cx) and math.isfinite(cy)):
-        raise UserError(f"Zoom must be one of {', '.join(f'{f}×' for f in ZOOM_FACTORS)}.")
+        raise UserError(f"Zoom must be one of {', '.join(f'{f}×' for f in ZOOM_FACTORS)}, with a centre in percent.")
     state.zoom, state.zoom_centre = z, (min(max(cx, 0.0), 100.0) / 100, min(max(cy, 0.0), 100.0) / 100)
+    if state.image is None:
+        return View(state=state)
     w = state.window
     status = ("Whole image shown." if z == 1 else
               f"Zoomed {z}×: image pixels x {w.x0}-{w.x0 + w.w - 1}, y {w.y0}-{w.y0 + w.h - 1} shown.")
