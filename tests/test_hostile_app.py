@@ -214,7 +214,7 @@ def test_point_count_is_bounded():
         views.set_points_text(s, text)
     s.clicks = [(1, 1), (2, 2)] * 64
     with pytest.raises(UserError, match="Too many drag pairs \\(65\\)"):
-        views.add_point(s, (10, 10))
+        views.add_point(s, (400, 400))  # away from the markers (a click on one selects it)
     with pytest.raises(UserError, match="did not land on the image"):
         views.add_point(DiffState(image=np.zeros((64, 64, 3), np.uint8)), (float("nan"), 3))
 

@@ -6,7 +6,7 @@ Starts the app in-process (bundled toy models by default; `--gan-model` / `--dif
 choose others, `--tiny` uses tiny random models to check the page without them), drives it with
 Playwright like a person would — pick an example, paint the region, click a handle and a target,
 Run / Start — and saves `diff_mid.png`, `diff_done.png`, `gan_mid.png`, `gan_done.png`, and
-`gan_compare.png` (Compare: StableDrag and DragGAN from the same generated image and points).
+`gan_compare.png` (Compare: StableDrag and the baseline from the same generated image and points).
 The points are placed on the toy face's parts found by `stabledrag.toy.detect` when it finds them
 (move the right eye up; move the mouth's right corner up), else at fixed places.
 Needs `playwright` and Chromium at /usr/bin/chromium (Playwright's own download is not used).
