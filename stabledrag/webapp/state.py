@@ -90,6 +90,7 @@ class DiffState(PointEditing, _ImageCanvas):
       {"key", "latent" (z_t float32), "handles" (input px), "steps"}; None otherwise.
     input_id: bumped whenever the image is replaced (upload, example, import), so a run that
     started on another image never stores its result here.
+    history / selected / zoom / zoom_centre: point editing (see `PointEditing`).
     """
 
     NO_IMAGE: ClassVar[str] = "No image yet: upload one or pick an example."
@@ -124,7 +125,8 @@ class GanState(PointEditing, _ImageCanvas):
     weight_delta: PTI's tuned - original weights (`{state-dict name: float32 array}`, empty without
     PTI); projection: its metrics (PSNR/SSIM with and without PTI, config, seconds).
     trail: handle positions per step of the last drag (`S x N x 2` image px), drawn on the canvas.
-    last_result: the numbers of the last drag (see `gan_handlers.summarize_result`).
+    last_result: the numbers of the last drag (see `compare.drag_numbers`).
+    history / selected / zoom / zoom_centre: point editing (see `PointEditing`).
     """
 
     NO_IMAGE: ClassVar[str] = "No image yet: pick a model and press Generate (or upload a photo)."

@@ -1,6 +1,7 @@
 """What a handler returns: a `View` naming the outputs it changes (others stay as they are),
-plus the handlers both tabs share (clicks, undo, clear, points as text, region refresh) and the
-files handed to the browser (result PNG, animation GIF, session zip).
+plus the handlers both tabs share (clicks, moving a selected marker, Undo / Redo, clear, delete a
+pair, zoom, points as text, region refresh) and the files handed to the browser (result PNG,
+animation GIF, session zip).
 
 Handlers are plain functions over plain values, so tests call them directly; `ui` turns a
 `View` into Gradio outputs (a field left at `KEEP` becomes `gr.skip()`).
