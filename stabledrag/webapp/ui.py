@@ -289,10 +289,12 @@ class PointTools:
                                      elem_id=f"{prefix}_pair_number")
             self.delete = gr.Button("Delete this pair", size="sm", elem_id=f"{prefix}_delete_pair")
         with gr.Row(equal_height=True):
-            self.zoom = gr.Radio([f"{f}×" for f in ZOOM_FACTORS], value="1×", label="Zoom", min_width=180,
+            self.zoom = gr.Radio([f"{f}×" for f in ZOOM_FACTORS], value="1×", label="Zoom", scale=2, min_width=240,
                                  elem_id=f"{prefix}_zoom")
-            self.zoom_x = gr.Slider(0, 100, value=50, step=1, label="Zoom centre x (%)", elem_id=f"{prefix}_zoom_x")
-            self.zoom_y = gr.Slider(0, 100, value=50, step=1, label="Zoom centre y (%)", elem_id=f"{prefix}_zoom_y")
+            self.zoom_x = gr.Slider(0, 100, value=50, step=1, label="Centre x (%)", scale=1, min_width=110,
+                                    elem_id=f"{prefix}_zoom_x")
+            self.zoom_y = gr.Slider(0, 100, value=50, step=1, label="Centre y (%)", scale=1, min_width=110,
+                                    elem_id=f"{prefix}_zoom_y")
         gr.Markdown(POINT_HELP, elem_classes="sd-help", elem_id=f"{prefix}_point_help")
 
 
