@@ -717,6 +717,9 @@ def test_compare_runs_both_methods_from_the_same_start_and_leaves_the_image(tiny
 class _StoppedEditor:
     """A diffusion editor stand-in: reports one drag step with a preview, then is stopped."""
 
+    def recommended_overrides(self):
+        return {}
+
     def edit(self, image, points, mask=None, prompt="", config=None, progress=None, cancel=None, preview_every=0):
         preview = np.full((64, 64, 3), 200, np.uint8)
         progress(Progress("lora", 1, 2))
