@@ -4,7 +4,7 @@ Sub-commands:
   edit      --backend diffusion|gan   drag points on an image (diffusion) or a generated image (gan)
   generate  --backend gan             render a GAN sample by seed
   project   --backend gan             project a photo into a GAN (latent .npz for edit --latent)
-  bench     tracking|speed|toy|gpu    benchmarks that print JSON
+  bench     tracking|speed|toy|fidelity|gpu    benchmarks that print JSON
 
 Engine code is imported lazily so that `bench tracking` needs only torch.
 A `UserError` is printed as one line (exit code 2), never as a stack trace.
@@ -119,6 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--dtype", default=None, choices=["auto", "fp32", "fp16", "bf16"])
     bg.add_argument("--steps", type=int, default=3, help="timed repetitions per phase")
     bg.add_argument("--out", default=None)
+    bf = bsub.add_parser("fidelity", help="a diffusion model on fresh toy faces: VAE and invert->denoise round "
+                                          "trip (PSNR, colour, parts) and the time of a first edit and a second drag")
+    bf.add_argument("--model", default=None, help="diffusers folder or hub id (default: the bundled toy SD)")
+    bf.add_argument("--device", default=None)
+    bf.add_argument("--vae-faces", type=int, default=200)
+    bf.add_argument("--round-trip-faces", type=int, default=10)
+    bf.add_argument("--timing-images", type=int, default=3)
+    bf.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override an edit setting over the model's own, e.g. --set lora.steps=0")
+    bf.add_argument("--out", default=None)
     by = bsub.add_parser("toy", help="ground-truth drag benchmark on the toy-faces world")
     by.add_argument("--backend", choices=["diffusion", "gan"], required=True)
     by.add_argument("--cases", type=int, default=None)
@@ -204,6 +214,13 @@ def _dispatch(args: argparse.Namespace) -> Optional[int]:
             from .bench.gpu import gpu_check
 
             emit_json(gpu_check(small=args.small, device=args.device, dtype=args.dtype, steps=args.steps), args.out)
+            return 0
+        if args.bench == "fidelity":
+            from .bench.fidelity import fidelity_bench
+
+            emit_json(fidelity_bench(model=args.model, device=args.device, vae_faces=args.vae_faces,
+                                     round_trip_faces=args.round_trip_faces, timing_images=args.timing_images,
+                                     overrides=parse_overrides(args.set)), args.out)
             return 0
         if args.bench == "toy" and args.source == "rendered":
             if args.backend != "gan":
