@@ -25,7 +25,7 @@ from stabledrag.progress import CancelToken, ProgressCallback, report
 
 from .config import IdentityLoraConfig
 from .train import PHASE, prepare_training_image, train_identity_lora
-from .weights import CONFIG_NAME, WEIGHT_NAME, load_lora, save_lora
+from .weights import WEIGHT_NAME, load_lora, save_lora
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +144,3 @@ def ensure_identity_lora(pipe: Any, model_id: Optional[str], image: Image.Image,
     load_lora(pipe, entry, scale=scale)
     return str(entry), True
 
-
-def read_entry_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON description stored next to cached/saved LoRA weights ({} if absent)."""
-    f = Path(path) / CONFIG_NAME
-    return json.loads(f.read_text()) if f.is_file() else {}

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from stabledrag.diffusion.images import model_resolution, pil_to_tensor, prepare_image, size_multiple
+from stabledrag.diffusion.images import model_resolution, prepare_image, size_multiple
+from stabledrag.tensors import image_to_tensor
 from stabledrag.progress import CancelToken, ProgressCallback, report
 
 from .config import IdentityLoraConfig
@@ -85,7 +86,7 @@ def train_identity_lora(pipe: Any, image: Image.Image, prompt: str,
     unload_lora(pipe)
     gen = torch.Generator("cpu").manual_seed(config.seed)
     with torch.no_grad():
-        dist = vae.encode(pil_to_tensor(img, device, vae.dtype)).latent_dist
+        dist = vae.encode(image_to_tensor(img, device, vae.dtype)).latent_dist
         mean, std = dist.mean.float(), dist.std.float()
         text = encode_prompt(pipe, prompt)
     text = text.expand(config.batch_size, -1, -1)

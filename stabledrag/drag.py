@@ -1,4 +1,4 @@
-"""The drag loop (DESIGN §3), written once against a small `Backend` protocol.
+"""The drag loop (DragGAN, Pan et al. 2023 §3.2; StableDrag, Cui et al. 2024 §3), written once against a small `Backend` protocol.
 
     state = backend.initial_state()
     F0 = backend.features(state).features       # C x H x W, detached -> templates
@@ -18,7 +18,6 @@ implement `Backend`.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional, Protocol, runtime_checkable
@@ -422,10 +421,3 @@ def drag(
     parameters hold the final (or last good) state.
     """
     return DragSession(backend, points, config, progress, cancel, preview_every).run()
-
-
-def reached_fraction(result: DragResult, tol_px: float) -> float:
-    """Fraction of handles within `tol_px` image px of their targets."""
-    if len(result.targets) == 0:
-        return math.nan
-    return float((result.distances <= tol_px).float().mean())

@@ -14,7 +14,3 @@ class UserError(ValueError):
 
 class ModelUnavailableError(UserError):
     """A model could not be loaded (missing files, offline, unsupported architecture)."""
-
-
-class DragDivergedError(RuntimeError):
-    """The drag optimisation produced NaN/inf; the last good state was kept."""

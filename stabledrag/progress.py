@@ -74,11 +74,6 @@ class CancelToken:
             raise Cancelled()
 
 
-def is_cancelled(token: Optional[CancelToken]) -> bool:
-    """True if `token` exists and was cancelled."""
-    return token is not None and token.cancelled
-
-
 class TerminalProgress:
     """A `ProgressCallback` that draws one tqdm bar per phase on stderr (for the CLI)."""
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from stabledrag.diffusion.images import (pil_to_tensor, prepare_image, scale_points, tensor_to_pil, to_rgb,
-                                         valid_size)
+from stabledrag.diffusion.images import prepare_image, to_rgb, valid_size
+from stabledrag.tensors import image_to_tensor, tensor_to_uint8
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "LA", "L", "P", "1", "CMYK", "I;16", "I", "F"])
@@ -52,19 +52,9 @@ def test_prepared_image_is_a_fixed_point_and_huge_images_shrink():
     assert out.size == (512, 320) and sx == pytest.approx(512 / 6000)
 
 
-def test_points_scale_both_ways_and_keep_their_type():
-    pts = torch.tensor([[10.0, 20.0], [300.0, 451.0]])
-    scale = (320 / 300, 512 / 451)
-    fwd = scale_points(pts, scale)
-    assert isinstance(fwd, torch.Tensor) and fwd[1].tolist() == pytest.approx([320.0, 512.0])
-    back = scale_points(fwd, (1 / scale[0], 1 / scale[1]))
-    assert torch.allclose(back, pts)
-    assert scale_points([(1, 2)], (2.0, 3.0)) == [(2.0, 6.0)]
-    assert np.allclose(scale_points(np.array([[1, 2]]), (2.0, 3.0)), [[2.0, 6.0]])
-
-
 def test_tensor_round_trip():
     img = Image.fromarray((np.random.RandomState(1).rand(16, 8, 3) * 255).astype(np.uint8))
-    t = pil_to_tensor(img)
+    t = image_to_tensor(img)
     assert t.shape == (1, 3, 16, 8) and t.min() >= -1 and t.max() <= 1
-    assert np.array_equal(np.asarray(tensor_to_pil(t)), np.asarray(img))
+    assert np.array_equal(tensor_to_uint8(t), np.asarray(img))
+    assert torch.equal(image_to_tensor(np.asarray(img)), t)  # an array gives the same tensor

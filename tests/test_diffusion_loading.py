@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from stabledrag.diffusion import loading
-from stabledrag.diffusion.loading import clear_cache, default_model, load_pipeline, model_key
+from stabledrag.diffusion.loading import clear_cache, default_model, load_pipeline
 from stabledrag.diffusion.tiny import build_tiny_pipeline, save_tiny_pipeline
 from stabledrag.errors import ModelUnavailableError
 
@@ -128,7 +128,7 @@ def test_folder_loads_offline_with_ddim_and_identity(tiny_dir):
     assert not any(p.requires_grad for p in pipe.unet.parameters())
     ref = build_tiny_pipeline(seed=1)
     assert torch.equal(pipe.unet.conv_in.weight, ref.unet.conv_in.weight)
-    assert model_key(pipe).startswith("dir:")
+    assert pipe.stabledrag_model_key.startswith("dir:")
 
 
 def test_cache_returns_the_same_object(tiny_dir):
@@ -163,7 +163,7 @@ def test_single_file_with_local_config_dir(tmp_path, tiny_dir):
         for k, v in ref.items():
             assert torch.equal(v, got[k].reshape(v.shape)), f"{name}.{k}"
     assert type(loaded.scheduler).__name__ == "DDIMScheduler"
-    assert model_key(loaded).startswith("file:")
+    assert loaded.stabledrag_model_key.startswith("file:")
 
 
 def test_single_file_without_configs_offline_asks_for_config_dir(tmp_path):

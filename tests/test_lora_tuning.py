@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -203,7 +204,7 @@ def test_cli_trains_and_saves_on_a_saved_tiny_pipeline(tmp_path, capsys):
     assert code == 0
     weights = out / lora_tuning.WEIGHT_NAME
     assert weights.is_file() and str(weights) in capsys.readouterr().out
-    meta = lora_cache.read_entry_metadata(out)
+    meta = json.loads((out / lora_tuning.weights.CONFIG_NAME).read_text())
     assert meta["config"]["steps"] == 2 and meta["prompt"] == "a toy face" and meta["image_size"] == [64, 64]
     pipe = build_tiny_pipeline(seed=0)
     base = _unet_out(pipe)

@@ -21,7 +21,8 @@ import torch
 from ..drag import BackendOutput
 from ..supervision import latent_mask_loss
 from .features import FeatureExtractor
-from .inversion import decode_latent, one_step, tensor_to_uint8
+from ..tensors import tensor_to_uint8
+from .inversion import decode_latent, one_step
 
 log = logging.getLogger(__name__)
 

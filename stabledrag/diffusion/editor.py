@@ -35,11 +35,12 @@ from ..errors import UserError
 from ..points import DragPoints, scale_points, snap_points, validate
 from ..progress import CancelToken, Cancelled, ProgressCallback
 from .attention import reference_attention, self_attention_layers
+from ..tensors import tensor_to_uint8
 from .backend import DiffusionBackend
 from .features import resolve_block
 from .images import model_resolution, prepare_image, size_multiple, to_rgb
 from .inversion import (InversionConfig, ddim_denoise, ddim_invert, decode_latent, encode_image,
-                        encode_prompt, make_schedulers, tensor_to_uint8)
+                        encode_prompt, make_schedulers)
 
 log = logging.getLogger(__name__)
 

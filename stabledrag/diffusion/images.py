@@ -10,10 +10,8 @@ LoRA is trained on exactly the pixels that are later inverted.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any
 
-import numpy as np
-import torch
 from PIL import Image
 
 DEFAULT_MULTIPLE = 64
@@ -76,30 +74,3 @@ def prepare_image(image: Image.Image, target_long_side: int,
         # reducing_gap makes huge downscales fast (box-reduce first) while staying antialiased.
         rgb = rgb.resize((w, h), Image.Resampling.LANCZOS, reducing_gap=3.0)
     return rgb, (w / image.width, h / image.height)
-
-
-def scale_points(points: Sequence[Sequence[float]] | np.ndarray | torch.Tensor,
-                 scale: tuple[float, float]) -> Any:
-    """Multiply (x, y) points (N x 2) by (scale_x, scale_y); use 1/scale to go back.
-    Returns the same kind of object as given (tensor, array, or list of tuples)."""
-    sx, sy = scale
-    if isinstance(points, torch.Tensor):
-        return points * points.new_tensor([sx, sy])
-    if isinstance(points, np.ndarray):
-        return points * np.array([sx, sy], dtype=points.dtype if points.dtype.kind == "f" else float)
-    return [(float(x) * sx, float(y) * sy) for x, y in points]
-
-
-def pil_to_tensor(image: Image.Image, device: Optional[torch.device | str] = None,
-                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """RGB PIL image -> 1 x 3 x H x W tensor in [-1, 1] (the VAE's input range)."""
-    arr = np.asarray(to_rgb(image), dtype=np.float32) / 127.5 - 1.0
-    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).to(device=device, dtype=dtype)
-
-
-def tensor_to_pil(x: torch.Tensor) -> Image.Image:
-    """1 x 3 x H x W (or 3 x H x W) tensor in [-1, 1] -> RGB PIL image (values clipped)."""
-    if x.dim() == 4:
-        x = x[0]
-    arr = ((x.detach().float().cpu().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
-    return Image.fromarray(arr.permute(1, 2, 0).numpy(), "RGB")

@@ -1,5 +1,5 @@
 """Latent round trip of StableDrag-Diff: VAE encode/decode, prompt encoding, DDIM inversion to an
-intermediate step and DDIM denoising back from it (DragDiffusion §3, methods.md §2.1).
+intermediate step and DDIM denoising back from it (DragDiffusion, Shi et al. 2024 §3).
 
 Conventions:
 - latents are `B x 4 x H/8 x W/8` tensors already multiplied by the VAE's scaling factor;
@@ -16,11 +16,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-import numpy as np
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler
 
 from ..progress import CancelToken, ProgressCallback, report
+from ..tensors import image_to_tensor, tensor_to_uint8  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -90,20 +90,6 @@ def encode_prompt(pipe: Any, prompt: str) -> torch.Tensor:
               return_tensors="pt").input_ids
     enc = pipe.text_encoder
     return enc(ids.to(enc.device))[0].to(pipe.unet.dtype)
-
-
-def image_to_tensor(image: Any) -> torch.Tensor:
-    """RGB PIL image (or `H x W x 3` uint8 array) -> `1 x 3 x H x W` float32 in [-1, 1]."""
-    arr = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image, dtype=np.float32)
-    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0) / 127.5 - 1.0
-
-
-def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
-    """`1 x 3 x H x W` (or `3 x H x W`) in [-1, 1] -> `H x W x 3` uint8."""
-    if x.ndim == 4:
-        x = x[0]
-    x = ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round()
-    return x.permute(1, 2, 0).to(torch.uint8).cpu().numpy()
 
 
 def run_vae(vae: Any, fn: Callable[[torch.dtype], torch.Tensor]) -> torch.Tensor:

@@ -153,10 +153,6 @@ def _fuse_user_loras(pipe: Any, loras: tuple[tuple[str, int, float], ...]) -> No
     pipe.stabledrag_model_key += "".join(f"+lora:{p}:{m}:{s}" for p, m, s in loras)
 
 
-def model_key(pipe: Any) -> Optional[str]:
-    """The identity string `load_pipeline` stored on `pipe`, or None for pipelines built otherwise."""
-    return getattr(pipe, "stabledrag_model_key", None)
-
 
 # --------------------------------------------------------------------------------------------
 

@@ -138,9 +138,3 @@ class GanBackend:
         syn = self.G.synthesis
         _, img, _ = syn.run_blocks(ws, x, img, self.feature_res, syn.img_resolution, noise_mode=self.noise_mode)
         return img
-
-    def render(self, state: GanState) -> np.ndarray:
-        """Render `state`'s latent in full: `H x W x 3` uint8."""
-        with torch.no_grad():
-            img, _ = self.G.synthesis(state.ws(), noise_mode=self.noise_mode)
-        return to_uint8(img)

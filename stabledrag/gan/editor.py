@@ -68,7 +68,6 @@ class GanEditor:
         self._w0: Optional[torch.Tensor] = None
         self._w: Optional[torch.Tensor] = None
         self._state: Optional[GanState] = None
-        self.last_session: Optional[DragSession] = None
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -107,7 +106,6 @@ class GanEditor:
         self.seed, self.truncation_psi = None, None
         self.set_latent(result.ws, as_reference=True)
         self.projection = result
-        self.last_session = None
         return self.image()
 
     def set_latent(self, ws: torch.Tensor, as_reference: bool = True) -> None:
@@ -138,17 +136,6 @@ class GanEditor:
             raise UserError("No image yet: generate one from a seed first.")
         return self._w.clone()
 
-    def save_latent(self, path: str | Path) -> Path:
-        """Write the current latent to `.npy` (numpy) or `.pt` (a torch tensor)."""
-        path = Path(path)
-        w = self.latent().cpu()
-        if path.suffix == ".pt":
-            torch.save(w, path)
-        else:
-            path = path.with_suffix(".npy") if path.suffix != ".npy" else path
-            np.save(path, w.numpy())
-        return path
-
     def load_latent(self, path: str | Path, as_reference: bool = True) -> np.ndarray:
         """Read a latent written by `save_latent` (or DragGAN/PTI: a tensor of ws) and render it.
         `.pt` files are read with `torch.load(weights_only=True)` (no code runs)."""
@@ -178,7 +165,6 @@ class GanEditor:
             raise UserError("No image yet: generate one from a seed first.")
         self._w = self._w0.clone()
         self._state = None
-        self.last_session = None
         return self.image()
 
     # -- dragging -------------------------------------------------------------------------------
@@ -218,5 +204,4 @@ class GanEditor:
         backend = self.backend(mask=mask, w_plus=w_plus, method=cfg.method)
         sess = DragSession(backend, points, cfg, progress=progress, cancel=cancel, preview_every=preview_every)
         self._state = sess.state
-        self.last_session = sess
         return sess

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 
 from ..errors import UserError
 from ..progress import CancelToken, ProgressCallback, report
+from ..tensors import image_to_tensor
 from .networks import Generator, to_uint8
 
 log = logging.getLogger(__name__)
@@ -338,12 +339,6 @@ def weight_delta(G: Generator, tuned: Generator, atol: float = 0.0) -> dict[str,
     return out
 
 
-def _to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
-    """`R x R x 3` uint8 -> `1 x 3 x R x R` float in [-1, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(image)).to(device, torch.float32)
-    return (t.permute(2, 0, 1)[None] / 127.5) - 1.0
-
-
 def detail_map(target: torch.Tensor, spread: int = 2) -> torch.Tensor:
     """Local contrast of `target` (`N x 3 x R x R` in [-1, 1]): the colour distance to its 3x3 mean,
     dilated by `spread` px (max-pool) and scaled to max 1; `N x 1 x R x R` in [0, 1]."""
@@ -444,7 +439,7 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
         return dataclasses.replace(hit, crop=crop or hit.crop)
 
     dev = G.device
-    target = _to_tensor(arr, dev)
+    target = image_to_tensor(arr, dev)
     pix_w = 1.0 + cfg.detail_weight * detail_map(target) if cfg.detail_weight else None
     seconds: dict[str, float] = {}
     rng = torch.Generator(device="cpu").manual_seed(int(cfg.seed))
