@@ -32,12 +32,11 @@ import torch
 
 from ..device import choose
 from ..errors import ModelUnavailableError, UserError
+from ..paths import SD15_HUB_ID, TOY_SD_DIR
 
 log = logging.getLogger(__name__)
 
-SD15_HUB_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TOY_MODEL_DIR = REPO_ROOT / "assets" / "models" / "toy_sd"
+TOY_MODEL_DIR = TOY_SD_DIR
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 HUB_PROBE_TIMEOUT_S = 3.0
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")

@@ -28,8 +28,9 @@ DEFAULT_OPT_WS = 6
 
 
 @dataclass
-class GanState:
-    """The optimised latent.
+class GanDragState:
+    """The drag state of `GanBackend`: the optimised latent (the web app's per-tab `webapp.state.GanState` is
+    another thing: what one user's GAN tab holds).
 
     w_opt: leaf `1 x K x w_dim` (K = n_opt in W+ mode, 1 in W mode), requires grad.
     w_fixed: `1 x (num_ws - n_opt) x w_dim`, constant.
@@ -96,17 +97,17 @@ class GanBackend:
         self.fixed = None if mask_t is None else (~mask_t).to(torch.float32)[None]
 
     # -- Backend protocol ---------------------------------------------------------------------
-    def initial_state(self) -> GanState:
-        """A fresh `GanState` from `w_start` (the leading ws, or the first w in W mode)."""
+    def initial_state(self) -> GanDragState:
+        """A fresh `GanDragState` from `w_start` (the leading ws, or the first w in W mode)."""
         head = self.w_start[:, : self.n_opt] if self.w_plus else self.w_start[:, :1]
-        return GanState(w_opt=head.clone().requires_grad_(True), w_fixed=self.w_start[:, self.n_opt:].clone(),
+        return GanDragState(w_opt=head.clone().requires_grad_(True), w_fixed=self.w_start[:, self.n_opt:].clone(),
                         n_opt=self.n_opt)
 
-    def parameters(self, state: GanState) -> list[torch.Tensor]:
+    def parameters(self, state: GanDragState) -> list[torch.Tensor]:
         """`[state.w_opt]`."""
         return [state.w_opt]
 
-    def features(self, state: GanState) -> BackendOutput:
+    def features(self, state: GanDragState) -> BackendOutput:
         """Synthesis up to the drag block; its output resized to `C x H x W` (image size).
         extras: `ws` (detached), and the block's `x` / partial image for finishing previews."""
         ws = state.ws()
@@ -120,13 +121,13 @@ class GanBackend:
         extras = {"ws": ws.detach(), "x": x.detach(), "img": None if img is None else img.detach()}
         return BackendOutput(features=feat[0], extras=extras)
 
-    def mask_loss(self, state: GanState, out: BackendOutput, ref: BackendOutput) -> Optional[torch.Tensor]:
+    def mask_loss(self, state: GanDragState, out: BackendOutput, ref: BackendOutput) -> Optional[torch.Tensor]:
         """DragGAN's mask term `mean(|F - F0| * fixed)` (over all `C x H x W`), or None without a mask."""
         if self.fixed is None:
             return None
         return ((out.features - ref.features.detach()).abs() * self.fixed).mean()
 
-    def preview(self, state: GanState, out: BackendOutput) -> np.ndarray:
+    def preview(self, state: GanDragState, out: BackendOutput) -> np.ndarray:
         """The image of `out`'s latent, `H x W x 3` uint8 (finishes the synthesis from the drag block)."""
         with torch.no_grad():
             img = self.finish_image(out.extras["ws"], out.extras["x"], out.extras["img"])

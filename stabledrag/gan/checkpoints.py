@@ -23,6 +23,7 @@ import torch
 
 from ..device import resolve_device
 from ..errors import ModelUnavailableError
+from ..paths import TOY_GAN_DIR
 from .networks import Generator, GeneratorConfig
 from .safe_pickle import PersistentRecord, safe_load_pickle
 
@@ -34,8 +35,7 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 _META_KEY = "stabledrag_gan_config"
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TOY_MODEL_DIR = REPO_ROOT / "assets" / "models" / "toy_gan"
+TOY_MODEL_DIR = TOY_GAN_DIR
 
 # Constructor arguments that change nothing in a float32 forward pass.
 _IGNORED_KWARGS = {"fp16_channels_last", "channels_last", "fused_modconv_default", "use_fp16", "epochs"}

@@ -27,7 +27,7 @@ from ..drag import DragSession
 from ..errors import UserError
 from ..points import DragPoints, snap_points, validate
 from ..progress import CancelToken, ProgressCallback
-from .backend import DEFAULT_OPT_WS, GanBackend, GanState
+from .backend import DEFAULT_OPT_WS, GanBackend, GanDragState
 from .networks import Generator, to_uint8
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class GanEditor:
         self.truncation_psi: Optional[float] = None
         self._w0: Optional[torch.Tensor] = None
         self._w: Optional[torch.Tensor] = None
-        self._state: Optional[GanState] = None
+        self._state: Optional[GanDragState] = None
 
     @property
     def image_size(self) -> tuple[int, int]:

@@ -51,7 +51,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..gan.checkpoints import REPO_ROOT, load_native, save_native
+from ..gan.checkpoints import load_native, save_native
+from ..paths import REPO_ROOT
 from ..gan.discriminator import Discriminator, DiscriminatorConfig
 from ..gan.networks import Generator, GeneratorConfig, normalize_2nd_moment, to_uint8
 from . import render as R

@@ -34,6 +34,8 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from stabledrag.paths import REPO_ROOT
+
 BUG_TEXT = "Something went wrong inside the app"
 #: Gradio's answer to an exception that is not a gr.Error (no message reaches the person).
 GENERIC_TEXT = "has not enabled verbose error reporting"
@@ -178,7 +180,7 @@ def start_server(extra: list[str]) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     env.pop("GRADIO_TEMP_DIR", None)
-    app = Path(__file__).resolve().parents[2] / "app.py"
+    app = REPO_ROOT / "app.py"
     proc = subprocess.Popen([sys.executable, str(app), "--port", str(port), "--device", "cpu", *extra], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}/"

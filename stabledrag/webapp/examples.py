@@ -19,10 +19,11 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
+from ..paths import EXAMPLES_DIR
 
 log = logging.getLogger(__name__)
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "examples"
+
 INDEX_NAME = "examples.json"
 #: Seed of the toy faces used as examples; training uses other seeds, so these are held out.
 TOY_EXAMPLE_SEED = 777_000

@@ -16,14 +16,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import ModelUnavailableError, UserError
+from ..paths import SD15_HUB_ID, TOY_GAN_DIR, TOY_SD_DIR
 from .args import AppOptions
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TOY_GAN_DIR = REPO_ROOT / "assets" / "models" / "toy_gan"
-TOY_SD_DIR = REPO_ROOT / "assets" / "models" / "toy_sd"
-SD15_HUB_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 TOY_GAN_LABEL = "Toy faces (bundled)"
 TOY_SD_LABEL = "Toy faces SD (bundled)"
 SD15_LABEL = "Stable Diffusion 1.5 (Hugging Face hub)"

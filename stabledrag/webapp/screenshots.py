@@ -25,12 +25,14 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from stabledrag.paths import SCREENSHOTS_DIR
+
 log = logging.getLogger(__name__)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-DEFAULT_OUT = Path(__file__).resolve().parents[2] / "assets" / "screenshots"
+DEFAULT_OUT = SCREENSHOTS_DIR
 VIEWPORT = {"width": 1440, "height": 1100}
 
 

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
+from stabledrag.paths import EXAMPLES_DIR
 
 from .screenshots import CHROMIUM, CHROMIUM_ARGS, DEFAULT_OUT, VIEWPORT, _click_image_px, _shown_image, _wait_status
 
 log = logging.getLogger(__name__)
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_PHOTO = REPO / "assets" / "examples" / "toy_face_1.png"
+DEFAULT_PHOTO = EXAMPLES_DIR / "toy_face_1.png"
 
 
 def photo_flow(page: Any, photo: Path, out: Path, timeout_s: float) -> dict[str, Any]:
