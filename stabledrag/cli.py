@@ -18,11 +18,13 @@ import logging
 import sys
 from typing import Any, Optional, Sequence
 
+from . import engine as engines
 from .config import METHODS
+from .errors import UserError
+from .overrides import parse_overrides  # noqa: F401 (re-exported: the CLI's --set parser)
 
 #: Methods `bench toy` compares by default (the reference presets need the editors' point snapping).
 TOY_METHODS = ("stabledrag", "baseline")
-from .errors import UserError
 
 #: Reference methods and the only backend each exists for.
 METHOD_BACKEND = {"draggan": "gan", "dragdiffusion": "diffusion"}
@@ -43,9 +45,6 @@ def _add_drag_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output image path (.png)")
     p.add_argument("--report", default=None, help="write a JSON report (config, timings, trajectories)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    p.add_argument("--dtype", default=None, choices=["auto", "fp32", "fp16", "bf16"],
-                   help="diffusion weights: auto = bf16 on GPUs with native bf16 (compute capability >= 8), "
-                        "fp16 on older GPUs, fp32 on the CPU; the env variable STABLEDRAG_DTYPE sets the default")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any drag setting, e.g. --set tau=0.5 --set r_p=4")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -57,28 +56,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug information")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    edit = sub.add_parser("edit", help="drag points on an image")
-    edit.add_argument("--backend", choices=["diffusion", "gan"], default="diffusion")
+    edit = sub.add_parser("edit", help="drag points on an image",
+                          description="Options marked with an engine's name are refused for the other engines.")
+    edit.add_argument("--backend", choices=engines.names(), default="diffusion",
+                      help="; ".join(f"{e.name}: {e.help}" for e in engines.all_engines()))
     edit.add_argument("--model", default=None,
                       help="diffusion: hub id, diffusers folder or .safetensors/.ckpt file; "
                            "gan: .pkl or native checkpoint (default: the bundled toy model)")
-    edit.add_argument("--config-dir", default=None,
-                      help="diffusion single-file checkpoints: a local diffusers folder with the configs")
-    edit.add_argument("--lora", action="append", default=[], metavar="FILE[:SCALE]",
-                      help="diffusion: your own LoRA (diffusers, DragDiffusion or kohya format), fused into the "
-                           "model under the identity LoRA; repeatable; SCALE defaults to 1")
-    edit.add_argument("--image", default=None, help="input image (diffusion backend)")
-    edit.add_argument("--prompt", default="", help="text describing the image (diffusion)")
-    edit.add_argument("--lora-steps", type=int, default=None, help="identity-LoRA steps (diffusion)")
-    edit.add_argument("--drag-steps", type=int, default=None, help="maximum drag steps (diffusion)")
-    edit.add_argument("--steps", type=int, default=None, help="maximum drag steps (gan)")
+    edit.add_argument("--image", default=None, help="input image (diffusion; gan: the projected photo for "
+                                                    "--paste-back with --latent)")
+    edit.add_argument("--max-steps", type=int, default=None, dest="max_steps", help="maximum drag steps")
+    for alias in ("--steps", "--drag-steps"):  # the engines' former names, kept for old command lines
+        edit.add_argument(alias, type=int, default=None, dest="max_steps", help=argparse.SUPPRESS)
     edit.add_argument("--paste-back", action="store_true",
                       help="diffusion: paste the input back outside the mask; gan with --latent: paste the "
                            "edit back into --image, the projected photo")
-    edit.add_argument("--w-space", action="store_true", help="gan: optimise W instead of W+")
-    edit.add_argument("--truncation", type=float, default=None, help="gan: truncation psi")
-    edit.add_argument("--latent", default=None,
-                      help="gan: start from this latent file (from `project`) instead of a seed")
+    seen: set[str] = set()
+    for eng in engines.all_engines():
+        for opt in eng.options:
+            if opt.dest not in seen:
+                seen.add(opt.dest)
+                edit.add_argument(*opt.flags, **opt.kwargs)
     _add_drag_options(edit)
 
     gen = sub.add_parser("generate", help="render a generated image")
@@ -130,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override an edit setting over the model's own, e.g. --set lora.steps=0")
     bf.add_argument("--out", default=None)
     by = bsub.add_parser("toy", help="ground-truth drag benchmark on the toy-faces world")
-    by.add_argument("--backend", choices=["diffusion", "gan"], required=True)
+    by.add_argument("--backend", choices=engines.names(), required=True)
     by.add_argument("--cases", type=int, default=None)
     by.add_argument("--seed", type=int, default=10_000)
     by.add_argument("--device", default=None)
@@ -150,20 +148,6 @@ def build_parser() -> argparse.ArgumentParser:
     by.add_argument("--projection-only", action="store_true", help="--source rendered: no drags")
     by.add_argument("--jsonl", default=None, help="--source rendered: append each face's scores here as it finishes")
     return parser
-
-
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """`["tau=0.5", "r_p=4"]` -> `{"tau": 0.5, "r_p": 4}` (values parsed as JSON when possible)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise UserError(f"--set needs KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
 
 
 def emit_json(data: Any, path: Optional[str]) -> None:
@@ -262,11 +246,49 @@ def _dispatch(args: argparse.Namespace) -> Optional[int]:
         if need is not None and need != args.backend:
             raise UserError(f"--method {args.method} is for --backend {need}; with --backend {args.backend} use "
                             f"{'draggan' if args.backend == 'gan' else 'dragdiffusion'}, baseline or stabledrag.")
-        if args.backend == "gan" and getattr(args, "lora", None):
-            raise UserError("--lora is for --backend diffusion (a GAN has no LoRA here).")
-        if args.backend == "gan":
-            from .gan.cli import edit_command
-        else:
-            from .diffusion.cli import edit_command
         return edit_command(args)
     raise UserError(f"unknown command {args.command!r}")
+
+
+def edit_command(args: argparse.Namespace) -> int:
+    """`edit --backend NAME`, the same for every registered engine: refuse the other engines' options,
+    check the output folder, run `engine.edit` with a terminal progress bar, write the image and,
+    with `--report`, the JSON report (one layout: `backend`, `output`, `status`, `steps`,
+    `final_distances`, `error`, then the engine's own fields). Exit code 0 whenever the drag ran,
+    whether or not the handles reached their targets (the status says which); UserError (exit 2)
+    for anything the user can fix."""
+    import os
+    from pathlib import Path
+
+    from PIL import Image
+
+    from .progress import TerminalProgress
+
+    engine = engines.get(args.backend)
+    engines.refuse_foreign_options(args, engine, engines.all_engines())
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(out_dir):
+        raise UserError(f"The output folder {out_dir!r} does not exist.")
+    bar = TerminalProgress(disable=bool(args.quiet))
+    try:
+        outcome = engine.edit(args, bar)
+    finally:
+        bar.close()
+    try:
+        Image.fromarray(outcome.image).save(args.out)
+    except (OSError, ValueError) as e:
+        raise UserError(f"Could not write {args.out!r}: {e}") from None
+    report = {"backend": engine.name, "output": str(args.out), "status": outcome.status, "steps": outcome.steps,
+              "final_distances": outcome.final_distances, "error": outcome.error, **outcome.report}
+    if args.report:
+        try:
+            Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+        except OSError as e:
+            raise UserError(f"Could not write the report {args.report!r}: {e}") from None
+    if not args.quiet:
+        dist = ", ".join(f"{d:.1f}" for d in outcome.final_distances)
+        print(f"wrote {args.out}: {outcome.status} after {outcome.steps} steps; "
+              f"handle-target distances (px): {dist}")
+    if outcome.error:
+        print(outcome.error, file=sys.stderr)
+    return 0

@@ -49,7 +49,6 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from ..points import from_pairs
 from ..toy.detect import MOUTH, classify, detect, head_region
 
 log = logging.getLogger(__name__)
@@ -331,68 +330,13 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-# -- engines -------------------------------------------------------------------------------------
-def _gan_runner(device: Optional[str], model: Optional[str], overrides: dict[str, Any],
-                step_tracking: bool = True) -> tuple[Callable, Callable, dict[str, Any]]:
-    from ..gan import load_generator
-    from ..gan.editor import GanEditor
-
-    editor = GanEditor(load_generator(model, device=device))
-
-    def source(i: int, seed: int) -> np.ndarray:
-        return editor.generate(seed + i, truncation_psi=0.7)
-
-    def run(src: np.ndarray, case: ToyCase, method: str) -> tuple[np.ndarray, str, dict[str, Any]]:
-        editor.reset()
-        pts = from_pairs(case.pairs())
-        sess = editor.session(pts, editor.default_config(method, **overrides), mask=edit_mask(case, src.shape[0]),
-                              preview_every=1 if step_tracking else 0)
-        errors: list[Optional[float]] = []
-        for rec in sess.frames(every=1):
-            if step_tracking:  # the preview is the image of the state the handles were tracked on
-                errors.append(tracking_error(case, rec.handles, sess.last_preview))
-        res = sess.run()
-        return editor.image(), res.status, {"handles": res.handles.tolist(), "steps": res.steps,
-                                            "pushed_steps": res.pushed_steps,
-                                            "step_tracking_error_px": errors if step_tracking else None}
-
-    return source, run, {"model": model or "bundled toy GAN", "truncation_psi": 0.7}
-
-
-def _diffusion_runner(device: Optional[str], model: Optional[str], overrides: dict[str, Any],
-                      step_tracking: bool = False) -> tuple[Callable, Callable, dict[str, Any]]:
-    from PIL import Image
-
-    from ..diffusion.editor import DiffusionEditor
-    from ..toy.dataset import ToyFaces
-
-    editor = DiffusionEditor(model=model, device=device)
-    faces = ToyFaces(seed=987_654)  # a dataset seed the bundled model never saw
-    prompt = {"text": ""}  # the caption of the current source image
-
-    def source(i: int, seed: int) -> np.ndarray:
-        img, _, prompt["text"] = faces[seed + i]
-        return img
-
-    def run(src: np.ndarray, case: ToyCase, method: str) -> tuple[np.ndarray, str]:
-        # the method's preset, the model's own recommended settings, then the caller's overrides
-        cfg = editor.default_config(method, overrides)
-        pts = from_pairs(case.pairs())
-        res = editor.edit(Image.fromarray(src), pts, mask=edit_mask(case, src.shape[0]),
-                          prompt=prompt["text"], config=cfg)
-        return np.asarray(res.image.convert("RGB")), res.drag.status, {
-            "handles": res.drag.handles.tolist(), "steps": res.drag.steps, "pushed_steps": res.drag.pushed_steps,
-            "step_tracking_error_px": None}
-
-    return source, run, {"model": model or "bundled toy SD", "dataset_seed": 987_654,
-                         "model_settings": editor.recommended_overrides()}
-
-
 def toy_bench(backend: str, cases: Optional[int] = None, seed: int = 10_000, device: Optional[str] = None,
               sheet: Optional[str] = None, model: Optional[str] = None,
               overrides: Optional[dict[str, Any]] = None, methods: tuple[str, ...] = METHODS,
               kinds: Optional[tuple[str, ...]] = None, step_tracking: Optional[bool] = None) -> dict[str, Any]:
-    """Run the benchmark; `cases` caps the number of drag cases (default 40 GAN / 24 diffusion).
+    """Run the benchmark on the registered engine `backend` (`stabledrag.engine`: its `toy_runner`
+    gives the source images and runs each case); `cases` caps the number of drag cases (default: the
+    engine's `default_cases`, 40 GAN / 24 diffusion).
     `model`: a GAN checkpoint / diffusers folder (default: the bundled toy model); `overrides`:
     drag settings (`DragConfig` fields) applied to every method's defaults; `methods`: the drag
     methods compared (each engine's presets); `kinds`: only these case kinds (default all of
@@ -404,10 +348,13 @@ def toy_bench(backend: str, cases: Optional[int] = None, seed: int = 10_000, dev
     unknown = set(kinds or ()) - set(KINDS)
     if unknown:
         raise ValueError(f"unknown case kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
-    n_cases = cases or (40 if backend == "gan" else 24)
-    runner = _gan_runner if backend == "gan" else _diffusion_runner
-    source, run, meta = runner(device, model, overrides,
-                               step_tracking=(backend == "gan") if step_tracking is None else step_tracking)
+    from ..engine import get
+
+    engine = get(backend)
+    n_cases = cases or engine.default_cases
+    source, run, meta = engine.toy_runner(device, model, overrides,
+                                          step_tracking=engine.step_tracking if step_tracking is None
+                                          else step_tracking)
     rng = np.random.default_rng(seed)
     rows: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     examples = []

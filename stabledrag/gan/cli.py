@@ -1,23 +1,20 @@
-"""`python -m stabledrag generate|edit --backend gan`: the GAN engine's command-line functions.
+"""`python -m stabledrag generate --backend gan` and the helpers of the GAN engine's `edit`
+(`stabledrag.gan.engine`).
 
-Both receive the argparse Namespace built by `stabledrag.cli.build_parser` and return an exit
+Commands receive the argparse Namespace built by `stabledrag.cli.build_parser` and return an exit
 code; problems a person can fix raise `UserError` (printed as one line by `stabledrag.cli`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
 from ..errors import UserError
-from ..points import parse_drags, validate
-from ..progress import TerminalProgress
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +31,6 @@ def _save_png(img: np.ndarray, out: str) -> Path:
     except (ValueError, OSError) as e:
         raise UserError(f"Could not write the image to {path}: {e}") from e
     return path
-
-
-def load_mask(path: Optional[str], size: tuple[int, int]) -> Optional[np.ndarray]:
-    """Read an editable-region image (`stabledrag.imageio.read_mask`: white / painted = editable) as
-    an `H x W` bool array at `size = (W, H)` (nearest-neighbour resize). None -> None. UserError
-    when unreadable or when it marks nothing."""
-    if not path:
-        return None
-    from ..imageio import read_mask
-
-    return read_mask(path, tuple(size), require_some=True)
 
 
 def _editor(args: argparse.Namespace):
@@ -96,76 +82,3 @@ def generate_command(args: argparse.Namespace) -> int:
     path = _save_png(img, args.out)
     print(f"wrote {path} ({img.shape[1]}x{img.shape[0]}, seed {seed}, truncation {psi})")
     return 0
-
-
-def edit_command(args: argparse.Namespace) -> int:
-    """Generate `args.seed`, drag `args.drag` ("x,y:x,y" image px) with `args.method`, write the
-    result to `args.out` and, with `args.report`, a JSON report (config, timings, trajectories,
-    final distances). Exit code 0 when the drag ran (reached or out of steps), 1 if it diverged."""
-    from ..cli import parse_overrides
-
-    from ..limits import check_drag_config, check_point_count
-
-    points = parse_drags(args.drag)
-    check_point_count(len(points))
-    seed, psi = _seed_and_psi(args)
-    overrides: dict[str, Any] = parse_overrides(args.set)
-    latent = None
-    if getattr(args, "latent", None):
-        from . import latent_file
-
-        latent = latent_file.load(args.latent)
-        if not getattr(args, "model", None) and latent.model:
-            args.model = latent.model  # the model the photo was projected into
-    editor = _editor(args)
-    if latent is not None:
-        _use_latent(editor, latent)
-    else:
-        editor.generate(seed, psi)
-    validate(points, editor.image_size)
-    mask = load_mask(args.mask, editor.image_size)
-    if args.steps is not None:
-        overrides.setdefault("max_steps", int(args.steps))
-    try:
-        config = editor.default_config(args.method, **overrides)
-    except (TypeError, ValueError) as e:
-        raise UserError(f"Bad drag setting in --set: {e}") from None
-    try:
-        check_drag_config(config)
-    except UserError as e:
-        raise UserError(f"Bad drag setting in --set: {e}") from None
-
-    progress = TerminalProgress(disable=bool(args.quiet))
-    try:
-        session = editor.session(points, config, mask=mask, w_plus=not args.w_space, progress=progress)
-        result = session.run()
-    finally:
-        progress.close()
-    out_img = editor.image()
-    if latent is not None and getattr(args, "paste_back", False):
-        out_img = _paste_into_photo(args, latent, out_img)
-    path = _save_png(out_img, args.out)
-
-    summary = {
-        "backend": "gan",
-        "model": args.model or "toy (assets/models/toy_gan)",
-        "seed": None if latent is not None else seed,
-        "latent": getattr(args, "latent", None),
-        "pti": bool(latent is not None and latent.weight_delta),
-        "truncation_psi": None if latent is not None else psi,
-        "device": str(editor.device),
-        "w_space": "W" if args.w_space else "W+",
-        "feature_res": session.backend.feature_res,
-        "image_size": list(editor.image_size),
-        "mask": args.mask,
-        "output": str(path),
-        **result.to_dict(),
-    }
-    if args.report:
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(json.dumps(summary, indent=2) + "\n")
-    dists = ", ".join(f"{d:.1f}" for d in result.distances.tolist())
-    print(f"wrote {path}: {result.status} after {result.steps} steps; distances to targets (px): {dists}")
-    if result.error:
-        print(result.error, file=sys.stderr)
-    return 1 if result.status == "diverged" else 0

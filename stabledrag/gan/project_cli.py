@@ -41,7 +41,7 @@ def read_photo(path: str) -> Any:
 
 def projection_config(args: argparse.Namespace) -> Any:
     """`ProjectionConfig` from `--set KEY=VALUE` and the step options (UserError when invalid)."""
-    from ..cli import parse_overrides
+    from ..overrides import parse_overrides
     from .projection import ProjectionConfig
 
     values: dict[str, Any] = parse_overrides(args.set)
