@@ -42,6 +42,9 @@ NO_MODEL = "no-such-model-folder"
     (["--image", "{d}/in.png", "--set", "lr=1e20"], "lr must be a number between 0 and 1"),
     (["--image", "{d}/in.png", "--set", "stop_distance=Infinity"], "stop_distance must be a finite number"),
     (["--image", "{d}/in.png", "--prompt", "x" * 5000], "The prompt is too long (5000 characters)"),
+    (["--image", "{d}/in.png", "--w-space"], "--w-space is for --backend gan"),
+    (["--image", "{d}/in.png", "--truncation", "0.5"], "--truncation is for --backend gan"),
+    (["--image", "{d}/in.png", "--out", "{d}/no/such/folder/o.png"], "The output folder"),
 ])
 def test_diffusion_cli_refuses_bad_input_before_loading_the_model(files, capsys, extra, message):
     argv = ["edit", "--backend", "diffusion", "--model", NO_MODEL, "--drag", "10,10:20,10",
@@ -75,6 +78,9 @@ def tiny_gan(tmp_path_factory):
     (["--set", "r_m=1e6"], "r_m must be a number between 0 and 64"),
     (["--set", "lr=1e20"], "lr must be a number between 0 and 1"),
     (["--mask", "{d}/bomb.png"], "The mask is too large"),
+    (["--prompt", "p", "--lora-steps", "5"], "--prompt is for --backend diffusion"),  # issue 15: not ignored
+    (["--lora-steps", "5"], "--lora-steps is for --backend diffusion"),
+    (["--paste-back"], "use it with --latent"),
 ])
 def test_gan_cli_refuses_bad_input(files, tiny_gan, capsys, extra, message):
     argv = ["edit", "--backend", "gan", "--model", tiny_gan, "--drag", "10,10:20,10", "--steps", "2", "--quiet",
