@@ -24,7 +24,6 @@ CLI: `python -m stabledrag.toy.render --seed 0 --n 16 --out grid.png [--annotate
 
 from __future__ import annotations
 
-import argparse
 import functools
 import logging
 import math
@@ -536,38 +535,3 @@ def draw_marks(image: np.ndarray, points: Sequence[Point], colour: Colour = (0, 
             if 0 <= yi + k < h and 0 <= xi < w:
                 out[yi + k, xi] = colour
     return out
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """`python -m stabledrag.toy.render`: write a grid of dataset faces to a PNG."""
-    from PIL import Image
-
-    from .dataset import ToyFaces
-
-    p = argparse.ArgumentParser(prog="python -m stabledrag.toy.render", description="Write a grid of toy faces.")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n", type=int, default=16)
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--annotate", action="store_true",
-                   help="mark detected parts (black) and the renderer's ground truth (white)")
-    p.add_argument("--out", required=True)
-    args = p.parse_args(argv)
-    ds = ToyFaces(args.seed, size=args.size)
-    tiles = []
-    for i in range(args.n):
-        img, geo, caption = ds[i]
-        if args.annotate:
-            from .detect import detect
-
-            det = detect(img)
-            img = draw_marks(img, list(geo.keypoints().values()), (255, 255, 255), arm=1)
-            img = draw_marks(img, [p for p in det.keypoints().values() if p is not None], (0, 0, 0), arm=1)
-        tiles.append(img)
-        logger.info("%d: %s", i, caption)
-    Image.fromarray(make_grid(tiles)).save(args.out)
-    print(args.out)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

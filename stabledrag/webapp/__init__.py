@@ -13,7 +13,6 @@ Modules, one idea each:
   runner        run blocking work in a thread and stream its progress reports
   diff_handlers / gan_handlers   the tabs' event handlers as plain, testable functions
   ui            the Gradio Blocks page (`build_demo`)
-  screenshots   `python -m stabledrag.webapp.screenshots`: README screenshots with headless Chromium
 
-Only `ui` (and `screenshots`) import gradio.
+Only `ui` imports gradio (the screenshot scripts live in `scripts/`).
 """

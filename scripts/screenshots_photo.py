@@ -1,6 +1,6 @@
 """README screenshots of the GAN tab's "Upload a photo", taken by headless Chromium as a user would:
 
-    python -m stabledrag.webapp.screenshots_photo [--photo assets/examples/toy_face_1.png] [--out assets/screenshots]
+    python -m scripts.screenshots_photo [--photo assets/examples/toy_face_1.png] [--out assets/screenshots]
 
 Starts the app in-process (bundled toy GAN unless `--gan-model`), opens the GAN tab, uploads the
 photo, waits for the projection (screenshot while projecting and after), clicks an eye and a
@@ -23,7 +23,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from stabledrag.paths import EXAMPLES_DIR
 
-from .screenshots import CHROMIUM, CHROMIUM_ARGS, DEFAULT_OUT, VIEWPORT, _click_image_px, _shown_image, _wait_status
+from scripts.screenshots import CHROMIUM, CHROMIUM_ARGS, DEFAULT_OUT, VIEWPORT, _click_image_px, _shown_image, _wait_status
 
 log = logging.getLogger(__name__)
 DEFAULT_PHOTO = EXAMPLES_DIR / "toy_face_1.png"
@@ -47,11 +47,11 @@ def photo_flow(page: Any, photo: Path, out: Path, timeout_s: float) -> dict[str,
     page.screenshot(path=str(out / "gan_projected_projected.png"), full_page=True, animations="disabled")
     seen["quality"] = page.locator("#gan_photo_quality").inner_text()
 
-    from ..gan.checkpoints import load_generator
+    from stabledrag.gan.checkpoints import load_generator
 
     res = load_generator(None, "cpu").img_resolution
     small, size = _shown_image(page, "#gan_result img", f"({res}x{res})")
-    from ..toy.detect import detect
+    from stabledrag.toy.detect import detect
 
     det = detect(small)
     eye = det.right_eye or (0.62 * res, 0.42 * res)
@@ -85,7 +85,7 @@ def photo_flow(page: Any, photo: Path, out: Path, timeout_s: float) -> dict[str,
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Start the app, run the flow, print what was seen."""
-    p = argparse.ArgumentParser(prog="python -m stabledrag.webapp.screenshots_photo", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m scripts.screenshots_photo", description=__doc__.split("\n")[0])
     p.add_argument("--photo", default=str(DEFAULT_PHOTO))
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--gan-model", default=None)
@@ -97,8 +97,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ImportError:
         print("error: install playwright (pip install playwright) and Chromium at /usr/bin/chromium", file=sys.stderr)
         return 2
-    from .args import parse_args
-    from .ui import build_demo, launch_kwargs
+    from stabledrag.webapp.args import parse_args
+    from stabledrag.webapp.ui import build_demo, launch_kwargs
 
     app_args = ["--models-dir", tempfile.mkdtemp(prefix="stabledrag-none-")]
     if args.gan_model:

@@ -1,6 +1,6 @@
 """README screenshots of both tabs, mid-drag and after, taken by headless Chromium.
 
-    python -m stabledrag.webapp.screenshots [--out assets/screenshots] [--tiny]
+    python -m scripts.screenshots [--out assets/screenshots] [--tiny]
 
 Starts the app in-process (bundled toy models by default; `--gan-model` / `--diffusion-model`
 choose others, `--tiny` uses tiny random models to check the page without them), drives it with
@@ -41,7 +41,7 @@ def drag_for(image: np.ndarray) -> tuple[tuple[float, float], tuple[float, float
     up, or the mouth's right corner up; fixed fractions when the detector finds neither."""
     h, w = image.shape[:2]
     try:
-        from ..toy.detect import detect
+        from stabledrag.toy.detect import detect
 
         det = detect(image)
         if det.right_eye is not None:
@@ -190,7 +190,7 @@ def gan_tab(page: Any, out: Path, timeout_s: float, max_steps: int = 40) -> None
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse arguments, start the app, take the four screenshots."""
-    p = argparse.ArgumentParser(prog="python -m stabledrag.webapp.screenshots", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m scripts.screenshots", description=__doc__.split("\n")[0])
     p.add_argument("--out", default=str(DEFAULT_OUT), help="folder for the PNGs (default assets/screenshots)")
     p.add_argument("--tiny", action="store_true", help="tiny random models instead of the bundled ones")
     p.add_argument("--gan-model", default=None)
@@ -210,12 +210,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("error: install playwright (pip install playwright) and Chromium at /usr/bin/chromium", file=sys.stderr)
         return 2
 
-    from .args import parse_args
-    from .ui import build_demo, launch_kwargs
+    from stabledrag.webapp.args import parse_args
+    from stabledrag.webapp.ui import build_demo, launch_kwargs
 
     app_args = ["--models-dir", tempfile.mkdtemp(prefix="stabledrag-none-")]
     if args.tiny:
-        from .testing import save_tiny_gan, save_tiny_sd
+        from stabledrag.webapp.testing import save_tiny_gan, save_tiny_sd
 
         root = Path(tempfile.mkdtemp(prefix="stabledrag-tiny-"))
         app_args += ["--gan-model", save_tiny_gan(root, resolution=64), "--diffusion-model", save_tiny_sd(root, 128)]
