@@ -22,3 +22,31 @@ def test_readme_opens_with_two_setup_commands():
 def test_ci_runs_the_readme_test_command_verbatim():
     ci = (ROOT / ".ci" / "run").read_text()
     assert _readme_commands()[1] in ci.splitlines()
+
+
+def test_pyproject_declares_the_package_and_the_console_script():
+    import importlib
+    import tomllib
+
+    doc = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    module, func = doc["project"]["scripts"]["stabledrag"].split(":")
+    main = getattr(importlib.import_module(module), func)
+    import pytest
+
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    reqs = [ln.strip() for ln in (ROOT / "requirements.txt").read_text().splitlines()
+            if ln.strip() and not ln.startswith("#")]
+    assert doc["project"]["dependencies"] == reqs  # one list of dependencies, written twice in sync
+    assert "line-length" in doc["tool"]["ruff"]
+
+
+def test_no_script_or_cli_inside_library_modules():
+    """Scripts live in scripts/; library modules under stabledrag/toy have no `__main__` block
+    except the training scripts (their own entry points)."""
+    for path in (ROOT / "stabledrag" / "toy").glob("*.py"):
+        if path.name.startswith("train_"):
+            continue
+        assert 'if __name__ == "__main__"' not in path.read_text(), path
+    assert not (ROOT / "stabledrag" / "webapp" / "screenshots.py").exists()
