@@ -2,11 +2,13 @@
 
 One dataclass, `DragConfig`, with a preset per method:
 - "stabledrag":    discriminative tracker + confident motion supervision (StableDrag), on *our tuned*
-                   engine settings (`gan_defaults`, `diffusion_defaults`);
+                   engine settings (each engine's presets: `stabledrag.gan.presets.gan_defaults`,
+                   `stabledrag.diffusion.presets.diffusion_defaults`);
 - "baseline":      nearest-neighbour tracker + plain supervision on the same tuned settings: isolates
                    what StableDrag's tracker and supervision change;
-- "draggan":       DragGAN's published algorithm and defaults exactly (`draggan_defaults`);
-- "dragdiffusion": DragDiffusion's published algorithm and defaults exactly (`dragdiffusion_defaults`).
+- "draggan":       DragGAN's published algorithm and defaults exactly (`gan.presets.draggan_defaults`);
+- "dragdiffusion": DragDiffusion's published algorithm and defaults exactly (`diffusion.presets.dragdiffusion_defaults`).
+The presets live with their engines: this module (part of the core) imports no engine.
 Users may override any field. Distances and radii are in *feature* pixels of the backend's feature map.
 """
 
@@ -148,90 +150,3 @@ class DragConfig:
         if unknown:
             raise ValueError(f"unknown drag settings: {sorted(unknown)}")
         return cls(**data)
-
-
-def diffusion_defaults(method: str = "stabledrag", **overrides: Any) -> DragConfig:
-    """Diffusion drag settings for `method`.
-
-    "dragdiffusion": `dragdiffusion_defaults` (DragDiffusion exactly). "stabledrag" / "baseline":
-    *our tuned* settings, close to DragDiffusion's (features at H/2 x W/2, r_m 1, r_p 3, Adam lr 0.01,
-    <= 80 steps, mask lambda 0.1, L1 tracking) but with sub-pixel points, a stop within 2 feature px
-    and no motion loss for handles within 2 px (DragDiffusion: whole cells, stop when < 2, push
-    when >= 2).
-    """
-    if method == "dragdiffusion":
-        return dragdiffusion_defaults(**overrides)
-    base = dict(method=method, r_m=1.0, r_p=3.0, patch_shape="square", lr=0.01, max_steps=80,
-                stop_distance=2.0, lambda_mask=0.1, nn_metric="l1")
-    base.update(overrides)
-    return DragConfig(**base)
-
-
-def dragdiffusion_defaults(**overrides: Any) -> DragConfig:
-    """DragDiffusion's drag exactly (Shi et al. 2024, its `drag_utils.drag_diffusion_update` and UI
-    defaults), in our conventions:
-
-    - points: `round(p * sup_res / full_res)`, sup_res = half the image (point_snap "cell");
-    - tracking: nearest neighbour, L1 over channels, square window r_p = 3, templates at p^0;
-    - motion: square patch r_m = 1, loss `(2 r_m + 1)^2 * mean|.|` = sum over positions of the
-      channel mean (reduction "sum"), skipped for a handle when `|t - p| < 2`; with whole-cell
-      points the squared distance is an integer, so `>= 2` is `> 1.5`;
-    - stop when every `|t - p| < 2`, i.e. `<= sqrt 2` on whole cells: stop_distance 1.5 gives both
-      rules exactly (stop within it, no motion loss within it);
-    - Adam lr 0.01, 80 steps (n_pix_step), mask term lambda 0.1 on the one-step-denoised latent.
-    Engine settings (LoRA, inversion, feature block) are in `diffusion.editor.dragdiffusion_edit_config`.
-    """
-    base = dict(method="dragdiffusion", r_m=1.0, r_p=3.0, patch_shape="square", lr=0.01, max_steps=80,
-                stop_distance=1.5, lambda_mask=0.1, nn_metric="l1",
-                motion_reduction="sum", point_snap="cell")
-    base.update(overrides)
-    return DragConfig(**base)
-
-
-def gan_defaults(method: str = "stabledrag", image_height: int = 512, **overrides: Any) -> DragConfig:
-    """GAN drag settings for `method` on features at full image size (`image_height` px).
-
-    "draggan": `draggan_defaults` (DragGAN exactly). "stabledrag" / "baseline": *our tuned*
-    settings (they differ from DragGAN's): r_m 3 and r_p 12 scaled by H/512 (at least 1 and 2),
-    centred disk patch, Adam lr 2e-3, stop within max(2 H/512, 1) px, mask lambda 20, L2 tracking,
-    sub-pixel points; the GAN editor drags on b64 of a 128 px model (DragGAN: b128).
-    """
-    if method == "draggan":
-        return draggan_defaults(image_height, **overrides)
-    s = image_height / 512.0
-    base = dict(method=method, r_m=float(max(1, round(3 * s))), r_p=float(max(2, round(12 * s))),
-                patch_shape="disk", lr=2e-3, max_steps=300, stop_distance=max(2.0 * s, 1.0),
-                lambda_mask=20.0, nn_metric="l2",
-                motion_reduction="mean")
-    base.update(overrides)
-    return DragConfig(**base)
-
-
-#: DragGAN's UI defaults (`r1`, `r2` at 512 px, lambda_mask, lr) and its feature index.
-DRAGGAN_R1, DRAGGAN_R2, DRAGGAN_LAMBDA_MASK, DRAGGAN_LR, DRAGGAN_FEATURE_INDEX = 3, 12, 20.0, 1e-3, 5
-
-
-def draggan_defaults(image_height: int = 512, **overrides: Any) -> DragConfig:
-    """DragGAN's drag exactly (Pan et al. 2023, its `renderer._render_drag_impl` and UI defaults),
-    for an `image_height` px model, in our conventions:
-
-    - features: synthesis block `feature_idx = 5` (b128 on 128-1024 px models), bilinear
-      (align_corners False) to H x W (the GAN editor picks the block: `gan.editor.draggan_feature_res`);
-    - points: whole pixels (point_snap "pixel");
-    - tracking: nearest neighbour, L2 over channels, square window r_p = round(12 H / 512);
-    - motion: DragGAN's grid patch (patch_shape "draggan") of radius r_m = round(3 H / 512)
-      (at least 1: below 86 px DragGAN's own patch would be empty), loss = mean |.| over patch
-      and channels (reduction "mean"), summed over handles;
-    - stop when every |t - p| <= max(2 H / 512, 2); every handle with |t - p| > 1 is pushed while
-      any is farther than that (supervise_min_distance 1);
-    - Adam lr 1e-3 on the first 6 W+ vectors, mask term lambda 20 (mean |F - F0| on the fixed part);
-    - max_steps 300 is ours (DragGAN runs until stopped).
-    Python's `round` (half to even) as in DragGAN.
-    """
-    h = float(image_height)
-    base = dict(method="draggan", r_m=float(max(1, round(DRAGGAN_R1 / 512 * h))),
-                r_p=float(max(1, round(DRAGGAN_R2 / 512 * h))), patch_shape="draggan", lr=DRAGGAN_LR,
-                max_steps=300, stop_distance=max(2.0 / 512 * h, 2.0), supervise_min_distance=1.0,
-                lambda_mask=DRAGGAN_LAMBDA_MASK, nn_metric="l2", motion_reduction="mean", point_snap="pixel")
-    base.update(overrides)
-    return DragConfig(**base)

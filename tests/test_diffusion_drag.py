@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from stabledrag.config import diffusion_defaults
+from stabledrag.diffusion.presets import diffusion_defaults
 from stabledrag.diffusion.backend import DiffusionBackend
 from stabledrag.diffusion.inversion import InversionConfig, encode_prompt, make_schedulers, start_timestep
 from stabledrag.diffusion.tiny import build_tiny_pipeline

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from lora_tuning import IdentityLoraConfig, active_lora
-from stabledrag.config import diffusion_defaults
+from stabledrag.diffusion.presets import diffusion_defaults
 from stabledrag.diffusion.editor import DiffusionEditConfig, DiffusionEditor
 from stabledrag.diffusion.images import to_rgb
 from stabledrag.diffusion.inversion import InversionConfig

@@ -2,7 +2,9 @@ import torch
 import pytest
 
 from stabledrag.bench.synthetic import TranslatingTextureBackend, smooth_field
-from stabledrag.config import DragConfig, diffusion_defaults, gan_defaults
+from stabledrag.config import DragConfig
+from stabledrag.diffusion.presets import diffusion_defaults
+from stabledrag.gan.presets import gan_defaults
 from stabledrag.drag import DragSession, drag
 from stabledrag.points import from_pairs
 from stabledrag.progress import CancelToken

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from stabledrag.config import gan_defaults
+from stabledrag.gan.presets import gan_defaults
 from stabledrag.drag import Backend
 from stabledrag.errors import UserError
 from stabledrag.gan.checkpoints import save_native

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..config import diffusion_defaults
+from ..diffusion.presets import diffusion_defaults
 from ..device import choose
 from ..drag import DragSession
 from ..points import from_pairs

@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from ..config import gan_defaults
+from ..gan.presets import gan_defaults
 from ..gan.editor import draggan_feature_res
 from ..drag import DragSession
 from ..gan.backend import GanBackend

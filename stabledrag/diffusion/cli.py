@@ -16,7 +16,7 @@ from typing import Any, Optional
 from PIL import Image
 
 from .. import imageio
-from ..config import diffusion_defaults
+from .presets import diffusion_defaults
 from ..errors import UserError
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,8 @@ from PIL import Image
 
 from lora_tuning import IdentityLoraConfig, active_lora, ensure_identity_lora, model_identity
 
-from ..config import DragConfig, diffusion_defaults
+from ..config import DragConfig
+from .presets import diffusion_defaults
 from ..drag import BackendOutput, DragResult, DragSession
 from ..errors import UserError
 from ..points import DragPoints, scale_points, snap_points, validate

@@ -21,7 +21,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ..config import DRAGGAN_FEATURE_INDEX, DragConfig, gan_defaults
+from ..config import DragConfig
+from .presets import DRAGGAN_FEATURE_INDEX, gan_defaults
 from ..device import resolve_device
 from ..drag import DragSession
 from ..errors import UserError

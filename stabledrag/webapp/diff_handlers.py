@@ -141,7 +141,7 @@ class DiffSettings(TabSettings):
         """The engine's `DiffusionEditConfig` for these settings: the method's preset, the model's
         `recommended` settings the tab has no field for (e.g. `lora.batch_size`), then this tab's
         values. UserError for invalid values."""
-        from ..config import diffusion_defaults
+        from ..diffusion.presets import diffusion_defaults
         from ..diffusion.editor import DiffusionEditConfig
 
         try:
