@@ -153,6 +153,7 @@ def served_bundled():
         yield new_client, TOY_GAN_LABEL, TOY_SD_LABEL
 
 
+@pytest.mark.slow
 def test_gan_and_diff_drags_on_the_bundled_models(served_bundled):
     """A GAN drag (an eye moved up) and a Diff drag (a toy example face) with the default menus."""
     from stabledrag.toy.detect import detect

@@ -30,11 +30,18 @@ def test_bench_tracking_prints_json(capsys, tmp_path):
         (gan["fit_ms"] + gan["track_ms"]) / gan["step_ms"], rel=0.02)
 
 
-def test_module_entry_point_and_user_errors_exit_2():
-    r = subprocess.run([sys.executable, "-m", "stabledrag", "bench", "tracking", "--cases", "1", "--no-gan"],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["benchmark"] == "tracking"
+def test_module_entry_point_and_user_errors_exit_2(tmp_path):
+    """`edit --help` exits 0; `python -m stabledrag` passes main's exit code to the shell: 2 and one line
+    (no traceback) for a user error, found before any model is loaded."""
+    with pytest.raises(SystemExit) as e:
+        main(["edit", "--help"])
+    assert e.value.code == 0
+    r = subprocess.run([sys.executable, "-m", "stabledrag", "edit", "--backend", "gan", "--prompt", "p",
+                        "--drag", "1,1:2,2", "--out", str(tmp_path / "o.png")], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2
+    assert r.stderr == "error: --prompt is for --backend diffusion; drop it with --backend gan.\n"
+    assert not (tmp_path / "o.png").exists()
 
 
 def test_parse_overrides():

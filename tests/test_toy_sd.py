@@ -47,6 +47,7 @@ def test_part_weights_mark_eyes_and_mouth_only() -> None:
     assert w[0, 0, 6, 6] == 1.0 and w[0, 0, 4, 4] == 1.0
 
 
+@pytest.mark.slow
 def test_training_stages_run_resume_and_export(tmp_path: Path) -> None:
     cfg = _tiny_cfg(tmp_path)
     run = Path(cfg.run_dir)
