@@ -116,10 +116,12 @@ def test_engine_options_are_refused_for_other_engines(texture_engine, tmp_path, 
 def test_a_registered_engine_runs_through_bench_toy(texture_engine, tmp_path, capsys):
     out = tmp_path / "toy.json"
     assert main(["bench", "toy", "--backend", "texture", "--cases", "1", "--methods", "baseline",
-                 "--kinds", "eye_short", "--out", str(out)]) == 0
+                 "--kinds", "eye_short", "--out", str(out), "--sheet", str(tmp_path / "sheet.png")]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data == json.loads(out.read_text())
     assert data["backend"] == "texture" and data["model"] == "texture" and data["settings"]["cases"] == 1
+    sheet = Image.open(tmp_path / "sheet.png")  # drawn by visualize.py: source, points, result
+    assert data["sheet"] == str(tmp_path / "sheet.png") and sheet.width > 128 and sheet.height >= 128
     (row,) = data["cases"]["baseline"]
     assert row["kind"] == "eye_short" and row["steps"] >= 1
     # the texture engine moves the whole face, so the detected eye follows the drag's offset
