@@ -47,7 +47,8 @@ def diffusion_edit_check(small: bool, device: torch.device, dtype: torch.dtype) 
     """One whole edit, the same edit again (cached), and the edit without the identity LoRA."""
     from ..diffusion.editor import DiffusionEditor, edit_config_for
     from ..points import from_pairs
-    from .speed_diffusion import _peak_mb, _reset_peak, _test_image, build_sd15_pipeline
+    from .memory import peak_mb, reset_peak
+    from .speed_diffusion import _test_image, build_sd15_pipeline
 
     size = 64 if small else 512
     if small:
@@ -67,13 +68,13 @@ def diffusion_edit_check(small: bool, device: torch.device, dtype: torch.dtype) 
         editor = DiffusionEditor(pipeline=pipe, lora_cache_dir=cache)
         runs = {}
         for name, run_cfg in (("first", cfg), ("repeat", cfg), ("no_lora", cfg.with_overrides({"lora.steps": 0}))):
-            _reset_peak(device)
+            reset_peak(device)
             t0 = time.perf_counter()
             res = editor.edit(image, points, config=run_cfg)
             runs[name] = {"wall_s": round(time.perf_counter() - t0, 3),
                           "timings": {k: round(v, 4) for k, v in res.timings.items()},
                           "cached": res.cached, "drag": {"status": res.drag.status, "steps": res.drag.steps},
-                          "peak_memory_mb": _peak_mb(device)}
+                          "peak_memory_mb": peak_mb(device)}
     out["runs"] = runs
     out["lora_cost"] = _edit_phase_ratios(runs["first"], runs["no_lora"])
     return out

@@ -15,8 +15,8 @@ code paths, per phase:
 - `denoise_step_s`: one DDIM denoising step of the [source, dragged] batch with reference-latent
   control;
 - `vae_encode_s` / `vae_decode_s`;
-- `peak_memory_mb`: peak resident memory (CPU, whole process, `ru_maxrss`) or peak allocated
-  CUDA memory, after each phase.
+- `peak_memory_mb`: peak resident memory (CPU, whole process) or peak allocated CUDA memory,
+  after each phase (`bench.memory`).
 
 Each per-step time is the best of `steps` repetitions after an untimed first one (set-up,
 warm-up); the three drag variants are stepped in turn so that load from other processes hits
@@ -43,28 +43,9 @@ from ..drag import DragSession
 from ..points import from_pairs
 from ..progress import Progress
 
+from .memory import peak_mb, reset_peak, sync
+
 log = logging.getLogger(__name__)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _reset_peak(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def _peak_mb(device: torch.device) -> Optional[float]:
-    if device.type == "cuda":
-        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    try:
-        import resource
-
-        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
-    except (ImportError, OSError):  # pragma: no cover - non-Unix
-        return None
 
 
 def _best_after_first(xs: list[float]) -> float:
@@ -84,7 +65,7 @@ class _StepClock:
         self._last: Optional[tuple[float, float]] = None
 
     def __call__(self, p: Progress) -> None:
-        _sync(self.device)
+        sync(self.device)
         now = (time.perf_counter(), time.process_time())
         if self._last is not None and p.step > 0:
             self.wall.append(now[0] - self._last[0])
@@ -98,10 +79,10 @@ class _StepClock:
 
 def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, float, Any]:
     """(wall seconds, process-CPU seconds, result) of one call."""
-    _sync(device)
+    sync(device)
     t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
-    _sync(device)
+    sync(device)
     return time.perf_counter() - t0, time.process_time() - c0, out
 
 
@@ -199,7 +180,7 @@ def diffusion_speed(size: Optional[int] = None, steps: int = 3, device: Optional
         raise ValueError(f"size must be a multiple of 64, got {size}")
     steps = max(1, int(steps))
     lora_batch = int(lora_batch or (4 if dev.type == "cuda" else 1))
-    _reset_peak(dev)
+    reset_peak(dev)
     t0 = time.perf_counter()
     if tiny:
         from ..diffusion.tiny import build_tiny_pipeline
@@ -218,7 +199,7 @@ def diffusion_speed(size: Optional[int] = None, steps: int = 3, device: Optional
     lora = train_identity_lora(pipe, image, "a photo", IdentityLoraConfig(steps=steps + 1, batch_size=lora_batch,
                                                                             resolution=size), progress=clock)
     phases["lora_step_s"], cpu["lora_step_s"] = clock.per_step()
-    memory["after_lora"] = _peak_mb(dev)
+    memory["after_lora"] = peak_mb(dev)
     # The identity LoRA stays on the UNet for every later phase, as in a real edit (peft layers
     # add work to each attention projection).
     with tempfile.TemporaryDirectory() as tmp:
@@ -232,7 +213,7 @@ def diffusion_speed(size: Optional[int] = None, steps: int = 3, device: Optional
     clock = _StepClock(dev)
     z_t, t = ddim_invert(pipe.unet, pipe.scheduler.config, latent, emb, inv_cfg, progress=clock)
     phases["inversion_step_s"], cpu["inversion_step_s"] = clock.per_step()
-    memory["after_inversion"] = _peak_mb(dev)
+    memory["after_inversion"] = peak_mb(dev)
 
     # Drag steps at the timestep reached, three ways.
     scheduler, _ = make_schedulers(pipe.scheduler.config, inv_cfg)
@@ -242,7 +223,7 @@ def diffusion_speed(size: Optional[int] = None, steps: int = 3, device: Optional
                   tracker_track_s=drag["cut"]["track_s"])
     cpu.update(drag_step_cut_s=drag["cut"]["step_cpu_s"], drag_step_full_s=drag["full"]["step_cpu_s"],
                drag_step_mask_s=drag["mask"]["step_cpu_s"])
-    memory["after_drag"] = _peak_mb(dev)
+    memory["after_drag"] = peak_mb(dev)
 
     # Denoising [source, dragged] with source K/V in up_blocks.2-3.
     den_cfg = InversionConfig(num_steps=50, strength=(steps + 1) / 50)
@@ -253,7 +234,7 @@ def diffusion_speed(size: Optional[int] = None, steps: int = 3, device: Optional
     phases["denoise_step_s"], cpu["denoise_step_s"] = clock.per_step()
     with torch.no_grad():
         phases["vae_decode_s"], cpu["vae_decode_s"], _ = _timed(lambda: decode_latent(pipe.vae, final[1:]), dev)
-    memory["after_denoise"] = _peak_mb(dev)
+    memory["after_denoise"] = peak_mb(dev)
 
     phases = {k: round(v, 4) for k, v in phases.items()}
     cpu = {k: round(v, 4) for k, v in cpu.items()}

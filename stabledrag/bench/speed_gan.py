@@ -33,6 +33,7 @@ from ..drag import DragSession
 from ..gan.backend import GanBackend
 from ..gan.networks import Generator, GeneratorConfig
 from ..points import from_pairs
+from .memory import peak_mb, reset_peak, sync
 
 log = logging.getLogger(__name__)
 
@@ -43,44 +44,15 @@ def official_config(resolution: int) -> GeneratorConfig:
                            channel_base=32768, channel_max=512, num_fp16_res=4, conv_clamp=256)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _timed(fn: Callable[[], Any], device: torch.device, repeats: int) -> tuple[float, Any]:
     """Mean seconds of `repeats` calls of `fn` (and its last result)."""
     out = None
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     for _ in range(repeats):
         out = fn()
-    _sync(device)
+    sync(device)
     return (time.perf_counter() - t0) / max(1, repeats), out
-
-
-def _reset_peak(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return
-    try:  # Linux: writing 5 resets the process's peak RSS (VmHWM)
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _peak_mb(device: torch.device) -> Optional[float]:
-    if device.type == "cuda":
-        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
 
 
 def measure(resolution: int, device: torch.device, steps: int = 3,
@@ -89,7 +61,7 @@ def measure(resolution: int, device: torch.device, steps: int = 3,
     """Timings for one resolution on one device (see the module docstring); `config` replaces the
     official architecture (e.g. a small one for a dry run). "draggan" drags on DragGAN's block."""
     torch.manual_seed(seed)
-    _reset_peak(device)
+    reset_peak(device)
     G = Generator(config or official_config(resolution)).to(device)
     res: dict[str, Any] = {
         "resolution": resolution,
@@ -114,18 +86,18 @@ def measure(resolution: int, device: torch.device, steps: int = 3,
     res["methods"] = {}
     for method in methods:
         config = gan_defaults(method, resolution, max_steps=steps + 1)
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         feature_res = draggan_feature_res(G) if method == "draggan" else None
         session = DragSession(GanBackend(G, ws, feature_res=feature_res), points, config)
-        _sync(device)
+        sync(device)
         start = time.perf_counter() - t0
         times, cpu_times = [], []
         for _ in range(steps + 1):
-            _sync(device)
+            sync(device)
             t0, c0 = time.perf_counter(), time.process_time()
             rec = session.step()
-            _sync(device)
+            sync(device)
             if rec is None:
                 break
             times.append(time.perf_counter() - t0)
@@ -145,7 +117,7 @@ def measure(resolution: int, device: torch.device, steps: int = 3,
         del session
     for key in ("forward_image_s", "forward_features_s", "preview_s"):
         res[key] = round(res[key], 4)
-    res["peak_memory_mb"] = _peak_mb(device)
+    res["peak_memory_mb"] = peak_mb(device)
     del G, backend
     if device.type == "cuda":
         torch.cuda.empty_cache()
