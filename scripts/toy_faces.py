@@ -6,11 +6,31 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from typing import Optional, Sequence
 
-from stabledrag.toy.render import draw_marks, make_grid
+import numpy as np
+
+from stabledrag.toy.render import make_grid
 
 logger = logging.getLogger(__name__)
+
+
+def draw_marks(image: np.ndarray, points: Sequence[tuple[float, float]],
+               colour: tuple[int, int, int] = (0, 0, 0), arm: int = 2) -> np.ndarray:
+    """A copy of `image` with a small '+' at each `(x, y)` point (rounded to pixels)."""
+    out = image.copy()
+    h, w = out.shape[:2]
+    for x, y in points:
+        if not (math.isfinite(x) and math.isfinite(y)):
+            continue
+        xi, yi = int(round(x)), int(round(y))
+        for k in range(-arm, arm + 1):
+            if 0 <= yi < h and 0 <= xi + k < w:
+                out[yi, xi + k] = colour
+            if 0 <= yi + k < h and 0 <= xi < w:
+                out[yi + k, xi] = colour
+    return out
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -519,19 +519,3 @@ def make_grid(images: Sequence[np.ndarray], columns: Optional[int] = None, pad: 
         r, c = divmod(k, cols)
         out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = im
     return out
-
-
-def draw_marks(image: np.ndarray, points: Sequence[Point], colour: Colour = (0, 0, 0), arm: int = 2) -> np.ndarray:
-    """A copy of `image` with a small '+' at each `(x, y)` point (rounded to pixels)."""
-    out = image.copy()
-    h, w = out.shape[:2]
-    for x, y in points:
-        if not (math.isfinite(x) and math.isfinite(y)):
-            continue
-        xi, yi = int(round(x)), int(round(y))
-        for k in range(-arm, arm + 1):
-            if 0 <= yi < h and 0 <= xi + k < w:
-                out[yi, xi + k] = colour
-            if 0 <= yi + k < h and 0 <= xi < w:
-                out[yi + k, xi] = colour
-    return out
