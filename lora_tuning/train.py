@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from stabledrag.diffusion.images import model_resolution, prepare_image, size_multiple
+from stabledrag.diffusion.unet import predict_noise
 from stabledrag.tensors import image_to_tensor
 from stabledrag.progress import CancelToken, ProgressCallback, report
 
@@ -121,7 +122,7 @@ def train_identity_lora(pipe: Any, image: Image.Image, prompt: str,
             noisy = noise_sched.add_noise(latents, noise, t)
             target = noise if prediction == "epsilon" else noise_sched.get_velocity(latents, noise, t)
             with _autocast(device, dtype):
-                pred = unet(noisy.to(dtype), t, encoder_hidden_states=text.to(dtype)).sample
+                pred = predict_noise(unet, noisy, t, text, dtype=dtype)
             loss = F.mse_loss(pred.float(), target.float())
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"LoRA training loss became {loss.item()} at step {step}")

@@ -20,9 +20,10 @@ import torch
 
 from ..drag import BackendOutput
 from ..supervision import latent_mask_loss
-from .features import FeatureExtractor
 from ..tensors import tensor_to_uint8
+from .features import FeatureExtractor
 from .inversion import decode_latent, one_step
+from .unet import predict_noise
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,6 @@ class DiffusionBackend:
             return None
         x0 = out.extras.get("x0")
         if x0 is None:
-            eps = self.pipe.unet(state.to(self.pipe.unet.dtype), self.t, encoder_hidden_states=self.emb).sample.float()
+            eps = predict_noise(self.pipe.unet, state, self.t, self.emb).float()
             _, x0 = one_step(self.scheduler, eps, self.t, state)
         return tensor_to_uint8(decode_latent(self.pipe.vae, x0.detach()))

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .unet import predict_noise
+
 
 #: Gradient scale through an fp16 UNet during the drag (loss scaling without touching the loop): the
 #: gradient entering the UNet's outputs is multiplied by it and the one leaving into the fp32 latent
@@ -111,7 +113,7 @@ class FeatureExtractor:
         handle = self._module.register_forward_hook(self._hook)
         noise: Optional[torch.Tensor] = None
         try:
-            noise = self.unet(latent.to(self.unet.dtype), t, encoder_hidden_states=emb).sample
+            noise = predict_noise(self.unet, latent, t, emb)
             noise = noise.float()
             if scale != 1.0:  # scaled in fp32, so the gradient is large before it is cast to fp16
                 noise = _ScaleGrad.apply(noise, scale)

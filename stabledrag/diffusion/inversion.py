@@ -22,6 +22,8 @@ from diffusers import DDIMInverseScheduler, DDIMScheduler
 from ..progress import CancelToken, ProgressCallback, report
 from ..tensors import image_to_tensor, tensor_to_uint8  # noqa: F401 (re-exported)
 
+from .unet import predict_noise
+
 log = logging.getLogger(__name__)
 
 #: Called after every denoising step with (step index, latents) — e.g. to preview.
@@ -122,12 +124,6 @@ def decode_latent(vae: Any, latent: torch.Tensor) -> torch.Tensor:
     return run_vae(vae, lambda dt: vae.decode(z.to(dt)).sample)
 
 
-def _predict(unet: Any, latent: torch.Tensor, t: int, emb: torch.Tensor) -> torch.Tensor:
-    if emb.shape[0] != latent.shape[0]:
-        emb = emb.expand(latent.shape[0], *emb.shape[1:])
-    return unet(latent.to(unet.dtype), t, encoder_hidden_states=emb).sample
-
-
 def prediction_to_noise(model_output: torch.Tensor, sample: torch.Tensor, alpha_prod: float | torch.Tensor,
                         prediction_type: str) -> torch.Tensor:
     """The noise `eps` that a UNet output means, read at the noise level it was evaluated at.
@@ -180,7 +176,7 @@ def ddim_invert(
     for i, t in enumerate(inv.timesteps[:n]):
         if cancel is not None:
             cancel.raise_if_cancelled()
-        out = _predict(unet, z, int(t), emb).float()
+        out = predict_noise(unet, z, int(t), emb).float()
         eps = prediction_to_noise(out, z, inv.alphas_cumprod[int(t)], prediction_type)
         z = inv.step(eps, t, z).prev_sample
         report(progress, "inversion", i + 1, n, {"t": int(t)})
@@ -214,7 +210,7 @@ def ddim_denoise(
     for i, t in enumerate(steps):
         if cancel is not None:
             cancel.raise_if_cancelled()
-        eps = _predict(unet, z, t, emb).float()
+        eps = predict_noise(unet, z, t, emb).float()
         z = fwd.step(eps, t, z, eta=0.0).prev_sample
         report(progress, "denoise", i + 1, len(steps), {"t": t})
         if on_step is not None:
