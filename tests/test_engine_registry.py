@@ -26,11 +26,11 @@ def _texture(image: np.ndarray, blur: int) -> torch.Tensor:
     return F.avg_pool2d(F.pad(t, (blur,) * 4, mode="replicate"), 2 * blur + 1, stride=1)[0]
 
 
-def _drag(image: np.ndarray, pairs, method: str, max_steps: int, blur: int):
+def _drag(image: np.ndarray, pairs, method: str, max_steps: int, blur: int, poison: Optional[int] = None):
     from stabledrag.points import from_pairs
 
     cfg = DragConfig(method=method, r_m=2, r_p=3, lr=0.3, max_steps=max_steps, stop_distance=1.0, lambda_mask=0.0)
-    res = drag(TranslatingTextureBackend(_texture(image, blur)), from_pairs(pairs), cfg)
+    res = drag(TranslatingTextureBackend(_texture(image, blur), poison_at_step=poison), from_pairs(pairs), cfg)
     dx, dy = (int(round(v)) for v in res.state.detach().tolist())
     return np.roll(image, shift=(dy, dx), axis=(0, 1)), res, (dx, dy)
 
@@ -40,7 +40,8 @@ class TextureEngine:
     help = "a test engine: the whole image moved by a learnt offset"
     default_cases = 2
     step_tracking = False
-    options = (Option(("--texture-blur",), dict(type=int, default=None, help="texture: box blur radius (px)")),)
+    options = (Option(("--texture-blur",), dict(type=int, default=None, help="texture: box blur radius (px)")),
+               Option(("--texture-poison",), dict(type=int, default=None, help="texture: NaN features from this call")))
 
     def edit(self, args, progress) -> EditOutcome:
         from stabledrag.imageio import read_image_array
@@ -49,7 +50,8 @@ class TextureEngine:
         image = read_image_array(args.image)
         points = validate(parse_drags(args.drag), (image.shape[1], image.shape[0]))
         pairs = list(zip(points.handles.tolist(), points.targets.tolist()))
-        out, res, offset = _drag(image, pairs, args.method, args.max_steps or 60, args.texture_blur or 2)
+        out, res, offset = _drag(image, pairs, args.method, args.max_steps or 60, args.texture_blur or 2,
+                                 args.texture_poison)
         return EditOutcome(image=out, status=res.status, steps=res.steps, final_distances=res.distances.tolist(),
                            report={"offset": list(offset), "config": res.config.to_dict()}, error=res.error)
 
@@ -134,3 +136,19 @@ def test_unknown_engine_is_a_user_error():
         engines.get("nope")
     assert {"diffusion", "gan"} <= set(engines.names())
     assert all(isinstance(e, engines.Engine) for e in engines.all_engines())
+
+
+def test_a_drag_that_ran_but_did_not_reach_exits_0_with_its_status(texture_engine, tmp_path, capsys):
+    """One exit-code rule for every engine: the drag ran (diverged or out of steps) -> 0, and the
+    report and the printed line say how it ended."""
+    _image(tmp_path)
+    base = ["edit", "--backend", "texture", "--image", str(tmp_path / "in.png"), "--drag", "40,44:45,46",
+            "--out", str(tmp_path / "o.png"), "--report", str(tmp_path / "r.json"), "--texture-blur", "1"]
+    assert main([*base, "--texture-poison", "3"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["status"] == "diverged" and report["error"] and report["error"] in captured.err
+    assert "diverged after" in captured.out and (tmp_path / "o.png").is_file()
+    assert main([*base, "--max-steps", "1"]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["status"] == "max_steps" and report["steps"] == 1
