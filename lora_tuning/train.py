@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from stabledrag.diffusion.images import model_resolution, prepare_image, size_multiple
+from stabledrag.diffusion.inversion import encode_prompt
 from stabledrag.diffusion.unet import predict_noise
 from stabledrag.tensors import image_to_tensor
 from stabledrag.progress import CancelToken, ProgressCallback, report
@@ -36,15 +37,6 @@ def prepare_training_image(pipe: Any, image: Image.Image, config: IdentityLoraCo
     model's native resolution (idempotent: an already prepared image comes back unchanged)."""
     target = config.resolution or model_resolution(pipe)
     return prepare_image(image, target, size_multiple(pipe))[0]
-
-
-@torch.no_grad()
-def encode_prompt(pipe: Any, prompt: str) -> torch.Tensor:
-    """1 x 77 x D text embedding of `prompt` from the pipeline's tokenizer and text encoder."""
-    tok = pipe.tokenizer(prompt, padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                         truncation=True, return_tensors="pt")
-    enc = pipe.text_encoder
-    return enc(tok.input_ids.to(enc.device))[0]
 
 
 def _lora_peft_config(config: IdentityLoraConfig):
