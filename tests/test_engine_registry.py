@@ -18,6 +18,7 @@ from stabledrag.cli import main
 from stabledrag.config import DragConfig
 from stabledrag.drag import drag
 from stabledrag.engine import EditOutcome, Option
+from stabledrag.paths import TOY_GAN_DIR
 
 
 def _texture(image: np.ndarray, blur: int) -> torch.Tensor:
@@ -152,3 +153,18 @@ def test_a_drag_that_ran_but_did_not_reach_exits_0_with_its_status(texture_engin
     assert main([*base, "--max-steps", "1"]) == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["status"] == "max_steps" and report["steps"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (TOY_GAN_DIR / "model.safetensors").is_file(), reason="no bundled toy GAN in this checkout")
+def test_bench_toy_one_case_on_the_bundled_gan(capsys):
+    """The driver behind the README's toy numbers, one case, two drag steps per method."""
+    assert main(["bench", "toy", "--backend", "gan", "--cases", "1", "--kinds", "eye_short", "--set", "max_steps=2",
+                 "--device", "cpu"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["backend"] == "gan" and data["settings"]["cases"] == 1
+    for method in ("stabledrag", "baseline"):
+        (row,) = data["cases"][method]
+        assert row["kind"] == "eye_short" and row["face_complete"] and row["steps"] <= 2
+        assert row["status"] in ("reached", "max_steps") and len(row["step_tracking_error_px"]) == row["steps"]
+        assert row["success"] == (row["final_distance_px"] is not None and row["final_distance_px"] <= 3.0)
