@@ -188,6 +188,20 @@ def gan_tab(page: Any, out: Path, timeout_s: float, max_steps: int = 40) -> None
     print(f"wrote {out / 'gan_compare.png'}")
 
 
+def launch_app(app_args: list[str]) -> tuple[Any, str]:
+    """Start the app (`app.py` options `app_args`) on a free local port without blocking; returns
+    `(demo, url)`; call `demo.close()` when done."""
+    from stabledrag.webapp.args import parse_args
+    from stabledrag.webapp.ui import build_demo, launch_kwargs
+
+    options = parse_args(app_args)
+    demo = build_demo(options)
+    kwargs = launch_kwargs(options)
+    kwargs.update(prevent_thread_lock=True, quiet=True, server_port=None, server_name="127.0.0.1")
+    _, url, _ = demo.launch(**kwargs)
+    return demo, url
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse arguments, start the app, take the four screenshots."""
     p = argparse.ArgumentParser(prog="python -m scripts.screenshots", description=__doc__.split("\n")[0])
@@ -210,9 +224,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("error: install playwright (pip install playwright) and Chromium at /usr/bin/chromium", file=sys.stderr)
         return 2
 
-    from stabledrag.webapp.args import parse_args
-    from stabledrag.webapp.ui import build_demo, launch_kwargs
-
     app_args = ["--models-dir", tempfile.mkdtemp(prefix="stabledrag-none-")]
     if args.tiny:
         from stabledrag.webapp.testing import save_tiny_gan, save_tiny_sd
@@ -225,11 +236,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         app_args += ["--diffusion-model", args.diffusion_model]
     if args.device:
         app_args += ["--device", args.device]
-    options = parse_args(app_args)
-    demo = build_demo(options)
-    kwargs = launch_kwargs(options)
-    kwargs.update(prevent_thread_lock=True, quiet=True, server_port=None, server_name="127.0.0.1")
-    _, url, _ = demo.launch(**kwargs)
+    demo, url = launch_app(app_args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     steps = {"lora_steps": args.lora_steps, "ddim_steps": args.ddim_steps, "drag_steps": args.drag_steps,

@@ -20,10 +20,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import numpy as np
+from scripts.screenshots import (CHROMIUM, CHROMIUM_ARGS, DEFAULT_OUT, VIEWPORT, _click_image_px, _shown_image,
+                                 _wait_status, launch_app)
 from stabledrag.paths import EXAMPLES_DIR
-
-from scripts.screenshots import CHROMIUM, CHROMIUM_ARGS, DEFAULT_OUT, VIEWPORT, _click_image_px, _shown_image, _wait_status
 
 log = logging.getLogger(__name__)
 DEFAULT_PHOTO = EXAMPLES_DIR / "toy_face_1.png"
@@ -97,17 +96,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ImportError:
         print("error: install playwright (pip install playwright) and Chromium at /usr/bin/chromium", file=sys.stderr)
         return 2
-    from stabledrag.webapp.args import parse_args
-    from stabledrag.webapp.ui import build_demo, launch_kwargs
-
     app_args = ["--models-dir", tempfile.mkdtemp(prefix="stabledrag-none-")]
     if args.gan_model:
         app_args += ["--gan-model", args.gan_model]
-    options = parse_args(app_args)
-    demo = build_demo(options)
-    kwargs = launch_kwargs(options)
-    kwargs.update(prevent_thread_lock=True, quiet=True, server_port=None, server_name="127.0.0.1")
-    _, url, _ = demo.launch(**kwargs)
+    demo, url = launch_app(app_args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
