@@ -5,8 +5,10 @@
 Starts the app in-process (bundled toy models by default; `--gan-model` / `--diffusion-model`
 choose others, `--tiny` uses tiny random models to check the page without them), drives it with
 Playwright like a person would — pick an example, paint the region, click a handle and a target,
-Run / Start — and saves `diff_mid.png`, `diff_done.png`, `gan_mid.png`, `gan_done.png`, and
-`gan_compare.png` (Compare: StableDrag and the baseline from the same generated image and points).
+Run / Start — and saves `diff_mid.png`, `diff_done.png`, `diff_compare.png`, `gan_mid.png`,
+`gan_done.png`, and `gan_compare.png` (Compare: StableDrag and the baseline from the same image and
+points). The Diff tab keeps the settings the page offers for the model (its own recommended ones)
+unless `--lora-steps` / `--ddim-steps` / `--drag-steps` are given.
 The points are placed on the toy face's parts found by `stabledrag.toy.detect` when it finds them
 (move the right eye up; move the mouth's right corner up), else at fixed places.
 Needs `playwright` and Chromium at /usr/bin/chromium (Playwright's own download is not used).
@@ -151,16 +153,24 @@ def diff_tab(page: Any, out: Path, steps: dict[str, int], timeout_s: float) -> N
     _paint_region(page, small, size, [(hx, hy), (tx, ty)])
     _click_image_px(page, "#diff_canvas img", (hx, hy), size)
     _click_image_px(page, "#diff_canvas img", (tx, ty), size)
-    page.locator("#diff_prompt textarea").fill("a cartoon face")
+    prompt = page.locator("#diff_prompt textarea")
+    if not prompt.input_value().strip():  # an example brings its own prompt; keep it, as a person would
+        prompt.fill("a cartoon face")
     page.get_by_text("Advanced settings").first.click()
-    for name, value in steps.items():
-        _set_number(page, f"diff_{name}", value)
+    for name, value in steps.items():  # only what the caller sets: the rest stays the model's own settings
+        if value is not None:
+            _set_number(page, f"diff_{name}", value)
     page.locator("#diff_run").click()
     _shot_mid(page, "diff", out / "diff_mid.png", timeout_s)
     _wait_status(page, "diff", r"^(Done|Stopped|Model not available|Something)", timeout_s)
     page.wait_for_timeout(1500)
     page.screenshot(path=str(out / "diff_done.png"), full_page=True, animations="disabled")
     print(f"wrote {out / 'diff_done.png'}")
+    page.locator("#diff_compare").click()
+    _wait_status(page, "diff", r"^(Compared|Compare stopped|Something)", timeout_s)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(out / "diff_compare.png"), full_page=True, animations="disabled")
+    print(f"wrote {out / 'diff_compare.png'}")
 
 
 def gan_tab(page: Any, out: Path, timeout_s: float, max_steps: int = 40) -> None:
@@ -210,9 +220,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--gan-model", default=None)
     p.add_argument("--diffusion-model", default=None)
     p.add_argument("--device", default=None)
-    p.add_argument("--lora-steps", type=int, default=40)
-    p.add_argument("--ddim-steps", type=int, default=25)
-    p.add_argument("--drag-steps", type=int, default=40)
+    p.add_argument("--lora-steps", type=int, default=None, help="default: the page's (the model's own settings)")
+    p.add_argument("--ddim-steps", type=int, default=None)
+    p.add_argument("--drag-steps", type=int, default=None)
     p.add_argument("--timeout", type=float, default=1800, help="seconds to wait for each run")
     p.add_argument("--skip-diff", action="store_true")
     p.add_argument("--skip-gan", action="store_true")

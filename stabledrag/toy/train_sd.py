@@ -664,6 +664,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--vae-crop", type=int, default=None, help="VAE training crop side (0: full images)")
     p.add_argument("--vae-lr", type=float, default=None)
     p.add_argument("--part-weight", type=float, default=None, help="extra L1 weight on eye/mouth pixels")
+    p.add_argument("--colour-weight", type=float, default=None, help="L1 weight of the 8 x 8 mean-colour error")
     p.add_argument("--unet-lr", type=float, default=None)
     p.add_argument("--unet-batch", type=int, default=None)
     p.add_argument("--latent-pool", type=int, default=None)
@@ -685,7 +686,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         cfg.model = ToySDConfig.tiny()
         cfg.latent_pool, cfg.vae_batch, cfg.unet_batch, cfg.sample_steps, cfg.vae_crop = 16, 2, 4, 3, 32
         cfg.warmup_steps = 1
-    for name in ("vae_batch", "vae_crop", "vae_lr", "part_weight", "unet_lr", "unet_batch", "latent_pool", "checkpoint_minutes", "sample_minutes", "export_minutes"):
+    for name in ("vae_batch", "vae_crop", "vae_lr", "part_weight", "colour_weight", "unet_lr", "unet_batch", "latent_pool", "checkpoint_minutes", "sample_minutes", "export_minutes"):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)

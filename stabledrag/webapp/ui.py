@@ -410,11 +410,12 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
                                 elem_id="diff_prompt")
             method = gr.Radio(list(dh.METHODS), value=dh.method_label(d.method), label="Method", elem_id="diff_method")
             with gr.Accordion("Advanced settings", open=False):
-                if engines.device.type != "cuda":
-                    gr.Markdown(f"No GPU: lighter defaults ({d.lora_steps} LoRA, {d.ddim_steps} DDIM and "
-                                f"{d.drag_steps} drag steps; DragDiffusion uses 80, 50 and 80).")
-                gr.Markdown("Drag lr and stop distance follow the chosen model: the bundled toy model's own "
-                            "values, DragDiffusion's 0.01 and 2 for SD 1.5 and other models.")
+                gr.Markdown("LoRA, DDIM and drag steps, drag lr and stop distance follow the chosen model: a model "
+                            "folder's own recommended settings (the bundled toy model has them), else "
+                            + ("DragDiffusion's (80 LoRA, 50 DDIM, 80 drag steps)." if engines.device.type == "cuda"
+                               else f"lighter ones without a GPU ({dh.CPU_LORA_STEPS} LoRA, {dh.CPU_DDIM_STEPS} DDIM, "
+                                    f"{dh.CPU_DRAG_STEPS} drag steps; DragDiffusion uses 80, 50 and 80)."),
+                            elem_id="diff_settings_note")
                 with gr.Row():
                     lora_steps = gr.Slider(0, 300, value=d.lora_steps, step=1, label="LoRA steps")
                     lora_lr = gr.Number(value=d.lora_lr, label="LoRA learning rate")
