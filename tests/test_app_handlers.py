@@ -807,6 +807,7 @@ def test_diff_drag_settings_follow_the_chosen_model(tmp_path):
     assert mine["drag_lr"] == 0.03 and mine["ddim_steps"] == 12
     assert other == {"lora_steps": dh.CPU_LORA_STEPS, "ddim_steps": dh.CPU_DDIM_STEPS, "drag_steps": dh.CPU_DRAG_STEPS,
                      "drag_lr": dh.DiffSettings.drag_lr, "stop_distance": dh.DiffSettings.stop_distance}
+    assert dh.DiffSettings.defaults_for("cpu", {"lr": "fast"}).drag_lr == dh.DiffSettings.drag_lr  # page still opens
     (folder / SETTINGS_FILE).write_text('{"edit": ["lr", 1]}')
     with pytest.raises(UserError, match="expected"):
         recommended_overrides(folder)

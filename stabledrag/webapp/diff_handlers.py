@@ -117,7 +117,10 @@ class DiffSettings(TabSettings):
             name = cls.RECOMMENDED_FIELDS.get(key)
             if name is not None:
                 kind = type(getattr(s, name))
-                setattr(s, name, kind(value))
+                try:
+                    setattr(s, name, kind(value))
+                except (TypeError, ValueError):  # a bad value in a model's file must not stop the page
+                    log.warning("ignoring the model's setting %s=%r (not a %s)", key, value, kind.__name__)
         return s
 
     @classmethod
