@@ -101,6 +101,26 @@ def _shot_mid(page: Any, tab: str, path: Path, timeout_s: float) -> None:
     print(f"wrote {path}")
 
 
+def _shot_when(page: Any, tab: str, pattern: str, path: Path, timeout_s: float) -> str:
+    """Screenshot the whole page once the tab's status matches `pattern` (and the page settled);
+    returns the status."""
+    status = _wait_status(page, tab, pattern, timeout_s)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(path), full_page=True, animations="disabled")
+    print(f"wrote {path}")
+    return status
+
+
+def import_playwright() -> Any:
+    """`playwright.sync_api.sync_playwright`, or None (with a one-line error on stderr) when missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        print("error: install playwright (pip install playwright) and Chromium at /usr/bin/chromium", file=sys.stderr)
+        return None
+    return sync_playwright
+
+
 def _set_number(page: Any, elem_id: str, value: Any) -> None:
     box = page.locator(f"#{elem_id} input[type=number]")
     if box.count() == 0:
@@ -162,15 +182,9 @@ def diff_tab(page: Any, out: Path, steps: dict[str, int], timeout_s: float) -> N
             _set_number(page, f"diff_{name}", value)
     page.locator("#diff_run").click()
     _shot_mid(page, "diff", out / "diff_mid.png", timeout_s)
-    _wait_status(page, "diff", r"^(Done|Stopped|Model not available|Something)", timeout_s)
-    page.wait_for_timeout(1500)
-    page.screenshot(path=str(out / "diff_done.png"), full_page=True, animations="disabled")
-    print(f"wrote {out / 'diff_done.png'}")
+    _shot_when(page, "diff", r"^(Done|Stopped|Model not available|Something)", out / "diff_done.png", timeout_s)
     page.locator("#diff_compare").click()
-    _wait_status(page, "diff", r"^(Compared|Compare stopped|Something)", timeout_s)
-    page.wait_for_timeout(1500)
-    page.screenshot(path=str(out / "diff_compare.png"), full_page=True, animations="disabled")
-    print(f"wrote {out / 'diff_compare.png'}")
+    _shot_when(page, "diff", r"^(Compared|Compare stopped|Something)", out / "diff_compare.png", timeout_s)
 
 
 def gan_tab(page: Any, out: Path, timeout_s: float, max_steps: int = 40) -> None:
@@ -185,17 +199,11 @@ def gan_tab(page: Any, out: Path, timeout_s: float, max_steps: int = 40) -> None
     _set_number(page, "gan_max_steps", max_steps)
     page.locator("#gan_start").click()
     _shot_mid(page, "gan", out / "gan_mid.png", timeout_s)
-    _wait_status(page, "gan", r"^(Reached|Ran out|Stopped)", timeout_s)
-    page.wait_for_timeout(1500)
-    page.screenshot(path=str(out / "gan_done.png"), full_page=True, animations="disabled")
-    print(f"wrote {out / 'gan_done.png'}")
+    _shot_when(page, "gan", r"^(Reached|Ran out|Stopped)", out / "gan_done.png", timeout_s)
     page.locator("#gan_reset").click()
     _wait_status(page, "gan", r"^Back to the generated image", 60)
     page.locator("#gan_compare").click()
-    _wait_status(page, "gan", r"^(Compared|Compare stopped)", timeout_s)
-    page.wait_for_timeout(1500)
-    page.screenshot(path=str(out / "gan_compare.png"), full_page=True, animations="disabled")
-    print(f"wrote {out / 'gan_compare.png'}")
+    _shot_when(page, "gan", r"^(Compared|Compare stopped)", out / "gan_compare.png", timeout_s)
 
 
 def launch_app(app_args: list[str]) -> tuple[Any, str]:
@@ -228,10 +236,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--skip-gan", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        print("error: install playwright (pip install playwright) and Chromium at /usr/bin/chromium", file=sys.stderr)
+    sync_playwright = import_playwright()
+    if sync_playwright is None:
         return 2
 
     app_args = ["--models-dir", tempfile.mkdtemp(prefix="stabledrag-none-")]

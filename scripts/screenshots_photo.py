@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from scripts.screenshots import (CHROMIUM, CHROMIUM_ARGS, DEFAULT_OUT, VIEWPORT, _click_image_px, _shown_image,
-                                 _wait_status, launch_app)
+                                 _shot_when, _wait_status, import_playwright, launch_app)
 from stabledrag.paths import EXAMPLES_DIR
 
 log = logging.getLogger(__name__)
@@ -37,9 +36,7 @@ def photo_flow(page: Any, photo: Path, out: Path, timeout_s: float) -> dict[str,
     _wait_status(page, "gan", r"^Generated seed", timeout_s)
     page.get_by_text("Upload a photo (project it into the generator").click()
     page.locator("#gan_photo input[type=file]").set_input_files(str(photo))
-    _wait_status(page, "gan", r"^(Projecting|Pivotal)", timeout_s)
-    page.wait_for_timeout(1500)
-    page.screenshot(path=str(out / "gan_projected_projecting.png"), full_page=True, animations="disabled")
+    _shot_when(page, "gan", r"^(Projecting|Pivotal)", out / "gan_projected_projecting.png", timeout_s)
     seen["projected"] = _wait_status(page, "gan", r"^(Projected the photo|Something|Projection stopped)", timeout_s)
     page.wait_for_timeout(1000)
     page.locator("#gan_photo_quality").scroll_into_view_if_needed()
@@ -91,10 +88,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--timeout", type=float, default=1800)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        print("error: install playwright (pip install playwright) and Chromium at /usr/bin/chromium", file=sys.stderr)
+    sync_playwright = import_playwright()
+    if sync_playwright is None:
         return 2
     app_args = ["--models-dir", tempfile.mkdtemp(prefix="stabledrag-none-")]
     if args.gan_model:
