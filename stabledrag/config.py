@@ -55,6 +55,9 @@ class DragConfig:
     ridge: ridge regulariser of the filter towards its template initialisation.
     hard_negative_weight: extra loss weight on look-alike positions away from the handle.
     fusion_weight: weight of the nearest-neighbour similarity fused with the filter response.
+    subpixel: refine each tracked handle to sub-pixel precision by a parabola through the score's
+      peak (`tracking.subpixel_peak`); None = on for the discriminative tracker, off for nearest
+      neighbour (DragGAN / DragDiffusion move handles in whole feature pixels).
     tau: confidence threshold below which confident supervision uses the template patch.
     template_weight: weight of the template-patch loss when it is used (scaled by the mix).
     template_blend: below tau, mix template and current patch by confidence (template share
@@ -86,6 +89,7 @@ class DragConfig:
     ridge: float = 0.1
     hard_negative_weight: float = 4.0
     fusion_weight: float = 0.5
+    subpixel: bool | None = None
     tau: float = 0.6
     template_weight: float = 1.0
     template_blend: bool = True
@@ -124,6 +128,13 @@ class DragConfig:
         if self.supervise_min_distance is None:
             return self.stop_distance
         return min(self.supervise_min_distance, self.stop_distance)
+
+    @property
+    def effective_subpixel(self) -> bool:
+        """Whether the tracker refines handles to sub-pixel precision (see `subpixel`)."""
+        if self.subpixel is None:
+            return self.tracker == "discriminative"
+        return bool(self.subpixel)
 
     @property
     def effective_train_radius(self) -> float:

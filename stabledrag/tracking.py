@@ -13,7 +13,9 @@ pixels. `confidence` is `N` values in [0, 1].
   the handle and ~0 elsewhere, with look-alike positions (high template similarity away from the
   handle) weighted up so the filter learns what separates the handle from its distractors. At
   tracking time the filter response is fused with the nearest-neighbour similarity; the calibrated
-  peak response (times a peak-to-sidelobe margin) is the confidence.
+  peak response (times a peak-to-sidelobe margin) is the confidence. The winning position is
+  refined to sub-pixel precision (`subpixel_peak`), so a handle follows a part that moves by
+  fractions of a pixel per step instead of jumping between whole pixels.
 
 Everything is vectorised over handles and window positions.
 """
@@ -60,10 +62,45 @@ def _window(handles: torch.Tensor, radius: float, size: tuple[int, int]) -> tupl
     return pos, inside(pos, size)
 
 
+def _side(radius: float) -> int:
+    """Side of the square search lattice of `radius` (`sampling.square_offsets`, step 1)."""
+    return 2 * int(radius // 1.0) + 1
+
+
 def _distance(feats: torch.Tensor, templates: torch.Tensor, metric: str) -> torch.Tensor:
     """Distances `N x M` between `feats` (`N x M x C`) and `templates` (`N x C`)."""
     diff = feats - templates[:, None, :]
     return diff.abs().sum(-1) if metric == "l1" else diff.norm(dim=-1)
+
+
+def subpixel_peak(score: torch.Tensor, idx: torch.Tensor, side: int) -> torch.Tensor:
+    """Sub-pixel offset `N x 2` (x, y), each in [-0.5, 0.5] feature px, of the peak of `score`.
+
+    score: `N x M` values on the square row-major lattice of `side x side` positions spaced 1 apart
+    (`sampling.square_offsets`), `-inf` where invalid. idx: `N` argmax indices into M.
+    Per axis, a parabola through the peak and its two lattice neighbours gives the vertex
+    `0.5 (s[-1] - s[+1]) / (s[-1] - 2 s[0] + s[+1])` (the standard three-point peak interpolation of
+    correlation trackers); an axis whose neighbour is missing (window edge, invalid) or whose
+    curvature is not negative gets 0. The argmax alone moves a handle only in whole feature
+    pixels, so a part moving by fractions of a pixel per step is seen late, in jumps.
+    """
+    n = score.shape[0]
+    grid = score.view(n, side, side)
+    row, col = idx // side, idx % side
+    ar = torch.arange(n, device=score.device)
+    out = torch.zeros(n, 2, device=score.device)
+    for axis, (pos, lim) in enumerate(((col, side), (row, side))):
+        lo_i, hi_i = (pos - 1).clamp_min(0), (pos + 1).clamp_max(lim - 1)
+        if axis == 0:
+            s_lo, s_0, s_hi = grid[ar, row, lo_i], grid[ar, row, pos], grid[ar, row, hi_i]
+        else:
+            s_lo, s_0, s_hi = grid[ar, lo_i, col], grid[ar, pos, col], grid[ar, hi_i, col]
+        ok = (pos > 0) & (pos < lim - 1) & torch.isfinite(s_lo) & torch.isfinite(s_hi)
+        curv = s_lo - 2 * s_0 + s_hi
+        ok = ok & (curv < -1e-12)
+        vertex = 0.5 * (s_lo - s_hi) / torch.where(ok, curv, torch.full_like(curv, -1.0))
+        out[:, axis] = torch.where(ok, vertex.clamp(-0.5, 0.5), torch.zeros_like(vertex))
+    return out
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -83,13 +120,16 @@ class NearestNeighbourTracker:
     """DragGAN / DragDiffusion point tracking: nearest template match in a square window.
 
     radius: search radius r_p (feature px). metric: "l1" (DragDiffusion) or "l2" (DragGAN).
+    subpixel: refine the best match to sub-pixel precision (`subpixel_peak` on the negated
+    distance); off for DragGAN / DragDiffusion, which move handles in whole feature pixels.
     Confidence: cosine similarity of the best match to the template, clamped to [0, 1] (reported,
     not used by plain supervision).
     """
 
-    def __init__(self, radius: float = 3.0, metric: str = "l1") -> None:
+    def __init__(self, radius: float = 3.0, metric: str = "l1", subpixel: bool = False) -> None:
         self.radius = float(radius)
         self.metric = metric
+        self.subpixel = bool(subpixel)
         self.templates: torch.Tensor | None = None
 
     def fit(self, f0: torch.Tensor, handles: torch.Tensor) -> None:
@@ -108,6 +148,8 @@ class NearestNeighbourTracker:
         ar = torch.arange(len(idx), device=idx.device)
         best = pos[ar, idx]
         conf = _cosine(feats[ar, idx], self.templates).clamp(0, 1)
+        if self.subpixel:
+            best = best + subpixel_peak(-dist, idx, _side(self.radius))
         return best, conf
 
 
@@ -121,6 +163,7 @@ class DiscriminativeTracker:
     eigenvalue. hard_negative_weight: extra weight `w * max(0, cos)^2` on positions farther than
     2 sigma from the handle that look like it. fusion_weight: beta in
     `score = response + beta * nn_similarity`. metric: distance for the nearest-neighbour term.
+    subpixel: refine the score's peak to sub-pixel precision (`subpixel_peak`).
     """
 
     def __init__(
@@ -133,6 +176,7 @@ class DiscriminativeTracker:
         hard_negative_weight: float = 4.0,
         fusion_weight: float = 0.5,
         metric: str = "l1",
+        subpixel: bool = True,
     ) -> None:
         self.radius = float(radius)
         self.train_radius = float(train_radius if train_radius is not None else 3 * radius)
@@ -144,6 +188,7 @@ class DiscriminativeTracker:
         self.hard_negative_weight = float(hard_negative_weight)
         self.fusion_weight = float(fusion_weight)
         self.metric = metric
+        self.subpixel = bool(subpixel)
         self.filters: torch.Tensor | None = None  # N x C
         self.means: torch.Tensor | None = None  # N x C
         self.scales: torch.Tensor | None = None  # N
@@ -300,6 +345,8 @@ class DiscriminativeTracker:
         idx = score.argmax(1)
         ar = torch.arange(len(idx), device=idx.device)
         best = pos[ar, idx]
+        if self.subpixel:
+            best = best + subpixel_peak(score, idx, _side(self.radius))
         # Confidence: the capped response at the new handle times its margin over the strongest
         # response elsewhere in a training-size window around it (a search window can be too
         # small to hold any sidelobe once the label is wide).
@@ -334,7 +381,8 @@ def _ridge_from_centre(high: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 def make_tracker(config: DragConfig) -> Tracker:
     """The tracker named by `config.tracker`, built with the config's constants."""
     if config.tracker == "nearest":
-        return NearestNeighbourTracker(radius=config.r_p, metric=config.nn_metric)
+        return NearestNeighbourTracker(radius=config.r_p, metric=config.nn_metric,
+                                       subpixel=config.effective_subpixel)
     return DiscriminativeTracker(
         radius=config.r_p,
         train_radius=config.effective_train_radius,
@@ -344,4 +392,5 @@ def make_tracker(config: DragConfig) -> Tracker:
         hard_negative_weight=config.hard_negative_weight,
         fusion_weight=config.fusion_weight,
         metric=config.nn_metric,
+        subpixel=config.effective_subpixel,
     )

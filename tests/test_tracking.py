@@ -3,9 +3,13 @@ import pytest
 
 from stabledrag.bench.synthetic import add_object, make_case, shifted_field, smooth_field
 from stabledrag.sampling import sample_features
-from stabledrag.tracking import DiscriminativeTracker, NearestNeighbourTracker
+from stabledrag.config import DragConfig
+from stabledrag.sampling import square_offsets
+from stabledrag.tracking import DiscriminativeTracker, NearestNeighbourTracker, make_tracker, subpixel_peak
 
-TRACKERS = [lambda: NearestNeighbourTracker(radius=3), lambda: DiscriminativeTracker(radius=3)]
+# Whole-pixel trackers: a whole-pixel shift is recovered exactly (the sub-pixel refinement of
+# the discriminative tracker is tested below, on fractional shifts).
+TRACKERS = [lambda: NearestNeighbourTracker(radius=3), lambda: DiscriminativeTracker(radius=3, subpixel=False)]
 
 
 def test_sample_features_matches_grid_sample_and_has_grad():
@@ -60,7 +64,7 @@ def test_confidence_drops_when_handle_is_removed():
     handle = torch.tensor([[24.0, 24.0]])
     with_obj = add_object(bg, (24.0, 24.0), vec)
     moved = add_object(bg, (25.0, 24.0), vec)
-    tracker = DiscriminativeTracker(radius=3)
+    tracker = DiscriminativeTracker(radius=3, subpixel=False)  # whole-pixel answer tested
     tracker.fit(with_obj, handle)
     found, conf_kept = tracker.track(moved, handle)
     assert torch.equal(found, torch.tensor([[25.0, 24.0]]))
@@ -105,7 +109,7 @@ def test_label_widens_on_upsampled_features_and_response_stays_calibrated():
     coarse = torch.randn(16, 16, 16, generator=g)
     f0 = torch.nn.functional.interpolate(coarse[None], scale_factor=4, mode="bilinear", align_corners=False)[0]
     handles = torch.tensor([[30.0, 30.0], [41.0, 22.0]])
-    tracker = DiscriminativeTracker(radius=3)
+    tracker = DiscriminativeTracker(radius=3, subpixel=False)  # whole-pixel answer tested
     tracker.fit(f0, handles)
     assert (tracker.sigmas > 1.5).all()
     assert (tracker.peak0 > 0.5).all()
@@ -158,8 +162,68 @@ def test_large_strided_training_window_fits_and_tracks():
     g = torch.Generator().manual_seed(14)
     f0 = smooth_field(16, 96, g, scale=8) + 0.2 * smooth_field(16, 96, g, scale=2)
     handles = torch.tensor([[40.0, 50.0], [60.0, 30.0]])
-    tracker = DiscriminativeTracker(radius=12)
+    tracker = DiscriminativeTracker(radius=12, subpixel=False)  # whole-pixel answer tested
     tracker.fit(f0, handles)
     found, conf = tracker.track(shifted_field(f0, 3, -2), handles)
     assert torch.equal(found, handles + torch.tensor([3.0, -2.0]))
     assert (conf > 0.5).all()
+
+
+def test_subpixel_peak_finds_the_vertex_of_a_parabolic_score_and_stays_put_at_the_window_edge():
+    off = square_offsets(3.0)  # 7 x 7 lattice
+    vertex = torch.tensor([[0.3, -0.2], [-0.45, 0.1], [3.4, 0.0]])
+    score = -((off[None] - vertex[:, None]) ** 2).sum(-1)
+    idx = score.argmax(1)
+    found = off[idx] + subpixel_peak(score, idx, 7)
+    assert torch.allclose(found[:2], vertex[:2], atol=1e-5)
+    # the third peak lies beyond the window: its x has no right neighbour, so no x refinement
+    assert found[2, 0].item() == 3.0 and abs(found[2, 1].item()) < 1e-6
+    # an invalid (-inf) neighbour also disables the refinement on that axis
+    score[0, idx[0] + 1] = -float("inf")
+    assert subpixel_peak(score, idx, 7)[0, 0].item() == 0.0
+
+
+@pytest.mark.parametrize("shift", [(1.4, -0.6), (-2.3, 0.5), (0.35, 1.7)])
+def test_subpixel_tracking_follows_a_fractional_move_that_whole_pixel_tracking_rounds(shift):
+    """A blob moved by a fractional amount: the discriminative tracker's sub-pixel peak lands within
+    0.25 px of it; the whole-pixel trackers (DragGAN / DragDiffusion) are off by the rounding."""
+    g = torch.Generator().manual_seed(3)
+    bg = smooth_field(16, 48, g, scale=12, amplitude=0.2)
+    vec = torch.randn(16, generator=g)
+    start = (20.0, 24.0)
+    f0 = add_object(bg, start, vec, footprint=2.0)
+    f1 = add_object(bg, (start[0] + shift[0], start[1] + shift[1]), vec, footprint=2.0)
+    handles = torch.tensor([start])
+    truth = handles + torch.tensor(shift)
+    errors = {}
+    for name, tracker in (("sub", DiscriminativeTracker(radius=3)),
+                          ("whole", DiscriminativeTracker(radius=3, subpixel=False)),
+                          ("nn", NearestNeighbourTracker(radius=3, metric="l2"))):
+        tracker.fit(f0, handles)
+        found, _ = tracker.track(f1, handles)
+        errors[name] = (found - truth).norm().item()
+    assert errors["sub"] < 0.25
+    assert errors["whole"] > 0.3 and errors["nn"] > 0.3
+
+
+def test_subpixel_refinement_stays_within_half_a_pixel_on_upsampled_maps():
+    """On a x4 bilinear up-sampled map (a backend's coarse block resized) the score is not a
+    parabola near its peak, so the refinement is biased; it must never leave the whole-pixel
+    answer's cell (|offset| <= 0.5 per axis) nor lose the handle."""
+    g = torch.Generator().manual_seed(4)
+    coarse = torch.randn(16, 16, 16, generator=g)
+    f0 = torch.nn.functional.interpolate(coarse[None], scale_factor=4, mode="bilinear", align_corners=False)[0]
+    handles = torch.tensor([[30.0, 30.0], [41.0, 22.0]])
+    truth = handles + torch.tensor([2.0, -1.0])
+    tracker = DiscriminativeTracker(radius=3)
+    tracker.fit(f0, handles)
+    found, conf = tracker.track(shifted_field(f0, 2, -1), handles)
+    assert ((found - truth).abs() <= 0.5).all()
+    assert (conf > 0.8).all()
+
+
+def test_config_turns_subpixel_on_for_stabledrag_only_unless_asked():
+    assert make_tracker(DragConfig(method="stabledrag")).subpixel is True
+    assert make_tracker(DragConfig(method="baseline")).subpixel is False
+    assert make_tracker(DragConfig(method="baseline", subpixel=True)).subpixel is True
+    assert make_tracker(DragConfig(method="stabledrag", subpixel=False)).subpixel is False
