@@ -307,7 +307,8 @@ class DiffusionEditor:
             m = Image.fromarray(editable.astype(np.uint8) * 255).resize(model_size, Image.Resampling.NEAREST)
             work_mask = np.asarray(m) > 127
             if not work_mask.any():
-                raise UserError("The editable mask is too thin to survive resizing to the model size; paint a larger area.")
+                raise UserError("The editable mask is too thin to survive resizing to the model size; "
+                                "paint a larger area.")
         timings["prepare"] = time.perf_counter() - t0
 
         inverted, cached = self._source(work, prompt, cfg, progress, cancel, timings)

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 #: "baseline" = nearest neighbour + plain supervision on our tuned settings; "dragdiffusion" =
 #: DragDiffusion's own drag settings.
-METHODS = {"StableDrag": "stabledrag", BASELINE_LABEL: "baseline", "DragDiffusion (reference settings)": "dragdiffusion"}
+METHODS = {"StableDrag": "stabledrag", BASELINE_LABEL: "baseline",
+           "DragDiffusion (reference settings)": "dragdiffusion"}
 #: Labels of earlier versions (sessions and API calls that use them still work).
 OLD_METHODS = {"DragDiffusion (baseline)": "baseline", "DragDiffusion (exact reference)": "dragdiffusion"}
 IMAGE_CHANGED_MESSAGE = ("A new image was loaded while the edit ran, so the edit was stopped and its result "
@@ -53,7 +54,8 @@ class DiffSettings(TabSettings):
     """The tab's settings (the "Advanced settings" panel), defaults as DragDiffusion's.
 
     method: "stabledrag", "baseline" (tuned) or "dragdiffusion" (DragDiffusion's own drag settings;
-      a stop distance left at this tab's default then means DragDiffusion's "< 2" rule). lora_steps / lora_lr / lora_rank: identity LoRA.
+      a stop distance left at this tab's default then means DragDiffusion's "< 2" rule).
+    lora_steps / lora_lr / lora_rank: identity LoRA.
     inversion_strength / ddim_steps: DDIM inversion. drag_steps / drag_lr: latent optimisation;
     stop_distance: the drag stops when every handle is this close to its target (feature px).
     r_m / r_p: motion patch and tracking radii (feature px). tau: confidence threshold of confident

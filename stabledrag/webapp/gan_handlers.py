@@ -26,8 +26,9 @@ from .masks import editor_value, mask_from_editor
 from .settings_base import BASELINE_LABEL, TabSettings
 from .session_io import SessionData, read_session, write_session
 from .state import GanState, clicks_from_pairs, clicks_to_text, require_image
-from .views import (DISTANCE_NOTE, KEEP, View, add_frame, canvas_for, check_handles_in_region, click_status, full_canvas,
-                    handle_lines, new_output_path, progress_html, save_gif, save_png, status_words, time_text)
+from .views import (DISTANCE_NOTE, KEEP, View, add_frame, canvas_for, check_handles_in_region, click_status,
+                    full_canvas, handle_lines, new_output_path, progress_html, save_gif, save_png, status_words,
+                    time_text)
 
 log = logging.getLogger(__name__)
 

@@ -464,8 +464,8 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
 
     settings = {"method": method, "lora_steps": lora_steps, "lora_lr": lora_lr, "lora_rank": lora_rank,
                 "inversion_strength": inversion_strength, "ddim_steps": ddim_steps, "drag_steps": drag_steps,
-                "drag_lr": drag_lr, "stop_distance": stop_distance, "r_m": r_m, "r_p": r_p, "tau": tau, "lambda_mask": lambda_mask, "seed": seed,
-                "preview_every": preview_every}
+                "drag_lr": drag_lr, "stop_distance": stop_distance, "r_m": r_m, "r_p": r_p, "tau": tau,
+                "lambda_mask": lambda_mask, "seed": seed, "preview_every": preview_every}
     assert set(settings) == set(dh.DiffSettings.names())
     for name, comp in settings.items():
         comp.elem_id = comp.elem_id or f"diff_{name}"
@@ -537,7 +537,8 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
     export_btn.click(on_export, [state, prompt, *settings.values()], out.all, api_name="diff_export",
                      show_progress_on=[status])
     import_file.upload(on_import, [state, import_file], out.all, api_name="diff_import", show_progress_on=[status])
-    model.change(on_model, [model], [status_md, gallery, photo_note, *(settings[name] for name in dh.MODEL_FOLLOWED_FIELDS)],
+    followed = [settings[name] for name in dh.MODEL_FOLLOWED_FIELDS]
+    model.change(on_model, [model], [status_md, gallery, photo_note, *followed],
                  api_visibility="private",
                  show_progress="hidden")
 
