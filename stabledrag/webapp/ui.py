@@ -29,6 +29,7 @@ from .gan_projection_ui import build_photo_controls, wire_photo_controls
 from .messages import user_message
 from .models import NO_GAN_MESSAGE, TOY_SD_LABEL, Engines
 from .safe_editor import SafeImageEditor
+from .settings_widgets import build_panel
 from .spaces_compat import gpu, on_zero_gpu
 from .state import ZOOM_FACTORS, DiffState, GanState
 from . import views
@@ -416,27 +417,7 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
                                else f"lighter ones without a GPU ({dh.CPU_LORA_STEPS} LoRA, {dh.CPU_DDIM_STEPS} DDIM, "
                                     f"{dh.CPU_DRAG_STEPS} drag steps; DragDiffusion uses 80, 50 and 80)."),
                             elem_id="diff_settings_note")
-                with gr.Row():
-                    lora_steps = gr.Slider(0, 300, value=d.lora_steps, step=1, label="LoRA steps")
-                    lora_lr = gr.Number(value=d.lora_lr, label="LoRA learning rate")
-                    lora_rank = gr.Slider(1, 64, value=d.lora_rank, step=1, label="LoRA rank")
-                with gr.Row():
-                    inversion_strength = gr.Slider(0.1, 1.0, value=d.inversion_strength, step=0.05,
-                                                   label="Inversion strength")
-                    ddim_steps = gr.Slider(5, 100, value=d.ddim_steps, step=1, label="DDIM steps")
-                with gr.Row():
-                    drag_steps = gr.Slider(1, 300, value=d.drag_steps, step=1, label="Drag steps")
-                    drag_lr = gr.Number(value=d.drag_lr, label="Drag learning rate")
-                    stop_distance = gr.Number(value=d.stop_distance, label="Stop distance (feature px)")
-                with gr.Row():
-                    r_m = gr.Slider(0, 6, value=d.r_m, step=1, label="r_m (motion patch radius, feature px)")
-                    r_p = gr.Slider(1, 12, value=d.r_p, step=1, label="r_p (tracking radius, feature px)")
-                with gr.Row():
-                    tau = gr.Slider(0.0, 1.0, value=d.tau, step=0.05, label="tau (confidence threshold)")
-                    lambda_mask = gr.Number(value=d.lambda_mask, label="Mask loss weight")
-                with gr.Row():
-                    seed = gr.Number(value=d.seed, precision=0, label="Seed")
-                    preview_every = gr.Slider(0, 20, value=d.preview_every, step=1, label="Live preview every k steps")
+                panel = build_panel(d)
             with gr.Row():
                 run_btn = gr.Button("Run", variant="primary", elem_id="diff_run")
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="diff_stop")
@@ -462,11 +443,8 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
             import_file = gr.File(label="Import a session (.zip)", file_types=[".zip"], type="binary",
                                   elem_id="diff_session_import")
 
-    settings = {"method": method, "lora_steps": lora_steps, "lora_lr": lora_lr, "lora_rank": lora_rank,
-                "inversion_strength": inversion_strength, "ddim_steps": ddim_steps, "drag_steps": drag_steps,
-                "drag_lr": drag_lr, "stop_distance": stop_distance, "r_m": r_m, "r_p": r_p, "tau": tau,
-                "lambda_mask": lambda_mask, "seed": seed, "preview_every": preview_every}
-    assert set(settings) == set(dh.DiffSettings.names())
+    settings = {"method": method, **panel}
+    assert list(settings) == dh.DiffSettings.names()
     for name, comp in settings.items():
         comp.elem_id = comp.elem_id or f"diff_{name}"
     setting_names = list(settings)
