@@ -1,6 +1,6 @@
-"""The Diff tab's settings are declared once (`DiffSettings` fields made with `setting`): the
-panel's widgets, the value checks, the CPU defaults and the model recommendations all come from
-those declarations."""
+"""The tabs' settings are declared once (`DiffSettings` / `GanSettings` fields made with
+`setting`): the widgets, the value checks, and (Diff) the CPU defaults and the model
+recommendations all come from those declarations."""
 
 import dataclasses
 
@@ -9,8 +9,9 @@ import pytest
 
 from stabledrag.errors import UserError
 from stabledrag.webapp import diff_handlers as dh
+from stabledrag.webapp import gan_handlers as gh
 from stabledrag.webapp.settings_base import Setting
-from stabledrag.webapp.settings_widgets import build_panel
+from stabledrag.webapp.settings_widgets import build_panel, widget
 
 SPECS = dh.DiffSettings.specs()
 
@@ -38,18 +39,27 @@ def test_the_panel_widgets_are_the_declarations():
             assert isinstance(w, gr.Slider) and (w.minimum, w.maximum, w.step) == spec.slider, name
         else:
             assert isinstance(w, gr.Number) and w.precision == spec.precision, name
+    # the GAN tab lays its widgets out itself, each made from its declaration
+    with gr.Blocks():
+        for name, spec in gh.GanSettings.specs().items():
+            w = widget(spec, 3)
+            assert w.label == spec.label and w.value == 3
+            assert isinstance(w, gr.Slider if spec.slider else gr.Number), name
 
 
-def test_values_are_checked_against_the_declared_range():
-    for name, spec in SPECS.items():
-        for bad in (spec.low - 1, spec.high * 2 + 1, float("nan")):
+@pytest.mark.parametrize("cls", [dh.DiffSettings, gh.GanSettings], ids=["diff", "gan"])
+def test_values_are_checked_against_the_declared_range(cls):
+    specs = cls.specs()
+    assert set(specs) == {n for n in cls.names() if n not in ("method", "latent_space")}
+    for name, spec in specs.items():
+        for bad in (spec.low - 1.5, spec.high * 2 + 1, float("nan")):
             with pytest.raises(UserError, match=spec.error_name.split()[-1]):
-                dh.DiffSettings.from_values({"method": "StableDrag", name: bad})
-        ok = dh.DiffSettings.from_values({"method": "StableDrag", name: spec.high})
+                cls.from_values({"method": "StableDrag", name: bad})
+        ok = cls.from_values({"method": "StableDrag", name: spec.high})
         assert getattr(ok, name) == spec.high
         if spec.integer:
             with pytest.raises(UserError):
-                dh.DiffSettings.from_values({"method": "StableDrag", name: spec.low + 0.5})
+                cls.from_values({"method": "StableDrag", name: spec.low + 0.5})
 
 
 def test_a_models_recommendation_reaches_the_declared_field_and_the_engine_config():

@@ -63,10 +63,6 @@ class TabSettings:
 
     METHOD_LABELS: ClassVar[dict[str, str]] = {}
     OLD_METHOD_LABELS: ClassVar[dict[str, str]] = {}
-    #: field -> (low, high, integer, label): the allowed range of each numeric setting not declared
-    #: with `setting` (fields declared with it get theirs from their `Setting`).
-    BOUNDS: ClassVar[dict[str, tuple[float, float, bool, str]]] = {}
-
     @classmethod
     def specs(cls) -> dict[str, Setting]:
         """The fields declared with `setting`, in UI order: `{field name: Setting}`."""
@@ -74,9 +70,8 @@ class TabSettings:
 
     @classmethod
     def bounds(cls) -> dict[str, tuple[float, float, bool, str]]:
-        """`BOUNDS` plus the declared settings' `(low, high, integer, error_name)`."""
-        declared = {name: (s.low, s.high, s.integer, s.error_name) for name, s in cls.specs().items()}
-        return {**cls.BOUNDS, **declared}
+        """`{field: (low, high, integer, error_name)}`: the accepted range of each declared setting."""
+        return {name: (s.low, s.high, s.integer, s.error_name) for name, s in cls.specs().items()}
 
     def check_numbers(self) -> None:
         """Replace each numeric field named in `bounds()` by its checked value (finite, within the

@@ -29,7 +29,7 @@ from .gan_projection_ui import build_photo_controls, wire_photo_controls
 from .messages import user_message
 from .models import NO_GAN_MESSAGE, TOY_SD_LABEL, Engines
 from .safe_editor import SafeImageEditor
-from .settings_widgets import build_panel
+from .settings_widgets import build_panel, widget
 from .spaces_compat import gpu, on_zero_gpu
 from .state import ZOOM_FACTORS, DiffState, GanState
 from . import views
@@ -530,6 +530,7 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
     generates the first image when a model is available."""
     menu = [c.label for c in engines.gan_menu]
     g = gh.GanSettings()
+    gan_specs = gh.GanSettings.specs()  # the declared settings: label, range, widget
     state = gr.State(None)
     gr.Markdown(_status_markdown(engines, "GAN", menu[0] if menu else None) +
                 ("" if menu else f"\n\n⚠️ {NO_GAN_MESSAGE}"), elem_id="gan_info")
@@ -561,7 +562,7 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
             method = gr.Radio(list(gh.METHODS), value="StableDrag", label="Method", elem_id="gan_method")
             with gr.Row():
                 latent_space = gr.Radio(list(gh.LATENT_SPACES), value=g.latent_space, label="Latent space")
-                step_size = gr.Number(value=g.step_size, label="Step size (learning rate)")
+                step_size = widget(gan_specs["step_size"], g.step_size)
             with gr.Accordion("Flexible region (optional: paint what may change)", open=False,
                               elem_id="gan_region_panel"):
                 editor = SafeImageEditor(label="Flexible region", type="numpy", image_mode="RGBA", sources=(),
@@ -572,14 +573,14 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
                 region_btn = gr.Button("Show painted region on the image", size="sm", elem_id="gan_region")
             with gr.Accordion("Advanced settings", open=False):
                 with gr.Row():
-                    max_steps = gr.Slider(1, 1000, value=g.max_steps, step=1, label="Steps per Start (at most)")
-                    preview_every = gr.Slider(1, 20, value=g.preview_every, step=1, label="Show a frame every k steps")
+                    max_steps = widget(gan_specs["max_steps"], g.max_steps)
+                    preview_every = widget(gan_specs["preview_every"], g.preview_every)
                 with gr.Row():
-                    r_m = gr.Number(value=0, label="r_m (image px, 0 = automatic)")
-                    r_p = gr.Number(value=0, label="r_p (image px, 0 = automatic)")
+                    r_m = widget(gan_specs["r_m"], 0)  # None (automatic) is shown as 0
+                    r_p = widget(gan_specs["r_p"], 0)
                 with gr.Row():
-                    tau = gr.Slider(0.0, 1.0, value=g.tau, step=0.05, label="tau (confidence threshold)")
-                    lambda_mask = gr.Number(value=g.lambda_mask, label="Mask loss weight")
+                    tau = widget(gan_specs["tau"], g.tau)
+                    lambda_mask = widget(gan_specs["lambda_mask"], g.lambda_mask)
     with gr.Row(equal_height=False):
         result = gr.Image(label="Current image", type="numpy", format="png", interactive=False, height=300,
                           elem_id="gan_result")
