@@ -311,6 +311,18 @@ def _compare_panel(prefix: str) -> tuple[Any, Any]:
     return image, table
 
 
+def _session_panel(prefix: str, contents: str) -> tuple[Any, Any, Any]:
+    """The "Session: export / import" panel of a tab: (export button, exported file, import file).
+    contents: what a session holds, for the title ("image, points, region, settings")."""
+    with gr.Accordion(f"Session: export / import ({contents})", open=False, elem_id=f"{prefix}_session_panel"):
+        with gr.Row():
+            export_btn = gr.Button("Export session", elem_id=f"{prefix}_export")
+            session_file = gr.File(label="Exported session", interactive=False, elem_id=f"{prefix}_session_file")
+            import_file = gr.File(label="Import a session (.zip)", file_types=[".zip"], type="binary",
+                                  elem_id=f"{prefix}_session_import")
+    return export_btn, session_file, import_file
+
+
 COMPARE_BUTTON = "Compare: StableDrag vs the baseline on these points"
 
 
@@ -435,13 +447,7 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
                 animation = gr.Image(label="Drag animation (GIF)", interactive=False, height=180,
                                      elem_id="diff_animation")
     compare_img, compare_table = _compare_panel("diff")
-    with gr.Accordion("Session: export / import (image, points, region, settings)", open=False,
-                      elem_id="diff_session_panel"):
-        with gr.Row():
-            export_btn = gr.Button("Export session", elem_id="diff_export")
-            session_file = gr.File(label="Exported session", interactive=False, elem_id="diff_session_file")
-            import_file = gr.File(label="Import a session (.zip)", file_types=[".zip"], type="binary",
-                                  elem_id="diff_session_import")
+    export_btn, session_file, import_file = _session_panel("diff", "image, points, region, settings")
 
     settings = {"method": method, **panel}
     assert list(settings) == dh.DiffSettings.names()
@@ -589,13 +595,7 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
                                          elem_id="gan_download")
             animation = gr.Image(label="Drag animation (GIF)", interactive=False, height=220, elem_id="gan_animation")
     compare_img, compare_table = _compare_panel("gan")
-    with gr.Accordion("Session: export / import (model, seed, latent, points, region, settings)", open=False,
-                      elem_id="gan_session_panel"):
-        with gr.Row():
-            export_btn = gr.Button("Export session", elem_id="gan_export")
-            session_file = gr.File(label="Exported session", interactive=False, elem_id="gan_session_file")
-            import_file = gr.File(label="Import a session (.zip)", file_types=[".zip"], type="binary",
-                                  elem_id="gan_session_import")
+    export_btn, session_file, import_file = _session_panel("gan", "model, seed, latent, points, region, settings")
 
     settings = {"method": method, "latent_space": latent_space, "step_size": step_size, "max_steps": max_steps,
                 "r_m": r_m, "r_p": r_p, "tau": tau, "lambda_mask": lambda_mask, "preview_every": preview_every}
