@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from .config import IdentityLoraConfig
+from stabledrag.diffusion.lora import IdentityLoraConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,9 +57,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         image = _open_image(args.image)
         from stabledrag.diffusion.loading import load_pipeline
 
-        from .cache import model_identity
-        from .train import prepare_training_image, train_identity_lora
-        from .weights import save_lora
+        from stabledrag.diffusion.lora import model_identity, prepare_training_image, save_lora, train_identity_lora
 
         pipe = load_pipeline(args.model, device=args.device, config_dir=args.config_dir)
         state = train_identity_lora(pipe, image, args.prompt, config, progress=bar)

@@ -7,7 +7,8 @@ One dataclass, `DragConfig`, with a preset per method:
 - "baseline":      nearest-neighbour tracker + plain supervision on the same tuned settings: isolates
                    what StableDrag's tracker and supervision change;
 - "draggan":       DragGAN's published algorithm and defaults exactly (`gan.presets.draggan_defaults`);
-- "dragdiffusion": DragDiffusion's published algorithm and defaults exactly (`diffusion.presets.dragdiffusion_defaults`).
+- "dragdiffusion": DragDiffusion's published algorithm and defaults exactly
+  (`diffusion.presets.dragdiffusion_defaults`).
 The presets live with their engines: this module (part of the core) imports no engine.
 Users may override any field. Distances and radii are in *feature* pixels of the backend's feature map.
 """

@@ -1,4 +1,5 @@
-"""The drag loop (DragGAN, Pan et al. 2023 §3.2; StableDrag, Cui et al. 2024 §3), written once against a small `Backend` protocol.
+"""The drag loop (DragGAN, Pan et al. 2023 §3.2; StableDrag, Cui et al. 2024 §3), written once
+against a small `Backend` protocol.
 
     state = backend.initial_state()
     F0 = backend.features(state).features       # C x H x W, detached -> templates

@@ -21,7 +21,8 @@ import torch
 from .errors import UserError
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
-_PAIR_RE = re.compile(rf"^\s*\(?\s*({_NUM})\s*,\s*({_NUM})\s*\)?\s*(?::|->|→)\s*\(?\s*({_NUM})\s*,\s*({_NUM})\s*\)?\s*$")
+_XY = rf"\(?\s*({_NUM})\s*,\s*({_NUM})\s*\)?"  # "x, y", optionally in parentheses
+_PAIR_RE = re.compile(rf"^\s*{_XY}\s*(?::|->|→)\s*{_XY}\s*$")
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ class DragPoints:
     def __post_init__(self) -> None:
         if self.handles.shape != self.targets.shape or self.handles.ndim != 2 or self.handles.shape[1] != 2:
             raise ValueError(
-                f"handles and targets must both be N x 2, got {tuple(self.handles.shape)} and {tuple(self.targets.shape)}"
+                f"handles and targets must both be N x 2, got {tuple(self.handles.shape)} and "
+                f"{tuple(self.targets.shape)}"
             )
 
     def __len__(self) -> int:
@@ -53,7 +55,8 @@ class DragPoints:
 
     def scaled(self, src_size: tuple[int, int], dst_size: tuple[int, int]) -> "DragPoints":
         """The same points in a grid of `dst_size = (W, H)` instead of `src_size = (W, H)`."""
-        return DragPoints(scale_points(self.handles, src_size, dst_size), scale_points(self.targets, src_size, dst_size))
+        return DragPoints(scale_points(self.handles, src_size, dst_size),
+                          scale_points(self.targets, src_size, dst_size))
 
 
 def _fmt(v: float) -> str:

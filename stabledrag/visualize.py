@@ -1,48 +1,121 @@
-"""Drawing drag points on images (numbered red handles, blue targets, arrows between them).
+"""Drawing drag points: numbered handle (red) and target (blue) markers joined by arrows, and the
+paths handles took (trajectories). The one drawing implementation of the project: the web app's
+point canvas (`stabledrag.webapp.drawing`, which adds the zoom window, enlargement and mask dimming
+around it) and the benchmarks' example sheets both draw through `draw_drag`.
 
-Used by the benchmarks' example sheets and the web app. Points are `(x, y)` image pixels.
+Coordinates: `draw_drag` works in *canvas* pixels (PIL's convention: (0, 0) is the top-left corner
+of the top-left pixel). `draw_points` takes *image* points `(x, y)` with the centre of pixel (0, 0)
+at (0, 0) (the project's point convention, `stabledrag.points`) and draws them at pixel centres.
+Pillow only; no engine, no Gradio.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 HANDLE_RGB = (230, 40, 40)
-TARGET_RGB = (40, 90, 240)
+TARGET_RGB = (40, 90, 235)
+OUTLINE_RGB = (255, 255, 255)
+SELECTED_RGB = (255, 210, 0)
+ARROW_RGB = (250, 250, 250)
+
+XY = tuple[float, float]
+
+
+def font(size: int) -> ImageFont.ImageFont:
+    """Pillow's default font at `size` px (the fixed bitmap font on Pillow < 10.1)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has only the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def marker_radius(canvas_w: int, canvas_h: int) -> float:
+    """Radius in canvas pixels of a point marker on a canvas of that size (6 to 14 px)."""
+    return float(min(14, max(6, round(min(canvas_w, canvas_h) / 45))))
+
+
+def _arrow(draw: ImageDraw.ImageDraw, a: XY, b: XY, width: int, head: float) -> None:
+    """A white arrow from `a` to the rim of the marker at `b` (nothing when they coincide)."""
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    length = math.hypot(dx, dy)
+    if length < 1e-6:
+        return
+    ux, uy = dx / length, dy / length
+    tip = (b[0] - ux * head * 0.9, b[1] - uy * head * 0.9)  # stop at the target marker's rim
+    base = (tip[0] - ux * head, tip[1] - uy * head)
+    left = (base[0] - uy * head * 0.55, base[1] + ux * head * 0.55)
+    right = (base[0] + uy * head * 0.55, base[1] - ux * head * 0.55)
+    for colour, extra in ((OUTLINE_RGB, 2), (ARROW_RGB, 0)):
+        draw.line([a, base], fill=colour, width=width + extra)
+    draw.polygon([tip, left, right], fill=ARROW_RGB, outline=(40, 40, 40))
+
+
+def _marker(draw: ImageDraw.ImageDraw, c: XY, r: float, colour: tuple[int, int, int],
+            label: Optional[str], text_font: Optional[ImageFont.ImageFont]) -> None:
+    draw.ellipse([c[0] - r, c[1] - r, c[0] + r, c[1] + r], fill=colour, outline=OUTLINE_RGB, width=max(1, int(r / 5)))
+    if label is not None:
+        draw.text(c, label, fill=OUTLINE_RGB, font=text_font, anchor="mm")
+
+
+def draw_drag(draw: ImageDraw.ImageDraw, pairs: Sequence[tuple[XY, Optional[XY]]], radius: float,
+              trails: Optional[Sequence[Sequence[XY]]] = None, numbers: bool = True,
+              selected: Optional[XY] = None) -> None:
+    """Draw drag pairs onto `draw` in place, all positions in canvas pixels.
+
+    pairs: `[(handle, target or None), ...]`; pair n is labelled n + 1. A handle without a target
+      (still waiting for its click) is drawn alone.
+    radius: marker radius (px); arrow width, head and label size follow from it.
+    trails: per pair, the handle's past positions (a polyline each), drawn as thin red lines under
+      everything else; pairs without a trail may be missing from the end.
+    numbers: write the pair's number inside its markers.
+    selected: a position to ring in yellow (the marker picked for moving), drawn last.
+    Order: trails, then arrows, then target and handle markers (so no arrow covers a marker).
+    """
+    r = float(radius)
+    text_font = font(max(8, int(round(r * 1.3)))) if numbers else None
+    for path in trails or ():
+        if len(path) > 1:
+            draw.line([tuple(p) for p in path], fill=HANDLE_RGB, width=max(1, int(r / 4)))
+    for h, t in pairs:
+        if t is not None:
+            _arrow(draw, h, t, width=max(2, int(r / 3)), head=r * 0.9)
+    for n, (h, t) in enumerate(pairs):
+        label = str(n + 1) if numbers else None
+        if t is not None:
+            _marker(draw, t, r, TARGET_RGB, label, text_font)
+        _marker(draw, h, r, HANDLE_RGB, label, text_font)
+    if selected is not None:
+        cx, cy = selected
+        ring = r + max(2, r / 3)
+        draw.ellipse([cx - ring, cy - ring, cx + ring, cy + ring], outline=SELECTED_RGB, width=max(2, int(r / 3)))
 
 
 def draw_points(image: np.ndarray | Image.Image, handles: Sequence[Sequence[float]],
                 targets: Sequence[Sequence[float]] = (), radius: float | None = None,
                 numbers: bool = True) -> Image.Image:
-    """Return an RGB copy of `image` with handle i (red) and target i (blue) joined by a white arrow.
+    """An RGB copy of `image` (PIL or `H x W [x C]` uint8) with handle i (red) and target i (blue)
+    joined by an arrow, drawn by `draw_drag` at the points' pixel centres.
 
-    `targets` may be one shorter than `handles` (a handle still waiting for its target).
-    `radius` defaults to ~1/60 of the image's longer side (at least 2 px).
+    handles, targets: image points `(x, y)` px; `targets` may be shorter than `handles` (handles
+      still waiting for their targets).
+    radius: marker radius in px (default ~1/60 of the image's longer side, at least 2 px).
+    numbers: label the markers (only on images of 96 px or more, where a label fits).
     """
     img = (Image.fromarray(np.asarray(image)) if not isinstance(image, Image.Image) else image).convert("RGB").copy()
     r = radius if radius is not None else max(2.0, max(img.size) / 60)
-    draw = ImageDraw.Draw(img)
-    width = max(1, int(round(r / 2)))
-    for i, h in enumerate(handles):
-        if i < len(targets):
-            t = targets[i]
-            draw.line([tuple(h), tuple(t)], fill=(255, 255, 255), width=width)
-            ang = math.atan2(t[1] - h[1], t[0] - h[0])
-            head = [(t[0] - 2.2 * r * math.cos(ang + s), t[1] - 2.2 * r * math.sin(ang + s)) for s in (0.5, -0.5)]
-            draw.polygon([tuple(t), *head], fill=(255, 255, 255))
-            _dot(draw, t, r, TARGET_RGB)
-        _dot(draw, h, r, HANDLE_RGB)
-        if numbers and max(img.size) >= 96:
-            draw.text((h[0] + r + 1, h[1] - 2 * r - 1), str(i + 1), fill=(255, 255, 255))
+    pairs = [(_centre(h), _centre(targets[i]) if i < len(targets) else None) for i, h in enumerate(handles)]
+    draw_drag(ImageDraw.Draw(img), pairs, r, numbers=numbers and max(img.size) >= 96)
     return img
 
 
-def _dot(draw: ImageDraw.ImageDraw, p: Sequence[float], r: float, fill: tuple[int, int, int]) -> None:
-    draw.ellipse([p[0] - r, p[1] - r, p[0] + r, p[1] + r], fill=fill, outline=(255, 255, 255))
+def _centre(p: Sequence[float]) -> XY:
+    """Image point (centre of pixel (0, 0) = (0, 0)) -> PIL position on the unscaled image."""
+    return float(p[0]) + 0.5, float(p[1]) + 0.5
 
 
 def grid(rows: Sequence[Sequence[np.ndarray | Image.Image]], pad: int = 4,

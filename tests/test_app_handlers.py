@@ -708,7 +708,8 @@ def test_compare_runs_both_methods_from_the_same_start_and_leaves_the_image(tiny
     final = views_[-1]
     assert any("run 1 of 2 (StableDrag)" in v.status for v in views_)
     assert any("run 2 of 2 (Baseline" in v.status for v in views_)
-    assert "StableDrag" in final.compare_table and "Baseline (nearest-neighbour tracking, our settings)" in final.compare_table
+    assert "StableDrag" in final.compare_table
+    assert "Baseline (nearest-neighbour tracking, our settings)" in final.compare_table
     assert final.compare_table.count("px") >= 2 and "handle 1" in final.compare_table
     assert final.compare.ndim == 3 and final.compare.shape[1] > final.compare.shape[0]  # two panels side by side
     assert np.array_equal(s.w, w0) and np.array_equal(s.image, image0) and s.clicks == [(8, 8), (14, 8)]

@@ -45,7 +45,8 @@ CASES = {
     "sd2_inpaint": (_ldm(1024, in_ch=9, text="sd2"), "inpainting", None),
     "diffusers_sdxl_unet": ({"conv_in.weight": torch.zeros(320, 4, 3, 3),
                              "add_embedding.linear_1.weight": torch.zeros(1280, 2816),
-                             "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight": torch.zeros(640, 2048)},
+                             "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight":
+                                 torch.zeros(640, 2048)},
                             "sdxl", None),
     "kohya_lora": ({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 320),
                     "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": torch.zeros(320, 4),

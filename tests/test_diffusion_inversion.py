@@ -188,7 +188,8 @@ def test_v_inversion_is_closer_to_the_exact_flow_than_reading_v_at_the_current_s
         unet = _AnalyticUNet(mu, s, "v_prediction", fwd.alphas_cumprod)
         z, t = ddim_invert(unet, conf, x, torch.zeros(1, 77, 8), cfg)
         a_s, a_e = fwd.alphas_cumprod[0].double(), fwd.alphas_cumprod[t].double()
-        exact = a_e.sqrt() * mu + (a_e * s ** 2 + 1 - a_e).sqrt() * (x - a_s.sqrt() * mu) / (a_s * s ** 2 + 1 - a_s).sqrt()
+        exact = (a_e.sqrt() * mu
+                 + (a_e * s ** 2 + 1 - a_e).sqrt() * (x - a_s.sqrt() * mu) / (a_s * s ** 2 + 1 - a_s).sqrt())
         theirs = DDIMInverseScheduler.from_config(conf, clip_sample=False)
         theirs.set_timesteps(cfg.num_steps)
         zd = x.clone()

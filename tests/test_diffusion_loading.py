@@ -45,9 +45,9 @@ def _unet_to_ldm(sd: dict, layers: int, n_blocks: int) -> dict:
     for key, value in sd.items():
         parts = key.split(".")
         new = None
-        for d, l in fixed.items():
+        for d, ldm in fixed.items():
             if key.startswith(d + "."):
-                new = l + key[len(d):]
+                new = ldm + key[len(d):]
         if parts[0] == "down_blocks":
             b, kind, j = int(parts[1]), parts[2], int(parts[3])
             rest = ".".join(parts[4:])
@@ -73,8 +73,8 @@ def _unet_to_ldm(sd: dict, layers: int, n_blocks: int) -> dict:
         if new is None:
             raise KeyError(key)
         if ".resnets." in key:
-            for d, l in _RESNET:
-                new = new.replace(f".{d}.", f".{l}.")
+            for d, ldm in _RESNET:
+                new = new.replace(f".{d}.", f".{ldm}.")
         out["model.diffusion_model." + new] = value
     return out
 

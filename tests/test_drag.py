@@ -113,7 +113,8 @@ def test_mask_loss_is_used_when_weighted():
     keep = torch.ones(48, 48)
     backend = TranslatingTextureBackend(_texture(), keep=keep)
     # everything is "keep": a strong mask term resists the motion
-    free = drag(TranslatingTextureBackend(_texture()), from_pairs([((20, 20), (30, 20))]), _config(lr=0.05, max_steps=10))
+    free = drag(TranslatingTextureBackend(_texture()), from_pairs([((20, 20), (30, 20))]),
+                _config(lr=0.05, max_steps=10))
     held = drag(backend, from_pairs([((20, 20), (30, 20))]), _config(lr=0.05, max_steps=10, lambda_mask=100.0))
     assert held.state.detach().norm() < free.state.detach().norm()
 

@@ -33,7 +33,8 @@ def expected_keys(res: int, mapping_layers: int, c_dim: int = 0) -> set[str]:
             keys.add(f"{b}.const")
         convs = ["conv1"] if r == 4 else ["conv0", "conv1"]
         for c in convs:
-            for n in ("weight", "bias", "noise_strength", "resample_filter", "noise_const", "affine.weight", "affine.bias"):
+            for n in ("weight", "bias", "noise_strength", "resample_filter", "noise_const", "affine.weight",
+                      "affine.bias"):
                 keys.add(f"{b}.{c}.{n}")
         for n in ("weight", "bias", "affine.weight", "affine.bias"):
             keys.add(f"{b}.torgb.{n}")

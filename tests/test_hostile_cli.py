@@ -1,7 +1,6 @@
 """Issue 13 #13: every fixable command-line error is one line and exit code 2, found before the
 model is loaded or the drag starts (a model path that does not exist proves the order)."""
 
-import io
 import struct
 import zlib
 

@@ -14,13 +14,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stabledrag.config import DragConfig
 from stabledrag.diffusion.presets import diffusion_defaults, dragdiffusion_defaults
 from stabledrag.gan.presets import draggan_defaults, gan_defaults
 from stabledrag.drag import BackendOutput, DragSession
 from stabledrag.gan.editor import GanEditor, draggan_feature_res
 from stabledrag.gan.networks import Generator, GeneratorConfig
-from stabledrag.points import DragPoints, from_pairs, scale_points, snap_points
+from stabledrag.points import from_pairs, scale_points, snap_points
 from stabledrag.sampling import draggan_patch
 
 

@@ -75,7 +75,8 @@ def fidelity_bench(model: Optional[str] = None, device: Optional[str] = None, va
             pts = from_pairs([(eye, (eye[0] + 6.0, eye[1]))])
             c0, w0 = time.process_time(), time.perf_counter()
             res = editor.edit(Image.fromarray(img), pts, prompt=prompt, config=cfg)
-            row[name] = {"seconds": round(time.perf_counter() - w0, 3), "cpu_seconds": round(time.process_time() - c0, 3),
+            row[name] = {"seconds": round(time.perf_counter() - w0, 3),
+                         "cpu_seconds": round(time.process_time() - c0, 3),
                          "phases": {k: round(v, 3) for k, v in res.timings.items()}, "cached": res.cached,
                          "drag_steps": res.drag.steps, "status": res.drag.status}
         timing.append(row)

@@ -4,7 +4,7 @@
 (`stabledrag.diffusion.tiny.sd15_configs`, random weights; a tiny tokenizer) and times the real
 code paths, per phase:
 
-- `lora_step_s`: one identity-LoRA training step (`lora_tuning.train_identity_lora`, rank 16,
+- `lora_step_s`: one identity-LoRA training step (`stabledrag.diffusion.lora.train_identity_lora`, rank 16,
   batch `lora_batch`: 4 as DragDiffusion on GPU, 1 on CPU to stay within minutes);
 - `inversion_step_s`: one DDIM inversion step (UNet forward, no grad);
 - `drag_step_cut_s` / `drag_step_full_s`: one drag iteration (features + tracking + motion loss +
@@ -168,11 +168,10 @@ def diffusion_speed(size: Optional[int] = None, steps: int = 3, device: Optional
     (None: `stabledrag.device.choose`'s default).
     Returns a JSON-ready dict of per-phase seconds, ratios and peak memory.
     """
-    from lora_tuning import IdentityLoraConfig, load_lora, save_lora, train_identity_lora
-
     from ..diffusion.attention import reference_attention
     from ..diffusion.inversion import (InversionConfig, ddim_denoise, ddim_invert, decode_latent, encode_image,
                                        encode_prompt, make_schedulers)
+    from ..diffusion.lora import IdentityLoraConfig, load_lora, save_lora, train_identity_lora
 
     dev, dtype = choose(device, dtype)
     size = int(size or (512 if dev.type == "cuda" else 256))

@@ -79,7 +79,7 @@ def measure(resolution: int, device: torch.device, steps: int = 3,
     with torch.no_grad():
         res["forward_features_s"], out = _timed(lambda: backend.features(backend.initial_state()), device, steps)
         res["preview_s"], _ = _timed(lambda: backend.preview(None, out), device, steps)
-    del out
+    out = None  # free the features (not `del`: the lambdas above close over these names)
 
     c = resolution / 2
     points = from_pairs([((c, c), (min(c + max(0.05 * resolution, 3.0), resolution - 1.0), c))])
@@ -118,7 +118,7 @@ def measure(resolution: int, device: torch.device, steps: int = 3,
     for key in ("forward_image_s", "forward_features_s", "preview_s"):
         res[key] = round(res[key], 4)
     res["peak_memory_mb"] = peak_mb(device)
-    del G, backend
+    G = backend = None  # free the model before emptying the CUDA cache
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return res
@@ -142,7 +142,8 @@ def gan_speed(resolutions: Sequence[int] = (512, 1024), steps: int = 3, device: 
         "machine": platform.machine(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "steps": steps,
-        "architecture": "StyleGAN2 config-F widths (channel_base 32768, channel_max 512, 8 mapping layers), random weights",
+        "architecture": ("StyleGAN2 config-F widths (channel_base 32768, channel_max 512, 8 mapping layers), "
+                         "random weights"),
     }
     results = []
     for dev in devices:

@@ -91,7 +91,8 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
 
     projection: `ProjectionConfig` fields over `TOY_PROJECTION` (its `pti_steps` is the PTI run's).
     overrides: drag settings for `methods`' defaults (`stabledrag.config.METHODS` names; the CLI
-    passes `--methods`, default all). kinds: drag case kinds to run (of `bench.toy.make_cases`); drags=False measures the projection only. jsonl: also append each
+    passes `--methods`, default all). kinds: drag case kinds to run (of `bench.toy.make_cases`);
+    drags=False measures the projection only. jsonl: also append each
     face's row (with its drag scores) to this file as it finishes. Returns a JSON-ready dict.
     """
     from ..gan import load_generator

@@ -153,7 +153,8 @@ def gan_step_ratio(steps: int = 10, resolution: int | None = None) -> dict[str, 
         sess.step()
         step_t.append((time.perf_counter() - t0, time.process_time() - c0))
     f0 = sess._f0
-    disc = DiscriminativeTracker(cfg.r_p, train_radius=DragConfig(method="stabledrag", r_p=cfg.r_p).effective_train_radius)
+    train_radius = DragConfig(method="stabledrag", r_p=cfg.r_p).effective_train_radius
+    disc = DiscriminativeTracker(cfg.r_p, train_radius=train_radius)
     for _ in range(steps):
         t0, c0 = time.perf_counter(), time.process_time()
         disc.fit(f0, sess._p0)
@@ -165,7 +166,8 @@ def gan_step_ratio(steps: int = 10, resolution: int | None = None) -> dict[str, 
     def med(v, k):
         return sorted(x[k] for x in v)[len(v) // 2]
 
-    out: dict[str, Any] = {"generator": "bundled toy GAN" if resolution is None else f"StyleGAN2 {resolution} px, random weights",
+    generator = "bundled toy GAN" if resolution is None else f"StyleGAN2 {resolution} px, random weights"
+    out: dict[str, Any] = {"generator": generator,
                            "feature_map": list(f0.shape), "handles": len(pts), "threads": torch.get_num_threads()}
     for k, clock in ((0, "wall"), (1, "cpu")):
         step_s, fit_s, track_s = med(step_t, k), med(fit_t, k), med(track_t, k)

@@ -7,6 +7,7 @@ Modules (one idea each):
   features   UNet block features via a forward hook (with the forward cut after the block)
   attention  reference-latent control: source self-attention K/V while denoising
   backend    `DiffusionBackend`, the engine behind the core drag loop
+  lora       identity-LoRA training, weights and cache (peft; `python -m lora_tuning` wraps it)
   editor     `DiffusionEditor`: LoRA -> inversion -> drag -> denoise, cached per image
   cli        `python -m stabledrag edit --backend diffusion`
   tiny       tiny random-weight SD-shaped pipelines for tests

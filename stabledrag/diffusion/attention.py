@@ -88,7 +88,8 @@ class SourceKVAttnProcessor:
         if encoder_hidden_states is None:
             context = hidden_states
         else:
-            context = attn.norm_encoder_hidden_states(encoder_hidden_states) if attn.norm_cross else encoder_hidden_states
+            context = (attn.norm_encoder_hidden_states(encoder_hidden_states) if attn.norm_cross
+                       else encoder_hidden_states)
         if shared:
             # Keys/values from the source half only, repeated for the edited half.
             half = batch // 2

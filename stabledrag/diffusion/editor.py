@@ -27,8 +27,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lora_tuning import IdentityLoraConfig, active_lora, ensure_identity_lora, model_identity
-
 from ..config import DragConfig
 from .presets import diffusion_defaults
 from ..drag import BackendOutput, DragResult, DragSession
@@ -39,6 +37,7 @@ from .attention import reference_attention, self_attention_layers
 from ..tensors import tensor_to_uint8
 from .backend import DiffusionBackend
 from .features import resolve_block
+from .lora import IdentityLoraConfig, active_lora, ensure_identity_lora, model_identity
 from .images import model_resolution, prepare_image, size_multiple, to_rgb
 from .inversion import (InversionConfig, ddim_denoise, ddim_invert, decode_latent, encode_image,
                         encode_prompt, make_schedulers)
@@ -192,7 +191,7 @@ class DiffusionEditor:
     model: hub id, diffusers folder or single-file checkpoint (`loading.load_pipeline`); None = default.
     device / dtype: as `stabledrag.device.choose`; config_dir: configs for single-file checkpoints.
     pipeline: an already built pipeline (tests, benchmarks); `model` is then only a label.
-    lora_cache_dir: where identity LoRAs are stored (None: lora_tuning's default).
+    lora_cache_dir: where identity LoRAs are stored (None: `stabledrag.diffusion.lora.default_cache_dir()`).
     loras: the user's own LoRA files `(path, scale)`, fused into the model under the identity LoRA
       (`loading.load_pipeline(loras=...)`).
     """
@@ -308,7 +307,8 @@ class DiffusionEditor:
             m = Image.fromarray(editable.astype(np.uint8) * 255).resize(model_size, Image.Resampling.NEAREST)
             work_mask = np.asarray(m) > 127
             if not work_mask.any():
-                raise UserError("The editable mask is too thin to survive resizing to the model size; paint a larger area.")
+                raise UserError("The editable mask is too thin to survive resizing to the model size; "
+                                "paint a larger area.")
         timings["prepare"] = time.perf_counter() - t0
 
         inverted, cached = self._source(work, prompt, cfg, progress, cancel, timings)

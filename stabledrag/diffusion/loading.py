@@ -135,7 +135,7 @@ def _lora_spec(path: str, scale: float) -> tuple[str, int, float]:
 
 def _fuse_user_loras(pipe: Any, loras: tuple[tuple[str, int, float], ...]) -> None:
     """Fuse each user LoRA into the weights (no LoRA layers stay) and extend the model key."""
-    from lora_tuning.weights import read_lora_state_dict
+    from .lora.weights import read_lora_state_dict
 
     for i, (path, _, scale) in enumerate(loras):
         name = f"user_{i}"

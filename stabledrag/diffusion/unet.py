@@ -1,7 +1,7 @@
 """The one place that calls a diffusers `UNet2DConditionModel`: noise (or v / sample) prediction.
 
 Inversion, denoising, the drag backend's one-step latent, the feature extractor and the
-identity-LoRA trainer (`lora_tuning.train`) all go through `predict_noise`, so input casting and
+identity-LoRA trainer (`stabledrag.diffusion.lora.train`) all go through `predict_noise`, so input casting and
 prompt-embedding batching are written once.
 """
 

@@ -144,7 +144,8 @@ def config_from_record(g: PersistentRecord, source: str = "the checkpoint") -> G
     mapk = _init_kwargs(kids.get("mapping"), ("z_dim", "c_dim", "w_dim", "num_ws"))
     # Fall back to the Generator's own nested kwargs (mapping_kwargs / synthesis_kwargs or flat).
     syn_from_top = dict(top.get("synthesis_kwargs") or {})
-    syn_from_top.update({k: v for k, v in top.items() if k not in _TOP_KEYS and k not in ("mapping_kwargs", "synthesis_kwargs")})
+    syn_from_top.update({k: v for k, v in top.items()
+                         if k not in _TOP_KEYS and k not in ("mapping_kwargs", "synthesis_kwargs")})
     for k, v in syn_from_top.items():
         syn.setdefault(k, v)
     for k, v in dict(top.get("mapping_kwargs") or {}).items():
@@ -154,7 +155,8 @@ def config_from_record(g: PersistentRecord, source: str = "the checkpoint") -> G
     for key in _TOP_KEYS:
         value = top.get(key, syn.get(key, mapk.get(key)))
         if value is None:
-            raise ModelUnavailableError(f"{source} does not record the generator's {key}; it is not an official StyleGAN2 pickle.")
+            raise ModelUnavailableError(f"{source} does not record the generator's {key}; "
+                                        "it is not an official StyleGAN2 pickle.")
         cfg[key] = int(value)
     unknown = []
     for k, v in mapk.items():
@@ -318,7 +320,8 @@ def load_generator(path: str | os.PathLike | None = None, device: Any = None, ca
     else:
         p = Path(path).expanduser()
         if not p.exists():
-            raise ModelUnavailableError(f"No model at {p}: give an official StyleGAN2 .pkl or a native .safetensors model.")
+            raise ModelUnavailableError(f"No model at {p}: give an official StyleGAN2 .pkl or a native "
+                                        ".safetensors model.")
     weights = p / WEIGHTS_NAME if p.is_dir() else p
     stamp = weights.stat().st_mtime_ns if weights.exists() else 0
     key = (str(p.resolve()), stamp, str(dev))

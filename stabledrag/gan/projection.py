@@ -64,18 +64,21 @@ class ProjectionConfig:
     w_steps / wplus_steps / pti_steps: Adam steps of the three phases (0 skips a phase; pti_steps=0
     = no pivotal tuning). w_lr / wplus_lr / pti_lr: their peak learning rates (W phases use the
     projector's schedule: linear ramp-up over the first 5 %, cosine ramp-down over the last 25 %).
-    PTI uses the same learning-rate shape. noise_factor / noise_ramp: the W phase perturbs w by `w_std * noise_factor * max(0, 1 - t/noise_ramp)^2`
+    PTI uses the same learning-rate shape. noise_factor / noise_ramp: the W phase perturbs w by
+    `w_std * noise_factor * max(0, 1 - t/noise_ramp)^2`
     (t = fraction of the phase done). w_avg_samples: z samples used to measure `w_std`.
     l2_weight / l1_weight: pixel terms; pyramid_weight, pyramid_levels: L1 on 2x, 4x, ... average-
     pooled images. detail_weight: extra weight of the pixel terms where the target has local
     contrast (`1 + detail_weight * contrast`, contrast in [0, 1], see `detail_map`), so small
-    high-contrast parts (eyes, mouth) are not traded for the large flat areas. noise_reg_weight: the projector's noise autocorrelation penalty (only when the
+    high-contrast parts (eyes, mouth) are not traded for the large flat areas. noise_reg_weight: the
+    projector's noise autocorrelation penalty (only when the
     generator has noise inputs). init_candidates: the W phase starts from the best of `w_avg` and
     this many mapped random z, compared on the generator's partial (skip) image at `init_res` px
     against the pooled target (cheap: the later blocks are not run); 0 = start at `w_avg` like the
     projector. start_space: "w" (the projector) or "z": phase 1 optimises z through the mapping
     network instead, which keeps the start on the generator's image manifold (useful for models
-    whose W has large regions that draw no detail, e.g. the toy GAN). seed: for the candidates, the W perturbation and the w_std samples.
+    whose W has large regions that draw no detail, e.g. the toy GAN). seed: for the candidates, the
+    W perturbation and the w_std samples.
     """
 
     w_steps: int = 150
@@ -226,9 +229,9 @@ def align_image(image: Any, resolution: int, box: Optional[tuple[int, int, int, 
         side = min(w, h)
         left, top = (w - side) // 2, (h - side) // 2
     else:
-        l, t, r, b = (int(round(v)) for v in box)
-        side = max(1, min(max(r - l, b - t), w, h))
-        cx, cy = (l + r) / 2, (t + b) / 2
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        side = max(1, min(max(x1 - x0, y1 - y0), w, h))
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         left = int(min(max(round(cx - side / 2), 0), w - side))
         top = int(min(max(round(cy - side / 2), 0), h - side))
     crop = CropBox(left, top, left + side, top + side, w, h, int(resolution))

@@ -304,7 +304,8 @@ class SafeUnpickler(pickle.Unpickler):
         )
 
     def persistent_load(self, pid: Any) -> Any:
-        raise ModelUnavailableError(f"Refused to load {self.source}: it uses persistent ids, which StyleGAN pickles do not.")
+        raise ModelUnavailableError(f"Refused to load {self.source}: it uses persistent ids, "
+                                    "which StyleGAN pickles do not.")
 
 
 def safe_load_pickle(f: BinaryIO, source: str = "this checkpoint") -> Any:

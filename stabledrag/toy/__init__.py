@@ -6,6 +6,15 @@
 - `dataset`: `ToyFaces(seed, size)[i] -> (image, geometry, caption)`, `.batch(indices)`.
 
 Names are imported lazily so that `python -m stabledrag.toy.render` runs its module cleanly.
+
+The two training programs stay in this package for now, though they are command-line programs
+rather than library code (issue 15 asks for scripts outside the importable package):
+- `train_sd` (`python -m stabledrag.toy.train_sd`) is the recipe behind `assets/models/toy_sd`; a
+  training run uses that module path, the README cites it, and its tests import its functions
+  (`TrainConfig`, `train_vae`, `export`, ...). Moving it means moving those with it.
+- `train_gan` (`python -m stabledrag.toy.train_gan`) also holds library code: `face_from_z`, the
+  latent -> face mapping that `bench toy-projected` uses to render ground-truth faces.
+The next step is to split each into its model/recipe part (here) and a thin `scripts/` command.
 """
 
 from __future__ import annotations

@@ -389,7 +389,8 @@ def _coverage(sdf: np.ndarray) -> np.ndarray:
     return np.clip(0.5 - sdf, 0.0, 1.0)
 
 
-def _ellipse_coverage(xs: np.ndarray, ys: np.ndarray, centre: Point, axes: tuple[float, float], angle: float) -> np.ndarray:
+def _ellipse_coverage(xs: np.ndarray, ys: np.ndarray, centre: Point, axes: tuple[float, float],
+                      angle: float) -> np.ndarray:
     t = math.radians(angle)
     dx, dy = xs - centre[0], ys - centre[1]
     u = math.cos(t) * dx + math.sin(t) * dy
@@ -413,9 +414,9 @@ def _mouth_coverage(xs: np.ndarray, ys: np.ndarray, left: Point, right: Point, c
     corners to `opening * w` in the middle; the ends are cut flat at u = +-w, so the corners are
     exactly the mid-points of the two end cuts.
     """
-    l, r = np.array(left), np.array(right)
-    m = (l + r) / 2
-    d = r - l
+    p_left, p_right = np.array(left), np.array(right)
+    m = (p_left + p_right) / 2
+    d = p_right - p_left
     w = max(float(np.linalg.norm(d)) / 2, 1e-3)
     eu = d / (2 * w)
     ev = np.array([-eu[1], eu[0]])

@@ -24,7 +24,7 @@ it exactly as on SD 1.5, on a plain CPU:
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from stabledrag.diffusion.tiny import (SD15_SCHEDULER_CONFIG, SD15_TEXT_ENCODER_CONFIG, SD15_UNET_CONFIG,

@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from ..gan.checkpoints import load_native, save_native
 from ..paths import REPO_ROOT
 from ..gan.discriminator import Discriminator, DiscriminatorConfig
-from ..gan.networks import Generator, GeneratorConfig, normalize_2nd_moment, to_uint8
+from ..gan.networks import Generator, GeneratorConfig, to_uint8
 from . import render as R
 from .detect import EYE, HIGHLIGHT, MOUTH, classify, detect
 
@@ -588,7 +588,8 @@ def train(args: argparse.Namespace) -> int:
     else:
         if args.resume:
             log.info("no checkpoint at %s; starting fresh", ckpt)
-        tcfg = TrainConfig(batch=args.batch or TrainConfig.batch, lr=args.lr or TrainConfig.lr, recon_weight=args.recon_weight, adv_weight=args.adv_weight,
+        tcfg = TrainConfig(batch=args.batch or TrainConfig.batch, lr=args.lr or TrainConfig.lr,
+                           recon_weight=args.recon_weight, adv_weight=args.adv_weight,
                            r1_gamma=args.r1_gamma, seed=args.seed)
         tr = Trainer(toy_generator_config(args.size), tcfg)
     n_g = sum(p.numel() for p in tr.G.parameters())

@@ -32,7 +32,7 @@ import time
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from stabledrag.paths import REPO_ROOT
 
@@ -142,7 +142,8 @@ def corrupt_sessions() -> dict[str, tuple[str, bytes]]:
         "three 13000x13000 PNGs": ("diffusion", session_zip(
             {"image.png": png_header_bomb(), "mask.png": png_header_bomb(), "result.png": png_header_bomb()},
             engine="diffusion")),
-        "EPS named image.png": ("gan", session_zip({"image.png": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 9 9\n"})),
+        "EPS named image.png": ("gan", session_zip({"image.png": b"%!PS-Adobe-3.0 EPSF-3.0\n"
+                                                                  b"%%BoundingBox: 0 0 9 9\n"})),
     }
 
 

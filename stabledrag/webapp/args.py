@@ -27,7 +27,7 @@ class AppOptions:
       i.e. STABLEDRAG_DTYPE, else bf16 on GPUs with native bf16, fp16 on older GPUs, fp32 on CPU).
     max_queue: requests waiting in the queue at most (further ones are told to retry).
     max_image_side: uploads with a longer side are scaled down to it (with a notice).
-    lora_cache_dir: where identity LoRAs are cached (None: lora_tuning's default).
+    lora_cache_dir: where identity LoRAs are cached (None: `stabledrag.diffusion.lora.default_cache_dir()`).
     preload: load the first model of each menu at start-up (always on ZeroGPU, which wants models
       placed on the GPU before requests arrive).
     cache_ttl: seconds that temporary files (Gradio's cache of uploads, frames and downloads, and

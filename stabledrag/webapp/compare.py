@@ -58,7 +58,8 @@ def drag_numbers(handles: Sequence[Sequence[float]], targets: Sequence[Sequence[
     counts = [sum(1 for step in used if n < len(step) and step[n]) for n in range(len(handles))]
     text = handle_lines(handles, targets, conf)
     if any(counts):
-        text += " (template supervised " + ", ".join(f"#{n + 1} at {c} step(s)" for n, c in enumerate(counts) if c) + ")"
+        supervised = ", ".join(f"#{n + 1} at {c} step(s)" for n, c in enumerate(counts) if c)
+        text += f" (template supervised {supervised})"
     distances = [round(float(np.hypot(h[0] - float(t[0]), h[1] - float(t[1]))), 2) for h, t in zip(handles, targets)]
     return {"method": method, "status": status, "steps": int(steps), "distances": distances,
             "confidence": conf, "template_steps": counts, "text": text}

@@ -27,7 +27,7 @@ from .examples import Example, load_example
 from .masks import editor_value, mask_from_editor
 from .messages import STOPPED_MESSAGE
 from .runner import Finished, stream_work
-from .settings_base import BASELINE_LABEL, TabSettings
+from .settings_base import BASELINE_LABEL, TabSettings, setting
 from .session_io import SessionData, read_session, write_session
 from .state import DiffState, clicks_to_text, require_image
 from .views import (DISTANCE_NOTE, View, add_frame, canvas_for, check_handles_in_region, click_status, full_canvas,
@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 #: "baseline" = nearest neighbour + plain supervision on our tuned settings; "dragdiffusion" =
 #: DragDiffusion's own drag settings.
-METHODS = {"StableDrag": "stabledrag", BASELINE_LABEL: "baseline", "DragDiffusion (reference settings)": "dragdiffusion"}
+METHODS = {"StableDrag": "stabledrag", BASELINE_LABEL: "baseline",
+           "DragDiffusion (reference settings)": "dragdiffusion"}
 #: Labels of earlier versions (sessions and API calls that use them still work).
 OLD_METHODS = {"DragDiffusion (baseline)": "baseline", "DragDiffusion (exact reference)": "dragdiffusion"}
 IMAGE_CHANGED_MESSAGE = ("A new image was loaded while the edit ran, so the edit was stopped and its result "
@@ -53,7 +54,8 @@ class DiffSettings(TabSettings):
     """The tab's settings (the "Advanced settings" panel), defaults as DragDiffusion's.
 
     method: "stabledrag", "baseline" (tuned) or "dragdiffusion" (DragDiffusion's own drag settings;
-      a stop distance left at this tab's default then means DragDiffusion's "< 2" rule). lora_steps / lora_lr / lora_rank: identity LoRA.
+      a stop distance left at this tab's default then means DragDiffusion's "< 2" rule).
+    lora_steps / lora_lr / lora_rank: identity LoRA.
     inversion_strength / ddim_steps: DDIM inversion. drag_steps / drag_lr: latent optimisation;
     stop_distance: the drag stops when every handle is this close to its target (feature px).
     r_m / r_p: motion patch and tracking radii (feature px). tau: confidence threshold of confident
@@ -63,45 +65,48 @@ class DiffSettings(TabSettings):
 
     METHOD_LABELS: ClassVar[dict[str, str]] = METHODS
     OLD_METHOD_LABELS: ClassVar[dict[str, str]] = OLD_METHODS
-    BOUNDS: ClassVar[dict[str, tuple[float, float, bool, str]]] = {
-        "lora_steps": (0, LIMITS.max_steps, True, "LoRA steps"),
-        "lora_lr": (1e-8, LIMITS.max_lr, False, "The LoRA learning rate"),
-        "lora_rank": (1, 256, True, "The LoRA rank"),
-        "inversion_strength": (0.01, 1.0, False, "The inversion strength"),
-        "ddim_steps": (1, LIMITS.max_steps, True, "DDIM steps"),
-        "drag_steps": (1, LIMITS.max_steps, True, "Drag steps"),
-        "drag_lr": (1e-8, LIMITS.max_lr, False, "The drag learning rate"),
-        "stop_distance": (0, 1000, False, "The stop distance"),
-        "r_m": (0, LIMITS.max_radius, False, "r_m"),
-        "r_p": (1, LIMITS.max_radius, False, "r_p"),
-        "tau": (0, 1, False, "tau"),
-        "lambda_mask": (0, 1e6, False, "The mask loss weight"),
-        "seed": (0, LIMITS.max_seed, True, "The seed"),
-        "preview_every": (0, LIMITS.max_steps, True, "Live preview every k steps"),
-    }
 
+    # Each setting once: default (GPU), label, accepted range, widget, CPU default, the model
+    # recommendation it takes. The panel's widgets (`settings_widgets.build_panel`), the checks
+    # (`check_numbers`), the CPU defaults and the model's settings all come from these lines.
     method: str = "stabledrag"
-    lora_steps: int = 80
-    lora_lr: float = 5e-4
-    lora_rank: int = 16
-    inversion_strength: float = 0.7
-    ddim_steps: int = 50
-    drag_steps: int = 80
-    drag_lr: float = 0.01
-    stop_distance: float = 2.0
-    r_m: float = 1.0
-    r_p: float = 3.0
-    tau: float = 0.6
-    lambda_mask: float = 0.1
-    seed: int = 42
-    preview_every: int = 4
+    lora_steps: int = setting(80, label="LoRA steps", error_name="LoRA steps", low=0, high=LIMITS.max_steps,
+                              integer=True, slider=(0, 300, 1), row=0, cpu_default=CPU_LORA_STEPS,
+                              recommended="lora.steps", follows_model=True)
+    lora_lr: float = setting(5e-4, label="LoRA learning rate", error_name="The LoRA learning rate", low=1e-8,
+                             high=LIMITS.max_lr, row=0, recommended="lora.lr")
+    lora_rank: int = setting(16, label="LoRA rank", error_name="The LoRA rank", low=1, high=256, integer=True,
+                             slider=(1, 64, 1), row=0, recommended="lora.rank")
+    inversion_strength: float = setting(0.7, label="Inversion strength", error_name="The inversion strength",
+                                        low=0.01, high=1.0, slider=(0.1, 1.0, 0.05), row=1,
+                                        recommended="inversion.strength")
+    ddim_steps: int = setting(50, label="DDIM steps", error_name="DDIM steps", low=1, high=LIMITS.max_steps,
+                              integer=True, slider=(5, 100, 1), row=1, cpu_default=CPU_DDIM_STEPS,
+                              recommended="inversion.num_steps", follows_model=True)
+    drag_steps: int = setting(80, label="Drag steps", error_name="Drag steps", low=1, high=LIMITS.max_steps,
+                              integer=True, slider=(1, 300, 1), row=2, cpu_default=CPU_DRAG_STEPS,
+                              recommended="max_steps", follows_model=True)
+    drag_lr: float = setting(0.01, label="Drag learning rate", error_name="The drag learning rate", low=1e-8,
+                             high=LIMITS.max_lr, row=2, recommended="lr", follows_model=True)
+    stop_distance: float = setting(2.0, label="Stop distance (feature px)", error_name="The stop distance", low=0,
+                                   high=1000, row=2, recommended="stop_distance", follows_model=True)
+    r_m: float = setting(1.0, label="r_m (motion patch radius, feature px)", error_name="r_m", low=0,
+                         high=LIMITS.max_radius, slider=(0, 6, 1), row=3, recommended="r_m")
+    r_p: float = setting(3.0, label="r_p (tracking radius, feature px)", error_name="r_p", low=1,
+                         high=LIMITS.max_radius, slider=(1, 12, 1), row=3, recommended="r_p")
+    tau: float = setting(0.6, label="tau (confidence threshold)", error_name="tau", low=0, high=1,
+                         slider=(0.0, 1.0, 0.05), row=4, recommended="tau")
+    lambda_mask: float = setting(0.1, label="Mask loss weight", error_name="The mask loss weight", low=0, high=1e6,
+                                 row=4, recommended="lambda_mask")
+    seed: int = setting(42, label="Seed", error_name="The seed", low=0, high=LIMITS.max_seed, integer=True,
+                        precision=0, row=5)
+    preview_every: int = setting(4, label="Live preview every k steps", error_name="Live preview every k steps",
+                                 low=0, high=LIMITS.max_steps, integer=True, slider=(0, 20, 1), row=5)
 
-    #: `DiffusionEditConfig.with_overrides` keys of a model's recommended settings -> tab fields.
-    RECOMMENDED_FIELDS: ClassVar[dict[str, str]] = {
-        "lora.steps": "lora_steps", "lora.lr": "lora_lr", "lora.rank": "lora_rank",
-        "inversion.strength": "inversion_strength", "inversion.num_steps": "ddim_steps",
-        "max_steps": "drag_steps", "lr": "drag_lr", "stop_distance": "stop_distance", "r_m": "r_m",
-        "r_p": "r_p", "tau": "tau", "lambda_mask": "lambda_mask"}
+    @classmethod
+    def recommended_fields(cls) -> dict[str, str]:
+        """`DiffusionEditConfig.with_overrides` keys of a model's recommended settings -> tab fields."""
+        return {spec.recommended: name for name, spec in cls.specs().items() if spec.recommended}
 
     @classmethod
     def defaults_for(cls, device_type: str, recommended: Optional[dict[str, Any]] = None) -> "DiffSettings":
@@ -111,10 +116,11 @@ class DiffSettings(TabSettings):
         `DiffusionEditConfig.with_overrides`); they win over both, since they were measured on
         that model (the bundled toy model carries them). Keys the tab has no field for are ignored
         here (the engine still applies them when the model's editor builds its config)."""
-        s = cls() if device_type == "cuda" else cls(lora_steps=CPU_LORA_STEPS, ddim_steps=CPU_DDIM_STEPS,
-                                                      drag_steps=CPU_DRAG_STEPS)
+        cpu = {name: spec.cpu_default for name, spec in cls.specs().items() if spec.cpu_default is not None}
+        s = cls() if device_type == "cuda" else cls(**cpu)
+        fields = cls.recommended_fields()
         for key, value in (recommended or {}).items():
-            name = cls.RECOMMENDED_FIELDS.get(key)
+            name = fields.get(key)
             if name is not None:
                 kind = type(getattr(s, name))
                 try:
@@ -151,23 +157,18 @@ class DiffSettings(TabSettings):
             cfg = DiffusionEditConfig(drag=diffusion_defaults(self.method), seed=self.seed)
         except ValueError as e:
             raise UserError(str(e)) from None
-        hidden = {k: v for k, v in (recommended or {}).items() if k not in self.RECOMMENDED_FIELDS}
+        fields = self.recommended_fields()
+        hidden = {k: v for k, v in (recommended or {}).items() if k not in fields}
         if hidden:
             cfg = cfg.with_overrides(hidden)
-        overrides = {
-            "lora.steps": self.lora_steps, "lora.lr": self.lora_lr, "lora.rank": self.lora_rank,
-            "inversion.strength": self.inversion_strength, "inversion.num_steps": self.ddim_steps,
-            "max_steps": self.drag_steps, "lr": self.drag_lr, "stop_distance": self.stop_distance,
-            "r_m": self.r_m, "r_p": self.r_p, "tau": self.tau,
-            "lambda_mask": self.lambda_mask,
-        }
+        overrides = {key: getattr(self, name) for key, name in fields.items()}
         if self.method == "dragdiffusion" and self.stop_distance == DiffSettings.stop_distance:
             del overrides["stop_distance"]  # keep DragDiffusion's own "< 2" stop (1.5 on whole cells)
         return cfg.with_overrides(overrides)
 
 
 #: The tab fields that follow the chosen model (the Advanced settings a model may recommend).
-MODEL_FOLLOWED_FIELDS = ("lora_steps", "ddim_steps", "drag_steps", "drag_lr", "stop_distance")
+MODEL_FOLLOWED_FIELDS = tuple(name for name, spec in DiffSettings.specs().items() if spec.follows_model)
 
 
 def settings_for_model(device_type: str, recommended: Optional[dict[str, Any]]) -> dict[str, Any]:

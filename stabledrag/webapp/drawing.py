@@ -18,12 +18,17 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-HANDLE_RGB = (230, 40, 40)
-TARGET_RGB = (40, 90, 235)
-OUTLINE_RGB = (255, 255, 255)
-SELECTED_RGB = (255, 210, 0)
+# The markers, arrows and trails are drawn by the project's one drawing module; its colours and
+# marker size are re-exported here for the app and its tests.
+from ..visualize import HANDLE_RGB, OUTLINE_RGB, SELECTED_RGB, TARGET_RGB, draw_drag, marker_radius
+from ..visualize import font as _font
+
+__all__ = ["CANVAS_MIN_SIDE", "DIM_OUTSIDE", "HANDLE_RGB", "MAX_SCALE", "OUTLINE_RGB", "SELECTED_RGB", "TARGET_RGB",
+           "Window", "canvas_to_image", "display_scale", "draw_points", "enlarge", "fit_long_side",
+           "marker_radius", "save_animation", "side_by_side", "thin_frames", "zoom_window"]
+
 #: Small images are enlarged until their long side reaches this (integer factors only).
 CANVAS_MIN_SIDE = 512
 MAX_SCALE = 8
@@ -97,39 +102,6 @@ def zoom_window(size: tuple[int, int], scale: int, zoom: float = 1, centre: Sequ
     return Window(x0, y0, cw, ch, scale * z)
 
 
-def _font(size: int) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has only the fixed bitmap font
-        return ImageFont.load_default()
-
-
-def _arrow(draw: ImageDraw.ImageDraw, a: tuple[float, float], b: tuple[float, float], width: int, head: float) -> None:
-    dx, dy = b[0] - a[0], b[1] - a[1]
-    length = math.hypot(dx, dy)
-    if length < 1e-6:
-        return
-    ux, uy = dx / length, dy / length
-    tip = (b[0] - ux * head * 0.9, b[1] - uy * head * 0.9)  # stop at the target marker's rim
-    base = (tip[0] - ux * head, tip[1] - uy * head)
-    left = (base[0] - uy * head * 0.55, base[1] + ux * head * 0.55)
-    right = (base[0] + uy * head * 0.55, base[1] - ux * head * 0.55)
-    for colour, extra in ((OUTLINE_RGB, 2), ((250, 250, 250), 0)):
-        draw.line([a, base], fill=colour, width=width + extra)
-    draw.polygon([tip, left, right], fill=(250, 250, 250), outline=(40, 40, 40))
-
-
-def _marker(draw: ImageDraw.ImageDraw, c: tuple[float, float], r: float, colour: tuple[int, int, int],
-            label: str, font: ImageFont.ImageFont) -> None:
-    draw.ellipse([c[0] - r, c[1] - r, c[0] + r, c[1] + r], fill=colour, outline=OUTLINE_RGB, width=max(1, int(r / 5)))
-    draw.text(c, label, fill=OUTLINE_RGB, font=font, anchor="mm")
-
-
-def marker_radius(canvas_w: int, canvas_h: int) -> float:
-    """Radius in canvas pixels of a point marker on a canvas of that size."""
-    return float(min(14, max(6, round(min(canvas_w, canvas_h) / 45))))
-
-
 def draw_points(image: np.ndarray, clicks: Sequence[Point], scale: int = 1, mask: Optional[np.ndarray] = None,
                 handles: Optional[Sequence[Point]] = None,
                 trail: Optional[Sequence[Sequence[Point]]] = None, window: Optional[Window] = None,
@@ -154,35 +126,22 @@ def draw_points(image: np.ndarray, clicks: Sequence[Point], scale: int = 1, mask
     window = window if window is not None else Window(0, 0, img.shape[1], img.shape[0], scale)
     scale = window.scale
     canvas = Image.fromarray(enlarge(np.ascontiguousarray(window.crop(img)), scale))
-    draw = ImageDraw.Draw(canvas)
     r = marker_radius(canvas.width, canvas.height)
-    font = _font(max(8, int(round(r * 1.3))))
     pairs = [(clicks[i], clicks[i + 1] if i + 1 < len(clicks) else None) for i in range(0, len(clicks), 2)]
     current = list(handles) if handles is not None else None
+    if current is not None:  # during/after a drag: the handles where they are now, joined to their targets
+        pairs = [(current[n] if n < len(current) else h, t) for n, (h, t) in enumerate(pairs)]
+    paths = None
     if trail is not None and len(trail) > 1:
-        for n in range(len(pairs)):
-            path = [window.to_canvas(step[n]) for step in trail if n < len(step)]
-            if len(path) > 1:
-                draw.line(path, fill=HANDLE_RGB, width=max(1, int(r / 4)))
-    for n, (h, t) in enumerate(pairs):
-        if current is not None and n < len(current):
-            h = current[n]
-        hc = window.to_canvas(h)
-        if t is not None:
-            _arrow(draw, hc, window.to_canvas(t), width=max(2, int(r / 3)), head=r * 0.9)
-    for n, (h, t) in enumerate(pairs):
-        if current is not None and n < len(current):
-            h = current[n]
-        if t is not None:
-            _marker(draw, window.to_canvas(t), r, TARGET_RGB, str(n + 1), font)
-        _marker(draw, window.to_canvas(h), r, HANDLE_RGB, str(n + 1), font)
+        paths = [[window.to_canvas(step[n]) for step in trail if n < len(step)] for n in range(len(pairs))]
+    ring = None
     if selected is not None and 0 <= selected < len(clicks):
         p = clicks[selected]
         if selected % 2 == 0 and current is not None and selected // 2 < len(current):
             p = current[selected // 2]
-        cx, cy = window.to_canvas(p)
-        ring = r + max(2, r / 3)
-        draw.ellipse([cx - ring, cy - ring, cx + ring, cy + ring], outline=SELECTED_RGB, width=max(2, int(r / 3)))
+        ring = window.to_canvas(p)
+    draw_drag(ImageDraw.Draw(canvas), [(window.to_canvas(h), None if t is None else window.to_canvas(t))
+                                       for h, t in pairs], r, trails=paths, selected=ring)
     return np.asarray(canvas)
 
 

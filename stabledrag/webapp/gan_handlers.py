@@ -23,11 +23,12 @@ from ..progress import CancelToken
 from . import compare, drawing
 from .compare import COMPARE_METHODS, CompareRun, drag_numbers
 from .masks import editor_value, mask_from_editor
-from .settings_base import BASELINE_LABEL, TabSettings
+from .settings_base import BASELINE_LABEL, TabSettings, setting
 from .session_io import SessionData, read_session, write_session
 from .state import GanState, clicks_from_pairs, clicks_to_text, require_image
-from .views import (DISTANCE_NOTE, KEEP, View, add_frame, canvas_for, check_handles_in_region, click_status, full_canvas,
-                    handle_lines, new_output_path, progress_html, save_gif, save_png, status_words, time_text)
+from .views import (DISTANCE_NOTE, KEEP, View, add_frame, canvas_for, check_handles_in_region, click_status,
+                    full_canvas, handle_lines, new_output_path, progress_html, save_gif, save_png, status_words,
+                    time_text)
 
 log = logging.getLogger(__name__)
 
@@ -54,25 +55,25 @@ class GanSettings(TabSettings):
 
     METHOD_LABELS: ClassVar[dict[str, str]] = METHODS
     OLD_METHOD_LABELS: ClassVar[dict[str, str]] = OLD_METHODS
-    BOUNDS: ClassVar[dict[str, tuple[float, float, bool, str]]] = {
-        "step_size": (1e-8, LIMITS.max_lr, False, "The step size"),
-        "max_steps": (1, LIMITS.max_steps, True, "Steps per Start"),
-        "r_m": (0, LIMITS.max_radius, False, "r_m"),
-        "r_p": (0, LIMITS.max_radius, False, "r_p"),
-        "tau": (0, 1, False, "tau"),
-        "lambda_mask": (0, 1e6, False, "The mask loss weight"),
-        "preview_every": (1, LIMITS.max_steps, True, "Show a frame every k steps"),
-    }
 
+    # Each numeric setting once: default, label, accepted range, widget (the tab builds its widgets
+    # with `settings_widgets.widget` and `check_numbers` checks values against the same lines).
     method: str = "stabledrag"
     latent_space: str = "W+"
-    step_size: float = 2e-3
-    max_steps: int = 200
-    r_m: Optional[float] = None
-    r_p: Optional[float] = None
-    tau: float = 0.6
-    lambda_mask: float = 20.0
-    preview_every: int = 2
+    step_size: float = setting(2e-3, label="Step size (learning rate)", error_name="The step size", low=1e-8,
+                               high=LIMITS.max_lr)
+    max_steps: int = setting(200, label="Steps per Start (at most)", error_name="Steps per Start", low=1,
+                             high=LIMITS.max_steps, integer=True, slider=(1, 1000, 1), row=0)
+    r_m: Optional[float] = setting(None, label="r_m (image px, 0 = automatic)", error_name="r_m", low=0,
+                                   high=LIMITS.max_radius, row=1)
+    r_p: Optional[float] = setting(None, label="r_p (image px, 0 = automatic)", error_name="r_p", low=0,
+                                   high=LIMITS.max_radius, row=1)
+    tau: float = setting(0.6, label="tau (confidence threshold)", error_name="tau", low=0, high=1,
+                         slider=(0.0, 1.0, 0.05), row=2)
+    lambda_mask: float = setting(20.0, label="Mask loss weight", error_name="The mask loss weight", low=0, high=1e6,
+                                 row=2)
+    preview_every: int = setting(2, label="Show a frame every k steps", error_name="Show a frame every k steps",
+                                 low=1, high=LIMITS.max_steps, integer=True, slider=(1, 20, 1), row=0)
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> "GanSettings":

@@ -1,10 +1,14 @@
-"""What both tabs' settings dataclasses share: their field names in UI order, and the step from raw
-UI values (any extra keys, a method's menu label) to constructor arguments."""
+"""What both tabs' settings dataclasses share: their field names in UI order, the step from raw
+UI values (any extra keys, a method's menu label) to constructor arguments, and `Setting`, the one
+declaration of a setting (label, accepted range, widget, default, CPU default, the model
+recommendation it follows) from which the tab builds its widget (`settings_widgets`) and checks
+its value (`TabSettings.check_numbers`). No Gradio here."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Optional
 
 
 #: The menu label of the "baseline" method on both tabs: nearest-neighbour tracking and plain
@@ -13,22 +17,69 @@ from typing import Any, ClassVar
 BASELINE_LABEL = "Baseline (nearest-neighbour tracking, our settings)"
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One numeric setting of a tab, declared once (attach it to a dataclass field with `setting`).
+
+    label: the widget's label. error_name: how a message names it ("The LoRA rank must be ...").
+    low, high, integer: the values accepted (from the widget, the API and imported sessions;
+      `stabledrag.limits.finite_number` checks them). The widget may offer less (`slider`).
+    slider: `(minimum, maximum, step)` of a slider widget; None = a number box.
+    precision: decimals of a number box (0 = whole numbers; None = any).
+    row: the settings panel's row the widget sits in (rows in increasing order, fields in order).
+    cpu_default: the default without a GPU (None: the field's default everywhere).
+    recommended: the key a model's recommended settings use for it
+      (`DiffusionEditConfig.with_overrides` keys such as "lora.steps"; None: models do not set it).
+    follows_model: the widget is reset to the model's recommendation when another model is chosen.
+    """
+
+    label: str
+    error_name: str
+    low: float
+    high: float
+    integer: bool = False
+    slider: Optional[tuple[float, float, float]] = None
+    precision: Optional[int] = None
+    row: int = 0
+    cpu_default: Any = None
+    recommended: Optional[str] = None
+    follows_model: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.low <= self.high:
+            raise ValueError(f"{self.label}: low {self.low} > high {self.high}")
+        if self.slider is not None and not self.low <= self.slider[0] <= self.slider[1] <= self.high:
+            raise ValueError(f"{self.label}: the slider {self.slider} offers values outside [{self.low}, {self.high}]")
+
+
+def setting(default: Any, **spec: Any) -> Any:
+    """A dataclass field with default `default` that carries its `Setting(**spec)` declaration."""
+    return dataclasses.field(default=default, metadata={"setting": Setting(**spec)})
+
+
 class TabSettings:
     """Mixin for a settings dataclass; subclasses set `METHOD_LABELS` (menu label -> method key)
     and `OLD_METHOD_LABELS` (labels of earlier versions, still read from sessions and the API)."""
 
     METHOD_LABELS: ClassVar[dict[str, str]] = {}
     OLD_METHOD_LABELS: ClassVar[dict[str, str]] = {}
-    #: field -> (low, high, integer, label): the allowed range of each numeric setting.
-    BOUNDS: ClassVar[dict[str, tuple[float, float, bool, str]]] = {}
+    @classmethod
+    def specs(cls) -> dict[str, Setting]:
+        """The fields declared with `setting`, in UI order: `{field name: Setting}`."""
+        return {f.name: f.metadata["setting"] for f in dataclasses.fields(cls) if "setting" in f.metadata}
+
+    @classmethod
+    def bounds(cls) -> dict[str, tuple[float, float, bool, str]]:
+        """`{field: (low, high, integer, error_name)}`: the accepted range of each declared setting."""
+        return {name: (s.low, s.high, s.integer, s.error_name) for name, s in cls.specs().items()}
 
     def check_numbers(self) -> None:
-        """Replace each numeric field named in `BOUNDS` by its checked value (finite, within the
+        """Replace each numeric field named in `bounds()` by its checked value (finite, within the
         range, whole where `integer`); UserError naming the setting otherwise (NaN, inf, text,
         2**63 seeds, r_p = 1e6 ...). A None value (automatic) is left as it is."""
         from ..limits import finite_number
 
-        for name, (low, high, integer, label) in self.BOUNDS.items():
+        for name, (low, high, integer, label) in self.bounds().items():
             value = getattr(self, name)
             if value is None:
                 continue

@@ -29,6 +29,7 @@ from .gan_projection_ui import build_photo_controls, wire_photo_controls
 from .messages import user_message
 from .models import NO_GAN_MESSAGE, TOY_SD_LABEL, Engines
 from .safe_editor import SafeImageEditor
+from .settings_widgets import build_panel, widget
 from .spaces_compat import gpu, on_zero_gpu
 from .state import ZOOM_FACTORS, DiffState, GanState
 from . import views
@@ -310,6 +311,18 @@ def _compare_panel(prefix: str) -> tuple[Any, Any]:
     return image, table
 
 
+def _session_panel(prefix: str, contents: str) -> tuple[Any, Any, Any]:
+    """The "Session: export / import" panel of a tab: (export button, exported file, import file).
+    contents: what a session holds, for the title ("image, points, region, settings")."""
+    with gr.Accordion(f"Session: export / import ({contents})", open=False, elem_id=f"{prefix}_session_panel"):
+        with gr.Row():
+            export_btn = gr.Button("Export session", elem_id=f"{prefix}_export")
+            session_file = gr.File(label="Exported session", interactive=False, elem_id=f"{prefix}_session_file")
+            import_file = gr.File(label="Import a session (.zip)", file_types=[".zip"], type="binary",
+                                  elem_id=f"{prefix}_session_import")
+    return export_btn, session_file, import_file
+
+
 COMPARE_BUTTON = "Compare: StableDrag vs the baseline on these points"
 
 
@@ -416,27 +429,7 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
                                else f"lighter ones without a GPU ({dh.CPU_LORA_STEPS} LoRA, {dh.CPU_DDIM_STEPS} DDIM, "
                                     f"{dh.CPU_DRAG_STEPS} drag steps; DragDiffusion uses 80, 50 and 80)."),
                             elem_id="diff_settings_note")
-                with gr.Row():
-                    lora_steps = gr.Slider(0, 300, value=d.lora_steps, step=1, label="LoRA steps")
-                    lora_lr = gr.Number(value=d.lora_lr, label="LoRA learning rate")
-                    lora_rank = gr.Slider(1, 64, value=d.lora_rank, step=1, label="LoRA rank")
-                with gr.Row():
-                    inversion_strength = gr.Slider(0.1, 1.0, value=d.inversion_strength, step=0.05,
-                                                   label="Inversion strength")
-                    ddim_steps = gr.Slider(5, 100, value=d.ddim_steps, step=1, label="DDIM steps")
-                with gr.Row():
-                    drag_steps = gr.Slider(1, 300, value=d.drag_steps, step=1, label="Drag steps")
-                    drag_lr = gr.Number(value=d.drag_lr, label="Drag learning rate")
-                    stop_distance = gr.Number(value=d.stop_distance, label="Stop distance (feature px)")
-                with gr.Row():
-                    r_m = gr.Slider(0, 6, value=d.r_m, step=1, label="r_m (motion patch radius, feature px)")
-                    r_p = gr.Slider(1, 12, value=d.r_p, step=1, label="r_p (tracking radius, feature px)")
-                with gr.Row():
-                    tau = gr.Slider(0.0, 1.0, value=d.tau, step=0.05, label="tau (confidence threshold)")
-                    lambda_mask = gr.Number(value=d.lambda_mask, label="Mask loss weight")
-                with gr.Row():
-                    seed = gr.Number(value=d.seed, precision=0, label="Seed")
-                    preview_every = gr.Slider(0, 20, value=d.preview_every, step=1, label="Live preview every k steps")
+                panel = build_panel(d)
             with gr.Row():
                 run_btn = gr.Button("Run", variant="primary", elem_id="diff_run")
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="diff_stop")
@@ -454,19 +447,10 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
                 animation = gr.Image(label="Drag animation (GIF)", interactive=False, height=180,
                                      elem_id="diff_animation")
     compare_img, compare_table = _compare_panel("diff")
-    with gr.Accordion("Session: export / import (image, points, region, settings)", open=False,
-                      elem_id="diff_session_panel"):
-        with gr.Row():
-            export_btn = gr.Button("Export session", elem_id="diff_export")
-            session_file = gr.File(label="Exported session", interactive=False, elem_id="diff_session_file")
-            import_file = gr.File(label="Import a session (.zip)", file_types=[".zip"], type="binary",
-                                  elem_id="diff_session_import")
+    export_btn, session_file, import_file = _session_panel("diff", "image, points, region, settings")
 
-    settings = {"method": method, "lora_steps": lora_steps, "lora_lr": lora_lr, "lora_rank": lora_rank,
-                "inversion_strength": inversion_strength, "ddim_steps": ddim_steps, "drag_steps": drag_steps,
-                "drag_lr": drag_lr, "stop_distance": stop_distance, "r_m": r_m, "r_p": r_p, "tau": tau, "lambda_mask": lambda_mask, "seed": seed,
-                "preview_every": preview_every}
-    assert set(settings) == set(dh.DiffSettings.names())
+    settings = {"method": method, **panel}
+    assert list(settings) == dh.DiffSettings.names()
     for name, comp in settings.items():
         comp.elem_id = comp.elem_id or f"diff_{name}"
     setting_names = list(settings)
@@ -537,7 +521,8 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
     export_btn.click(on_export, [state, prompt, *settings.values()], out.all, api_name="diff_export",
                      show_progress_on=[status])
     import_file.upload(on_import, [state, import_file], out.all, api_name="diff_import", show_progress_on=[status])
-    model.change(on_model, [model], [status_md, gallery, photo_note, *(settings[name] for name in dh.MODEL_FOLLOWED_FIELDS)],
+    followed = [settings[name] for name in dh.MODEL_FOLLOWED_FIELDS]
+    model.change(on_model, [model], [status_md, gallery, photo_note, *followed],
                  api_visibility="private",
                  show_progress="hidden")
 
@@ -551,6 +536,7 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
     generates the first image when a model is available."""
     menu = [c.label for c in engines.gan_menu]
     g = gh.GanSettings()
+    gan_specs = gh.GanSettings.specs()  # the declared settings: label, range, widget
     state = gr.State(None)
     gr.Markdown(_status_markdown(engines, "GAN", menu[0] if menu else None) +
                 ("" if menu else f"\n\n⚠️ {NO_GAN_MESSAGE}"), elem_id="gan_info")
@@ -582,7 +568,7 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
             method = gr.Radio(list(gh.METHODS), value="StableDrag", label="Method", elem_id="gan_method")
             with gr.Row():
                 latent_space = gr.Radio(list(gh.LATENT_SPACES), value=g.latent_space, label="Latent space")
-                step_size = gr.Number(value=g.step_size, label="Step size (learning rate)")
+                step_size = widget(gan_specs["step_size"], g.step_size)
             with gr.Accordion("Flexible region (optional: paint what may change)", open=False,
                               elem_id="gan_region_panel"):
                 editor = SafeImageEditor(label="Flexible region", type="numpy", image_mode="RGBA", sources=(),
@@ -593,14 +579,14 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
                 region_btn = gr.Button("Show painted region on the image", size="sm", elem_id="gan_region")
             with gr.Accordion("Advanced settings", open=False):
                 with gr.Row():
-                    max_steps = gr.Slider(1, 1000, value=g.max_steps, step=1, label="Steps per Start (at most)")
-                    preview_every = gr.Slider(1, 20, value=g.preview_every, step=1, label="Show a frame every k steps")
+                    max_steps = widget(gan_specs["max_steps"], g.max_steps)
+                    preview_every = widget(gan_specs["preview_every"], g.preview_every)
                 with gr.Row():
-                    r_m = gr.Number(value=0, label="r_m (image px, 0 = automatic)")
-                    r_p = gr.Number(value=0, label="r_p (image px, 0 = automatic)")
+                    r_m = widget(gan_specs["r_m"], 0)  # None (automatic) is shown as 0
+                    r_p = widget(gan_specs["r_p"], 0)
                 with gr.Row():
-                    tau = gr.Slider(0.0, 1.0, value=g.tau, step=0.05, label="tau (confidence threshold)")
-                    lambda_mask = gr.Number(value=g.lambda_mask, label="Mask loss weight")
+                    tau = widget(gan_specs["tau"], g.tau)
+                    lambda_mask = widget(gan_specs["lambda_mask"], g.lambda_mask)
     with gr.Row(equal_height=False):
         result = gr.Image(label="Current image", type="numpy", format="png", interactive=False, height=300,
                           elem_id="gan_result")
@@ -609,13 +595,7 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
                                          elem_id="gan_download")
             animation = gr.Image(label="Drag animation (GIF)", interactive=False, height=220, elem_id="gan_animation")
     compare_img, compare_table = _compare_panel("gan")
-    with gr.Accordion("Session: export / import (model, seed, latent, points, region, settings)", open=False,
-                      elem_id="gan_session_panel"):
-        with gr.Row():
-            export_btn = gr.Button("Export session", elem_id="gan_export")
-            session_file = gr.File(label="Exported session", interactive=False, elem_id="gan_session_file")
-            import_file = gr.File(label="Import a session (.zip)", file_types=[".zip"], type="binary",
-                                  elem_id="gan_session_import")
+    export_btn, session_file, import_file = _session_panel("gan", "model, seed, latent, points, region, settings")
 
     settings = {"method": method, "latent_space": latent_space, "step_size": step_size, "max_steps": max_steps,
                 "r_m": r_m, "r_p": r_p, "tau": tau, "lambda_mask": lambda_mask, "preview_every": preview_every}

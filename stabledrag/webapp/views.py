@@ -27,7 +27,8 @@ from ..errors import UserError
 from ..limits import LIMITS, check_point_count
 from . import drawing
 from .masks import mask_from_editor
-from .state import MAX_UNDO, ZOOM_FACTORS, add_click, as_clicks, clicks_from_text, clicks_to_text, move_click, require_image
+from .state import (MAX_UNDO, ZOOM_FACTORS, add_click, as_clicks, clicks_from_text, clicks_to_text, move_click,
+                    require_image)
 
 
 class _Keep:

@@ -24,6 +24,8 @@ from typing import Any, Optional
 
 import torch
 
+from ...errors import UserError
+
 log = logging.getLogger(__name__)
 
 WEIGHT_NAME = "pytorch_lora_weights.safetensors"
@@ -58,8 +60,6 @@ def read_lora_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
       diffusers) -> `<attn>.to_q.lora.down.weight` (`to_out_lora` -> `to_out.0.lora`);
     - kohya keys (`lora_unet_...`, `lora_te_...`) are left for diffusers to convert.
     Raises UserError when the file cannot be read or holds no LoRA tensors."""
-    from stabledrag.errors import UserError
-
     path = os.fspath(path)
     try:
         if path.endswith(".safetensors"):
@@ -88,8 +88,6 @@ def _weights_path(path: str | os.PathLike) -> str:
     if os.path.isdir(path):
         path = os.path.join(path, WEIGHT_NAME)
     if not os.path.isfile(path):
-        from stabledrag.errors import UserError
-
         raise UserError(f"no LoRA weights at {path} (expected a folder with {WEIGHT_NAME} or the file itself)")
     return path
 

@@ -21,7 +21,7 @@ from typing import Any, Optional
 import numpy as np
 from PIL import Image
 
-from stabledrag.progress import CancelToken, ProgressCallback, report
+from ...progress import CancelToken, ProgressCallback, report
 
 from .config import IdentityLoraConfig
 from .train import PHASE, prepare_training_image, train_identity_lora

@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from stabledrag.diffusion.images import model_resolution, prepare_image, size_multiple
-from stabledrag.diffusion.inversion import encode_prompt
-from stabledrag.diffusion.unet import predict_noise
-from stabledrag.tensors import image_to_tensor
-from stabledrag.progress import CancelToken, ProgressCallback, report
+from ..images import model_resolution, prepare_image, size_multiple
+from ..inversion import encode_prompt
+from ..unet import predict_noise
+from ...tensors import image_to_tensor
+from ...progress import CancelToken, ProgressCallback, report
 
 from .config import IdentityLoraConfig
 from .weights import TRAIN_ADAPTER, unload_lora
