@@ -311,3 +311,58 @@ def test_diff_zoomed_clicks_move_a_marker_undo_redo_and_compare(served):
         assert len(re.findall(r"\d+\.\d px", table.inner_text())) == 2, table.inner_text()
         image, _ = _image_at(page, "#diff_compare_image img")
         assert image.shape[1] > 1.5 * image.shape[0]  # the two results side by side
+
+
+def test_markers_move_by_dragging_them_with_the_mouse_also_zoomed(served):
+    """A real mouse drag (down, move, up) from a marker to another place moves that marker to the
+    exact image pixel under the release, at zoom 1 and 4; a click without movement still selects;
+    Undo takes a drag back."""
+    from playwright.sync_api import expect
+
+    url, _, root = served
+    rng = np.random.default_rng(3)
+    Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(root / "drag_me.png")
+    with _page(url) as page:
+        status = page.locator("#diff_status textarea")
+        page.locator("#diff_upload input[type=file]").set_input_files(str(root / "drag_me.png"))
+        expect(status).to_have_value(re.compile("^Loaded"))
+        page.locator("#diff_points_panel").get_by_text("Points as text").click()
+        points = page.locator("#diff_points textarea")
+        points.fill("27,29:34,29")
+        page.locator("#diff_points_panel").get_by_role("button", name="Use these points").click()
+        expect(status).to_have_value(re.compile("1 drag pair"))
+        canvas = page.locator("#diff_canvas img")
+
+        def at(x, y, shown):  # page position of the centre of shown image pixel (x, y) of `shown` x `shown`
+            page.wait_for_function("() => { const i = document.querySelector('#diff_canvas img');"
+                                   " return i && i.complete && i.naturalWidth > 0; }")
+            canvas.scroll_into_view_if_needed()  # the mouse works in the viewport
+            box = canvas.bounding_box()
+            natural = canvas.evaluate("i => i.naturalWidth")  # 512: the 64 px image shown 8x
+            r = min(box["width"], box["height"]) / natural  # fitted into its box and centred, as Gradio does
+            ox, oy = (box["width"] - natural * r) / 2, (box["height"] - natural * r) / 2
+            return (box["x"] + ox + (x + 0.5) * natural / shown * r, box["y"] + oy + (y + 0.5) * natural / shown * r)
+
+        def drag(a, b, shown):
+            page.mouse.move(*at(*a, shown))
+            page.mouse.down()
+            page.mouse.move(*at(*b, shown), steps=8)
+            assert page.locator("#sd_marker_drag_hint").count() == 1  # the live hint follows the pointer
+            page.mouse.up()
+            assert page.locator("#sd_marker_drag_hint").count() == 0
+
+        drag((27, 29), (20, 12), 64)  # handle 1, whole image shown (8x)
+        expect(points).to_have_value("20,12:34,29")
+        expect(status).to_have_value(re.compile(r"^Moved handle 1 to \(20, 12\)"))
+        page.locator("#diff_zoom").get_by_text("4×").click()
+        expect(status).to_have_value("Zoomed 4×: image pixels x 24-39, y 24-39 shown.")
+        page.wait_for_timeout(500)
+        drag((34 - 24, 29 - 24), (37 - 24, 26 - 24), 16)  # target 1 on the 4x zoomed canvas
+        expect(points).to_have_value("20,12:37,26")
+        expect(status).to_have_value(re.compile(r"^Moved target 1 to \(37, 26\)"))
+        page.mouse.click(*at(37 - 24, 26 - 24, 16))  # a click without movement still selects
+        expect(status).to_have_value(re.compile("^Selected target 1"))
+        page.mouse.click(*at(37 - 24, 26 - 24, 16))  # and leaves it where it is
+        expect(status).to_have_value(re.compile("^Target 1 stays"))
+        page.locator("#diff_undo").click()
+        expect(points).to_have_value("20,12:34,29")

@@ -21,7 +21,7 @@ import gradio as gr
 
 from ..progress import CancelToken
 from . import diff_handlers as dh
-from . import fair_queue
+from . import fair_queue, marker_drag
 from . import gan_handlers as gh
 from .args import AppOptions
 from .examples import PHOTO_NOTE, examples_for_model, list_examples, load_example
@@ -33,8 +33,8 @@ from .settings_widgets import build_panel, widget
 from .spaces_compat import gpu, on_zero_gpu
 from .state import ZOOM_FACTORS, DiffState, GanState
 from . import views
-from .views import (KEEP, View, add_point, clear_points, delete_pair, redo_point, refresh_region, set_points_text,
-                    set_zoom, undo_point)
+from .views import (KEEP, View, add_point, clear_points, delete_pair, drag_marker, redo_point, refresh_region,
+                    set_points_text, set_zoom, undo_point)
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +273,8 @@ def _gallery_items(examples: list) -> list:
 
 
 #: How points are edited, under each point canvas.
-POINT_HELP = ("Click a marker to select it (yellow ring), then click where it should go; click it again to leave it. "
+POINT_HELP = ("Drag a marker to move it, or click it to select it (yellow ring), then click where it should go; "
+              "click it again to leave it. "
               "Undo / Redo cover placing, moving, deleting and clearing. Zoom enlarges part of the image (pan "
               "with the sliders) so small parts get room; clicks land on the exact image pixel.")
 
@@ -297,6 +298,10 @@ class PointTools:
             self.zoom_y = gr.Slider(0, 100, value=50, step=1, label="Centre y (%)", scale=1, min_width=110,
                                     elem_id=f"{prefix}_zoom_y")
         gr.Markdown(POINT_HELP, elem_classes="sd-help", elem_id=f"{prefix}_point_help")
+        # what the page script (marker_drag) sends after a marker drag: in the page, never shown
+        self.drag_text = gr.Textbox(visible="hidden", elem_id=marker_drag.drag_box_id(prefix))
+        self.drag_button = gr.Button("Move the dragged marker", visible="hidden",
+                                     elem_id=marker_drag.drag_button_id(prefix))
 
 
 def _compare_panel(prefix: str) -> tuple[Any, Any]:
@@ -329,11 +334,14 @@ COMPARE_BUTTON = "Compare: StableDrag vs the baseline on these points"
 def _wire_point_editing(prefix: str, out: Outputs, st: Callable[[Any], Any], state: Any, canvas: Any,
                         tools: PointTools, points_btn: Any, points_text: Any, region_btn: Any, editor: Any) -> None:
     """Wire the point/region editing events that both tabs share (click, undo, redo, clear, delete a
-    pair, zoom, points as text, region refresh, also on every editor change) to the shared view
-    functions; API names are `<prefix>_undo`, `<prefix>_redo`, `<prefix>_clear`, ..."""
+    pair, zoom, a marker dragged with the mouse, points as text, region refresh, also on every editor
+    change) to the shared view functions; API names are `<prefix>_undo`, `<prefix>_redo`, `<prefix>_clear`, ..."""
 
     def on_click(s, evt: gr.SelectData):
         return _call(out, add_point, st(s), evt)
+
+    def on_drag(s, drag):
+        return _call(out, drag_marker, st(s), drag)
 
     def on_undo(s):
         return _call(out, undo_point, st(s))
@@ -360,6 +368,8 @@ def _wire_point_editing(prefix: str, out: Outputs, st: Callable[[Any], Any], sta
         return _call(out, set_zoom, st(s), zoom, x, y)
 
     canvas.select(on_click, [state], out.all, api_visibility="undocumented", show_progress="hidden")
+    tools.drag_button.click(on_drag, [state, tools.drag_text], out.all, js=marker_drag.button_js(prefix),
+                            api_name=f"{prefix}_drag_marker", show_progress="hidden")
     tools.undo.click(on_undo, [state], out.all, api_name=f"{prefix}_undo", show_progress="hidden")
     tools.redo.click(on_redo, [state], out.all, api_name=f"{prefix}_redo", show_progress="hidden")
     tools.clear.click(on_clear, [state], out.all, api_name=f"{prefix}_clear", show_progress="hidden")
@@ -712,6 +722,7 @@ def build_demo(options: AppOptions, engines: Optional[Engines] = None) -> gr.Blo
                 build_diff_tab(engines, options, tokens)
             with gr.Tab("StableDrag-GAN", id="gan", elem_id="tab_gan"):
                 on_load, load_inputs, load_outputs = build_gan_tab(engines, options, tokens)
+        demo.load(None, None, None, js=marker_drag.MARKER_DRAG_JS)  # markers move by dragging
         demo.load(on_load, load_inputs, load_outputs, concurrency_id=GPU_QUEUE, concurrency_limit=1,
                   api_visibility="private", show_progress="hidden")
     # The global cap applies to GPU runs only, with a fair share per session (fair_queue); cheap

@@ -1,6 +1,6 @@
 """What a handler returns: a `View` naming the outputs it changes (others stay as they are),
-plus the handlers both tabs share (clicks, moving a selected marker, Undo / Redo, clear, delete a
-pair, zoom, points as text, region refresh) and the files handed to the browser (result PNG,
+plus the handlers both tabs share (clicks, moving a marker by selecting or dragging it, Undo /
+Redo, clear, delete a pair, zoom, points as text, region refresh) and the files handed to the browser (result PNG,
 animation GIF, session zip).
 
 Handlers are plain functions over plain values, so tests call them directly; `ui` turns a
@@ -216,6 +216,50 @@ def add_point(state: Any, where: Any) -> View:
         check_point_count(len(state.clicks) // 2 + 1)
     _record_edit(state, add_click(state.clicks, xy, size))
     return points_view(state)
+
+
+def _canvas_position(value: Any) -> Optional[tuple[float, float]]:
+    """`(column, row)` from `[c, r]` / `(c, r)` / `"c,r"` when both are finite numbers, else None."""
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        return None
+    try:
+        c, r = (float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return (c, r) if math.isfinite(c) and math.isfinite(r) else None
+
+
+def parse_marker_drag(drag: Any) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The press and release positions of a mouse drag on the canvas: `drag` is the page script's
+    text `"c0,r0:c1,r1"` or a pair `((c0, r0), (c1, r1))`, in pixels of the canvas as shown (zoom
+    included; the positions an Image select event gives). UserError for anything else."""
+    parts = drag.split(":") if isinstance(drag, str) else drag
+    ends = [_canvas_position(p) for p in parts] if isinstance(parts, (list, tuple)) and len(parts) == 2 else []
+    if len(ends) != 2 or None in ends:
+        raise UserError("That drag did not come through as two canvas positions; drag the marker again, or click "
+                        "it and then its new place.")
+    return ends[0], ends[1]
+
+
+def drag_marker(state: Any, drag: Any) -> View:
+    """A marker dragged with the mouse (the page's script sends where the button went down and up,
+    see `parse_marker_drag` and `marker_drag.MARKER_DRAG_JS`): the marker under the press moves to
+    the image pixel under the release (`state.window.to_image`, so zoom is taken into account),
+    checked as a click move is (`move_click`); Undo takes it back. A press on no marker is the
+    click the browser would have sent without the script: `add_point` at the release position.
+    The press picks the marker as `marker_at` does (the nearest within a marker's radius)."""
+    img = require_image(state.image, state.NO_IMAGE)
+    start, end = parse_marker_drag(drag)
+    hit = marker_at(state, start)
+    if hit is None:
+        return add_point(state, end)
+    xy = state.window.to_image(end)
+    clicks = move_click(state.clicks, hit, xy, (img.shape[1], img.shape[0]))
+    _record_edit(state, clicks)
+    return points_view(state, f"Moved {_point_name(hit)} to {xy}. "
+                       + click_status(state.clicks, getattr(state, "RUN_BUTTON", "Run"), state.mask))
 
 
 def undo_point(state: Any) -> View:
