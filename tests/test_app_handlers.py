@@ -232,6 +232,66 @@ def test_select_a_marker_then_click_to_move_it_and_undo_the_move():
     assert s.clicks[0] == (12, 3)
 
 
+def test_drag_a_marker_moves_it_to_the_release_pixel_also_zoomed_and_undo_takes_it_back():
+    s = loaded_diff_state(64, 64)
+    k = s.scale
+    c = lambda x, y: ((x + 0.5) * k, (y + 0.5) * k)  # the centre of image pixel (x, y) on the canvas
+    views.set_points_text(s, "10,10:20,10 30,40:40,40")
+    v = views.drag_marker(s, "%g,%g:%g,%g" % (*c(20, 10), *c(25, 14)))  # target 1, as the page script sends it
+    assert s.clicks == [(10, 10), (25, 14), (30, 40), (40, 40)]
+    assert v.status.startswith("Moved target 1 to (25, 14).") and v.points_text == "10,10:25,14 30,40:40,40"
+    views.drag_marker(s, (c(30, 40), c(3, 60)))  # handle 2, as a pair of positions
+    assert s.clicks[2] == (3, 60)
+    # zoomed 4x at the top-left corner: the release maps through the window like a click
+    views.set_zoom(s, 4, 0, 0)
+    z, w = s.window.scale, s.window
+    assert (w.x0, w.y0, w.w) == (0, 0, 16) and z == 4 * k
+    views.drag_marker(s, ((10.5 * z, 10.5 * z), (13.9 * z, 2.1 * z)))  # handle 1 to image pixel (13, 2)
+    assert s.clicks[0] == (13, 2)
+    # a marker that was selected (yellow ring) and then dragged: moved, and the selection is gone
+    views.add_point(s, sel(13.5 * z, 2.5 * z))
+    assert views.selection(s) == 0
+    views.drag_marker(s, ((13.5 * z, 2.5 * z), (5.5 * z, 5.5 * z)))
+    assert s.clicks[0] == (5, 5) and views.selection(s) is None
+    views.set_zoom(s, 1)
+    for clicks in ([(13, 2), (25, 14), (3, 60), (40, 40)], [(10, 10), (25, 14), (3, 60), (40, 40)],
+                   [(10, 10), (25, 14), (30, 40), (40, 40)], [(10, 10), (20, 10), (30, 40), (40, 40)]):
+        views.undo_point(s)  # every drag is one Undo step
+        assert s.clicks == clicks
+
+
+def test_drag_from_no_marker_is_the_click_at_the_release_and_bad_drags_are_one_line_messages():
+    s = loaded_diff_state(64, 64)
+    k = s.scale
+    v = views.drag_marker(s, f"{5 * k},{5 * k}:{20.5 * k},{30.5 * k}")  # pressed on no marker
+    assert s.clicks == [(20, 30)] and "now click its target" in v.status  # what the browser's click would do
+    views.drag_marker(s, f"{50 * k},{50 * k}:{40.5 * k},{30.5 * k}")
+    assert s.clicks == [(20, 30), (40, 30)]
+    with pytest.raises(UserError, match="own handle"):  # a target dragged onto its own handle
+        views.drag_marker(s, f"{40.5 * k},{30.5 * k}:{20.5 * k},{30.5 * k}")
+    with pytest.raises(UserError, match="outside the 64x64 image"):  # released beside the picture
+        views.drag_marker(s, f"{40.5 * k},{30.5 * k}:{70 * k},{30.5 * k}")
+    for bad in ("", "1,2", "1,2:3", "a,b:c,d", "nan,1:2,3", "1,2:3,inf", None, 7, [[1, 2]], "1,2:3,4:5,6"):
+        with pytest.raises(UserError, match="drag did not come through"):
+            views.drag_marker(s, bad)
+    assert s.clicks == [(20, 30), (40, 30)]
+    with pytest.raises(UserError):
+        views.drag_marker(DiffState(), "1,2:3,4")  # no image yet
+
+
+def test_the_marker_drag_script_is_loaded_and_wired_to_each_tab():
+    from stabledrag.webapp import marker_drag, ui
+
+    js = marker_drag.MARKER_DRAG_JS
+    for prefix in marker_drag.PREFIXES:
+        assert f"'{prefix}'" in js and marker_drag.drag_button_id(prefix).startswith(prefix)
+        assert f"pending['{prefix}']" in marker_drag.button_js(prefix)
+    assert "_marker_drag_button" in js and "_canvas" in js and f"THRESHOLD = {marker_drag.DRAG_THRESHOLD_PX}" in js
+    # Gradio's own select mapping: fitted, centred, never enlarged, rounded
+    assert "Math.min(b.width / img.naturalWidth, b.height / img.naturalHeight, 1)" in js
+    assert "Drag a marker to move it" in ui.POINT_HELP
+
+
 def test_points_as_text_round_trip_and_validation():
     assert clicks_to_text([(1, 2), (3, 4), (5, 6)]) == "1,2:3,4 5,6:?"
     assert clicks_from_text("1,2:3,4 5,6:7,8", (10, 10)) == [(1, 2), (3, 4), (5, 6), (7, 8)]
