@@ -94,11 +94,22 @@ def _wait_status(page: Any, tab: str, pattern: str, timeout_s: float) -> str:
     raise TimeoutError(f"{tab}: status never matched {pattern!r} (last: {loc.input_value()!r})")
 
 
-def _shot_mid(page: Any, tab: str, path: Path, timeout_s: float) -> None:
-    """Screenshot as soon as the drag shows live progress past its first step."""
-    _wait_status(page, tab, r"^Dragging: step ([2-9]|\d\d)", timeout_s)
+#: A drag's live status past its first step (the mid-drag screenshot is taken then).
+MID_DRAG = r"^Dragging: step ([2-9]|\d\d)"
+
+
+def _shot_mid(page: Any, tab: str, path: Path, timeout_s: float, end: str) -> bool:
+    """Screenshot as soon as the drag shows live progress past its first step. A short drag (tiny
+    models and settings) can finish between two looks at the status, or before a second step: when
+    the status matches `end` first, no mid-drag screenshot is taken (a warning says so) and False
+    is returned, so the script goes on instead of waiting for a status that will not come."""
+    status = _wait_status(page, tab, f"{MID_DRAG}|{end}", timeout_s)
+    if not re.search(MID_DRAG, status):
+        log.warning("%s: the drag ended before a mid-drag status was seen (%r); no %s", tab, status[:80], path.name)
+        return False
     page.screenshot(path=str(path), full_page=True, animations="disabled")
     print(f"wrote {path}")
+    return True
 
 
 def _shot_when(page: Any, tab: str, pattern: str, path: Path, timeout_s: float) -> str:
@@ -181,8 +192,9 @@ def diff_tab(page: Any, out: Path, steps: dict[str, int], timeout_s: float) -> N
         if value is not None:
             _set_number(page, f"diff_{name}", value)
     page.locator("#diff_run").click()
-    _shot_mid(page, "diff", out / "diff_mid.png", timeout_s)
-    _shot_when(page, "diff", r"^(Done|Stopped|Model not available|Something)", out / "diff_done.png", timeout_s)
+    done = r"^(Done|Stopped|Model not available|Something)"
+    _shot_mid(page, "diff", out / "diff_mid.png", timeout_s, done)
+    _shot_when(page, "diff", done, out / "diff_done.png", timeout_s)
     page.locator("#diff_compare").click()
     _shot_when(page, "diff", r"^(Compared|Compare stopped|Something)", out / "diff_compare.png", timeout_s)
 
@@ -198,8 +210,9 @@ def gan_tab(page: Any, out: Path, timeout_s: float, max_steps: int = 40) -> None
     page.get_by_text("Advanced settings").last.click()
     _set_number(page, "gan_max_steps", max_steps)
     page.locator("#gan_start").click()
-    _shot_mid(page, "gan", out / "gan_mid.png", timeout_s)
-    _shot_when(page, "gan", r"^(Reached|Ran out|Stopped)", out / "gan_done.png", timeout_s)
+    done = r"^(Reached|Ran out|Stopped|Something)"
+    _shot_mid(page, "gan", out / "gan_mid.png", timeout_s, done)
+    _shot_when(page, "gan", done, out / "gan_done.png", timeout_s)
     page.locator("#gan_reset").click()
     _wait_status(page, "gan", r"^Back to the generated image", 60)
     page.locator("#gan_compare").click()

@@ -3,6 +3,7 @@ sessions, settings and the GAN tab on a tiny random generator."""
 
 import io
 import json
+import re
 import zipfile
 
 import gradio as gr
@@ -935,3 +936,31 @@ def test_compare_stops_and_keeps_nothing_when_the_points_change_or_stop_is_press
     assert rest[-1].status == compare.STOPPED_MESSAGE and rest[-1].compare is views.KEEP
     assert not any(v.compare is not views.KEEP for v in rest)
     assert np.array_equal(s.w, w0) and s.clicks == [(8, 8), (14, 8)]
+
+
+def test_elapsed_time_and_an_estimate_of_what_is_left_while_dragging(tiny_generator):
+    assert views.time_text(12.2, 3, 10) == "12 s, about 28 s left at most"  # 12.2 s / 3 steps * 7 steps left
+    assert views.time_text(5, 10, 10) == "5 s"  # the last step: nothing left to estimate
+    assert views.time_text(5, 0, 10) == "5 s" and views.time_text(5, 4, None) == "5 s"
+    s = GanState()
+    gh.generate(s, "tiny", 2, 0.7, tiny_generator)
+    s.clicks = [(4, 4), (28, 28)]  # far: the drag cannot reach it in 3 steps
+    statuses = [v.status for v in gh.run_drag(s, None, gh.GanSettings(max_steps=3, preview_every=1), tiny_generator)
+                if isinstance(v.status, str)]
+    mid = [t for t in statuses if re.match(r"Dragging: step [1-9]", t)]
+    assert re.match(r"Dragging: step 1 of at most 3 \(\d+ s, about \d+ s left at most\)", mid[0]), mid
+    assert re.match(r"Dragging: step 3 of at most 3 \(\d+ s\)", mid[-1]), mid
+
+
+def test_dragging_a_handle_out_of_the_painted_region_warns_at_once():
+    s = loaded_diff_state(64, 64)
+    k = s.scale
+    s.mask = np.zeros((64, 64), bool)
+    s.mask[:32] = True  # the top half may change
+    views.set_points_text(s, "10,10:20,10")
+    assert "outside the painted region" not in views.points_view(s).status
+    v = views.drag_marker(s, ((10.5 * k, 10.5 * k), (10.5 * k, 50.5 * k)))  # handle 1 into the fixed half
+    assert s.clicks[0] == (10, 50)
+    assert "Warning: handle 1 is outside the painted region" in v.status
+    v = views.drag_marker(s, ((10.5 * k, 50.5 * k), (12.5 * k, 12.5 * k)))
+    assert "outside the painted region" not in v.status

@@ -136,3 +136,37 @@ def test_uploaded_photo_bytes_go_through_the_one_image_reader(G, photo):
     assert np.array_equal(gp._read_photo(buf.getvalue()), photo)
     with pytest.raises(UserError, match="not a PNG, JPEG"):
         gp._read_photo(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n")
+
+
+def test_the_pages_photo_upload_more_steps_and_stop_run_with_the_apps_stop_tokens(tmp_path, photo):
+    """The wired page events (not only the handlers): an upload used to fail with AttributeError
+    ('CancelTokens' object has no attribute 'get') after the Stop tokens became per job."""
+    import io
+    import os
+    from types import SimpleNamespace
+
+    from stabledrag.webapp.args import parse_args
+    from stabledrag.webapp.testing import save_tiny_gan
+    from stabledrag.webapp.ui import build_demo
+
+    gan = save_tiny_gan(tmp_path, resolution=32)
+    demo = build_demo(parse_args(["--gan-model", gan, "--models-dir", str(tmp_path / "none"), "--device", "cpu"]))
+    fns = {getattr(f.fn, "__name__", ""): f.fn for f in demo.fns.values() if f.fn is not None}
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, format="PNG")
+    request = SimpleNamespace(session_hash="one browser")
+    label = f"{os.path.basename(gan)} (--gan-model)"
+    quiet = lambda *a, **k: None  # noqa: E731
+    outputs = list(fns["on_photo"](None, label, buf.getvalue(), False, request, quiet))
+    texts = [v for values in outputs for v in values if isinstance(v, str)]
+    assert any(t.startswith("Projected the photo") for t in texts), texts[-3:]
+    assert not any("went wrong" in t or "Something" in t for t in texts), texts
+    fns["on_stop"](request)  # nothing running: nothing happens
+    state = SimpleNamespace()  # the page's State value is the GanState the upload filled in
+    for values in outputs:
+        for v in values:
+            if isinstance(v, GanState):
+                state = v
+    assert isinstance(state, GanState) and state.projection
+    more = list(fns["on_more"](state, label, request, quiet))
+    assert any(isinstance(v, str) and "PSNR" in v for values in more for v in values)

@@ -64,26 +64,31 @@ def wire_photo_controls(c: PhotoControls, *, state: Any, model: Any, outputs: An
     def on_photo(s, label, photo, pti, request: gr.Request, progress=gr.Progress()):
         if photo is None:
             return
-        token = tokens.get(request, "gan_photo")
-        token.reset()
+        token = tokens.begin(request, "gan_photo")  # this projection's own Stop token
         s = st(s)
-        for values in stream(outputs, lambda: gp.project_photo(s, label, photo, generator(label), bool(pti),
-                                                               cancel=token, progress=progress)):
-            yield with_quality(values, s)
+        try:
+            for values in stream(outputs, lambda: gp.project_photo(s, label, photo, generator(label), bool(pti),
+                                                                   cancel=token, progress=progress)):
+                yield with_quality(values, s)
+        finally:
+            tokens.end(request, "gan_photo", token)
 
     def on_more(s, label, request: gr.Request, progress=gr.Progress()):
-        token = tokens.get(request, "gan_photo")
-        token.reset()
+        token = tokens.begin(request, "gan_photo")
         s = st(s)
-        for values in stream(outputs, lambda: gp.more_steps(s, generator(label), cancel=token, progress=progress)):
-            yield with_quality(values, s)
+        try:
+            for values in stream(outputs, lambda: gp.more_steps(s, generator(label), cancel=token,
+                                                                progress=progress)):
+                yield with_quality(values, s)
+        finally:
+            tokens.end(request, "gan_photo", token)
 
     def on_accept(s):
         s = st(s)
         return with_quality(call(outputs, gp.accept, s), s)
 
     def on_stop(request: gr.Request):
-        tokens.get(request, "gan_photo").cancel()
+        tokens.stop(request, "gan_photo")
 
     if gpu is not None:
         on_photo, on_more = gpu(duration=120)(on_photo), gpu(duration=120)(on_more)
