@@ -75,11 +75,16 @@ def _shown_image(page: Any, selector: str, status: str) -> tuple[np.ndarray, tup
     return big[::f, ::f][:h, :w], (w, h)
 
 
-def _click_image_px(page: Any, selector: str, xy: tuple[float, float], size: tuple[int, int]) -> None:
-    """Click the displayed image at image pixel `xy` of an image of `size = (W, H)`."""
+def _click_image_px(page: Any, selector: str, xy: tuple[float, float], size: tuple[int, int],
+                    expect: Optional[str] = None) -> None:
+    """Click the displayed image at image pixel `xy` of an image of `size = (W, H)`. With `expect`,
+    wait until the tab's status matches it: the page ignores a click on the canvas while the
+    previous one is still being handled, so on a busy machine a second click sent too soon was lost."""
     loc = page.locator(selector)
     box = loc.bounding_box()
     loc.click(position={"x": (xy[0] + 0.5) / size[0] * box["width"], "y": (xy[1] + 0.5) / size[1] * box["height"]})
+    if expect is not None:
+        _wait_status(page, selector.lstrip("#").split("_")[0], expect, 120)
     page.wait_for_timeout(400)
 
 
@@ -94,6 +99,8 @@ def _wait_status(page: Any, tab: str, pattern: str, timeout_s: float) -> str:
     raise TimeoutError(f"{tab}: status never matched {pattern!r} (last: {loc.input_value()!r})")
 
 
+#: The status after a handle's click, and after its target's.
+HANDLE_PLACED, PAIR_READY = r"now click its target", r"drag pair\(s\) ready"
 #: A drag's live status past its first step (the mid-drag screenshot is taken then).
 MID_DRAG = r"^Dragging: step ([2-9]|\d\d)"
 
@@ -182,8 +189,8 @@ def diff_tab(page: Any, out: Path, steps: dict[str, int], timeout_s: float) -> N
     small, size = _shown_image(page, "#diff_canvas img", _wait_status(page, "diff", r"^Loaded", 60))
     (hx, hy), (tx, ty) = drag_for(small)
     _paint_region(page, small, size, [(hx, hy), (tx, ty)])
-    _click_image_px(page, "#diff_canvas img", (hx, hy), size)
-    _click_image_px(page, "#diff_canvas img", (tx, ty), size)
+    _click_image_px(page, "#diff_canvas img", (hx, hy), size, expect=HANDLE_PLACED)
+    _click_image_px(page, "#diff_canvas img", (tx, ty), size, expect=PAIR_READY)
     prompt = page.locator("#diff_prompt textarea")
     if not prompt.input_value().strip():  # an example brings its own prompt; keep it, as a person would
         prompt.fill("a cartoon face")
@@ -205,8 +212,8 @@ def gan_tab(page: Any, out: Path, timeout_s: float, max_steps: int = 40) -> None
     status = _wait_status(page, "gan", r"^Generated seed", timeout_s)
     small, size = _shown_image(page, "#gan_result img", status)
     (hx, hy), (tx, ty) = drag_for(small)
-    _click_image_px(page, "#gan_canvas img", (hx, hy), size)
-    _click_image_px(page, "#gan_canvas img", (tx, ty), size)
+    _click_image_px(page, "#gan_canvas img", (hx, hy), size, expect=HANDLE_PLACED)
+    _click_image_px(page, "#gan_canvas img", (tx, ty), size, expect=PAIR_READY)
     page.get_by_text("Advanced settings").last.click()
     _set_number(page, "gan_max_steps", max_steps)
     page.locator("#gan_start").click()

@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from scripts.screenshots import (CHROMIUM, CHROMIUM_ARGS, DEFAULT_OUT, VIEWPORT, _click_image_px, _shown_image,
-                                 _shot_when, _wait_status, import_playwright, launch_app)
+from scripts.screenshots import (CHROMIUM, CHROMIUM_ARGS, DEFAULT_OUT, HANDLE_PLACED, PAIR_READY, VIEWPORT,
+                                 _click_image_px, _shown_image, _shot_when, _wait_status, import_playwright, launch_app)
 from stabledrag.paths import EXAMPLES_DIR
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,8 @@ def photo_flow(page: Any, photo: Path, out: Path, timeout_s: float) -> dict[str,
     det = detect(small)
     eye = det.right_eye or (0.62 * res, 0.42 * res)
     target = (eye[0], eye[1] - 0.06 * res)
-    _click_image_px(page, "#gan_canvas img", eye, size)
-    _click_image_px(page, "#gan_canvas img", target, size)
+    _click_image_px(page, "#gan_canvas img", eye, size, expect=HANDLE_PLACED)
+    _click_image_px(page, "#gan_canvas img", target, size, expect=PAIR_READY)
     page.wait_for_timeout(1000)
     seen["points"] = page.locator("#gan_status textarea").input_value()
     print("after the clicks:", seen["points"], flush=True)

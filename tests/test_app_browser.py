@@ -2,7 +2,7 @@
 GAN tab, Start, and check the image changed; a session exported with a painted region, imported
 into a freshly loaded page, gives back the identical region on both tabs; Compare on both tabs; on
 the Diff tab, clicks on the zoomed canvas land on exact image pixels, a marker is moved by
-selecting it, and Undo / Redo work. Skips when Playwright or
+selecting it or by dragging it with the mouse (also zoomed), and Undo / Redo work. Skips when Playwright or
 /usr/bin/chromium is missing, unless STABLEDRAG_REQUIRE_BROWSER=1 (set by CI), where it fails instead."""
 
 import io
