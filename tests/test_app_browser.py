@@ -103,10 +103,10 @@ def test_gan_tab_click_points_drag_and_see_the_image_change(page_url):
             canvas = page.locator("#gan_canvas img")
             box = canvas.bounding_box()
             # the 64 px image is shown 8x enlarged; clicks map back to image pixels
-            for fx, fy in ((0.40, 0.50), (0.55, 0.45)):
+            # the page ignores a canvas click while the previous one is being handled: wait for each
+            for (fx, fy), after in (((0.40, 0.50), "now click its target"), ((0.55, 0.45), "1 drag pair")):
                 canvas.click(position={"x": box["width"] * fx, "y": box["height"] * fy})
-                page.wait_for_timeout(300)
-            expect(status).to_have_value(re.compile("1 drag pair"))
+                expect(status).to_have_value(re.compile(after))
             page.locator("#gan_points_panel").get_by_text("Points as text").click()  # open the panel
             text = page.locator("#gan_points textarea").input_value()
             (hx, hy), (tx, ty) = [tuple(map(int, p.split(","))) for p in text.split(":")]
