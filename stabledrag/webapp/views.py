@@ -116,8 +116,8 @@ def click_status(clicks: Sequence, run_button: str = "Run", mask: Optional[np.nd
     if n % 2 == 1:
         return f"Handle {n // 2 + 1} placed at {tuple(clicks[-1])}: now click its target." + warning
     hint = "" if mask is not None else " No region painted: the rest of the image may move too."
-    return (f"{n // 2} drag pair(s) ready. Add more, or press {run_button} (to move a marker, click it, then "
-            "click its new place).") + (warning or hint)
+    return (f"{n // 2} drag pair(s) ready. Add more, or press {run_button} (to move a marker, drag it, or "
+            "click it and then its new place).") + (warning or hint)
 
 
 def handles_outside_region(clicks: Sequence, mask: Optional[np.ndarray]) -> str:
