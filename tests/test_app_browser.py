@@ -234,20 +234,34 @@ def _set_number(page, elem_id, value):
     box.press("Enter")
 
 
+def _load_noise_image(page, root, name, seed):
+    """Upload a 64 x 64 random image to the Diff tab; return its status box once it says Loaded."""
+    from playwright.sync_api import expect
+
+    Image.fromarray((np.random.default_rng(seed).random((64, 64, 3)) * 255).astype(np.uint8)).save(root / name)
+    status = page.locator("#diff_status textarea")
+    page.locator("#diff_upload input[type=file]").set_input_files(str(root / name))
+    expect(status).to_have_value(re.compile("^Loaded"))
+    return status
+
+
+def _type_diff_points(page, text):
+    """Enter `text` (x,y:x,y) in the Diff tab's "Points as text" and apply it (one pair expected)."""
+    from playwright.sync_api import expect
+
+    page.locator("#diff_points_panel").get_by_text("Points as text").click()
+    page.locator("#diff_points textarea").fill(text)
+    page.locator("#diff_points_panel").get_by_role("button", name="Use these points").click()
+    expect(page.locator("#diff_status textarea")).to_have_value(re.compile("1 drag pair"))
+
+
 def test_diff_run_stopped_and_continued(served):
     from playwright.sync_api import expect
 
     url, _, root = served
-    rng = np.random.default_rng(1)
-    Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(root / "stop_me.png")
     with _page(url) as page:
-        status = page.locator("#diff_status textarea")
-        page.locator("#diff_upload input[type=file]").set_input_files(str(root / "stop_me.png"))
-        expect(status).to_have_value(re.compile("^Loaded"))
-        page.locator("#diff_points_panel").get_by_text("Points as text").click()
-        page.locator("#diff_points textarea").fill("20,30:40,30")
-        page.locator("#diff_points_panel").get_by_role("button", name="Use these points").click()
-        expect(status).to_have_value(re.compile("1 drag pair"))
+        status = _load_noise_image(page, root, "stop_me.png", seed=1)
+        _type_diff_points(page, "20,30:40,30")
         page.locator("#diff_download").first.wait_for()
         assert page.locator("#diff_download").first.is_disabled()  # nothing to download yet
         page.get_by_text("Advanced settings").first.click()
@@ -271,12 +285,8 @@ def test_diff_zoomed_clicks_move_a_marker_undo_redo_and_compare(served):
     from playwright.sync_api import expect
 
     url, _, root = served
-    rng = np.random.default_rng(2)
-    Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(root / "zoom_me.png")
     with _page(url) as page:
-        status = page.locator("#diff_status textarea")
-        page.locator("#diff_upload input[type=file]").set_input_files(str(root / "zoom_me.png"))
-        expect(status).to_have_value(re.compile("^Loaded"))
+        status = _load_noise_image(page, root, "zoom_me.png", seed=2)
         page.locator("#diff_zoom").get_by_text("4×").click()
         # 64 px shown 8x, zoomed 4x around the centre: image pixels 24..39 at 32 canvas px each
         expect(status).to_have_value("Zoomed 4×: image pixels x 24-39, y 24-39 shown.")
@@ -322,17 +332,10 @@ def test_markers_move_by_dragging_them_with_the_mouse_also_zoomed(served):
     from playwright.sync_api import expect
 
     url, _, root = served
-    rng = np.random.default_rng(3)
-    Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(root / "drag_me.png")
     with _page(url) as page:
-        status = page.locator("#diff_status textarea")
-        page.locator("#diff_upload input[type=file]").set_input_files(str(root / "drag_me.png"))
-        expect(status).to_have_value(re.compile("^Loaded"))
-        page.locator("#diff_points_panel").get_by_text("Points as text").click()
+        status = _load_noise_image(page, root, "drag_me.png", seed=3)
+        _type_diff_points(page, "27,29:34,29")
         points = page.locator("#diff_points textarea")
-        points.fill("27,29:34,29")
-        page.locator("#diff_points_panel").get_by_role("button", name="Use these points").click()
-        expect(status).to_have_value(re.compile("1 drag pair"))
         canvas = page.locator("#diff_canvas img")
 
         def at(x, y, shown):  # page position of the centre of shown image pixel (x, y) of `shown` x `shown`
