@@ -103,7 +103,7 @@ MARKER_DRAG_JS = """
     state.swallow = true;  // the click the browser sends next belongs to this drag
     const end = canvasPos(d.img, e);
     state.pending[d.prefix] = d.start[0] + ',' + d.start[1] + ':' + end[0] + ',' + end[1];
-    const box = document.getElementById(d.prefix + '_marker_drag_button');
+    const box = document.getElementById(d.prefix + '%(button_suffix)s');
     const button = box && (box.tagName === 'BUTTON' ? box : box.querySelector('button'));
     if (button) button.click();
   }, true);
@@ -115,4 +115,5 @@ MARKER_DRAG_JS = """
   }, true);
   return [];
 }
-""" % {"threshold": DRAG_THRESHOLD_PX, "prefixes": "[" + ", ".join(f"'{p}'" for p in PREFIXES) + "]"}
+""" % {"threshold": DRAG_THRESHOLD_PX, "prefixes": "[" + ", ".join(f"'{p}'" for p in PREFIXES) + "]",
+       "button_suffix": drag_button_id("")}
