@@ -88,10 +88,10 @@ class DiffSettings(TabSettings):
                               integer=True, slider=(5, 100, 1), row=1, cpu_default=CPU_DDIM_STEPS,
                               recommended="inversion.num_steps", follows_model=True)
     max_steps: int = setting(80, label="Drag steps", error_name="Drag steps", low=1, high=LIMITS.max_steps,
-                              integer=True, slider=(1, 300, 1), row=2, cpu_default=CPU_DRAG_STEPS,
-                              recommended="max_steps", follows_model=True)
+                             integer=True, slider=(1, 300, 1), row=2, cpu_default=CPU_DRAG_STEPS,
+                             recommended="max_steps", follows_model=True)
     lr: float = setting(0.01, label="Drag learning rate", error_name="The drag learning rate", low=1e-8,
-                             high=LIMITS.max_lr, row=2, recommended="lr", follows_model=True)
+                        high=LIMITS.max_lr, row=2, recommended="lr", follows_model=True)
     stop_distance: float = setting(2.0, label="Stop distance (feature px)", error_name="The stop distance", low=0,
                                    high=1000, row=2, recommended="stop_distance", follows_model=True)
     r_m: float = setting(1.0, label="r_m (motion patch radius, feature px)", error_name="r_m", low=0,

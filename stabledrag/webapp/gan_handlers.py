@@ -65,7 +65,7 @@ class GanSettings(TabSettings):
     method: str = "stabledrag"
     latent_space: str = "W+"
     lr: float = setting(2e-3, label="Step size (learning rate)", error_name="The step size", low=1e-8,
-                               high=LIMITS.max_lr)
+                        high=LIMITS.max_lr)
     max_steps: int = setting(200, label="Steps per Start (at most)", error_name="Steps per Start", low=1,
                              high=LIMITS.max_steps, integer=True, slider=(1, 1000, 1), row=0)
     r_m: Optional[float] = setting(None, label="r_m (image px, 0 = automatic)", error_name="r_m", low=0,
