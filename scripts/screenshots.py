@@ -8,7 +8,7 @@ Playwright like a person would — pick an example, paint the region, click a ha
 Run / Start — and saves `diff_mid.png`, `diff_done.png`, `diff_compare.png`, `gan_mid.png`,
 `gan_done.png`, and `gan_compare.png` (Compare: StableDrag and the baseline from the same image and
 points). The Diff tab keeps the settings the page offers for the model (its own recommended ones)
-unless `--lora-steps` / `--ddim-steps` / `--drag-steps` are given.
+unless `--lora-steps` / `--ddim-steps` / `--max-steps` are given.
 The points are placed on the toy face's parts found by `stabledrag.toy.detect` when it finds them
 (move the right eye up; move the mouth's right corner up), else at fixed places.
 Needs `playwright` and Chromium at /usr/bin/chromium (Playwright's own download is not used).
@@ -254,7 +254,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--device", default=None)
     p.add_argument("--lora-steps", type=int, default=None, help="default: the page's (the model's own settings)")
     p.add_argument("--ddim-steps", type=int, default=None)
-    p.add_argument("--drag-steps", type=int, default=None)
+    p.add_argument("--max-steps", "--drag-steps", type=int, default=None, dest="max_steps",
+                   help="drag steps (the Diff tab's max_steps)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds to wait for each run")
     p.add_argument("--skip-diff", action="store_true")
     p.add_argument("--skip-gan", action="store_true")
@@ -266,7 +267,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     app_args = ["--models-dir", tempfile.mkdtemp(prefix="stabledrag-none-")]
     if args.tiny:
-        from stabledrag.webapp.testing import save_tiny_gan, save_tiny_sd
+        from stabledrag.testing import save_tiny_gan, save_tiny_sd
 
         root = Path(tempfile.mkdtemp(prefix="stabledrag-tiny-"))
         app_args += ["--gan-model", save_tiny_gan(root, resolution=64), "--diffusion-model", save_tiny_sd(root, 128)]
@@ -279,7 +280,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     demo, url = launch_app(app_args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    steps = {"lora_steps": args.lora_steps, "ddim_steps": args.ddim_steps, "drag_steps": args.drag_steps,
+    steps = {"lora_steps": args.lora_steps, "ddim_steps": args.ddim_steps, "max_steps": args.max_steps,
              "preview_every": 2}
     try:
         with sync_playwright() as pw:

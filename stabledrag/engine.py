@@ -1,10 +1,15 @@
-"""What an engine offers the CLI, the benchmarks and (later) the web app, and the registry of engines.
+"""What an engine offers the CLI, the benchmarks and the web app, and the registry of engines.
 
 A drag engine (Stable Diffusion, StyleGAN2, ...) is a `Backend` (`stabledrag.drag`: the drag loop's
 five methods) plus an `Engine` (this module): how to load its model and make the initial state from
 an image or a seed, its own command-line options, and its runners for `bench toy`. Adding a third
 engine is "implement `Backend` + `Engine`, `register` it": the CLI (`edit --backend NAME`) and
 `bench toy --backend NAME` pick it up from here.
+
+The web app (`stabledrag.webapp`) reaches the engines only through this registry: an engine that
+also implements `AppEngine` (its models for the menus, loading one, its editor, its recommended
+settings and its edit config) can back a tab, and one that implements `PhotoProjector` can take an
+uploaded photo (GAN inversion). Session files name their engine by its registry name.
 
 The built-in engines are registered by module path and imported only when first asked for, so
 this module (and the core) imports no engine.
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -73,15 +79,124 @@ class Engine(Protocol):
     default_cases: int
     step_tracking: bool
 
-    def edit(self, args: argparse.Namespace, points: Any, progress: Any) -> EditOutcome:
+    def edit(self, args: argparse.Namespace, progress: Any) -> EditOutcome:
         """Load the model (`args.model`), make the initial state (from `args.image` or a seed), drag
-        `points` (`DragPoints`, image px) with `args.method`'s preset and `args.set` overrides.
+        the points of `args.drag` (image px) with `args.method`'s preset and `args.set` overrides.
         Raises UserError for bad input (before loading a model where it can)."""
         ...
 
     def toy_runner(self, device: Optional[str], model: Optional[str], overrides: dict[str, Any],
                    step_tracking: bool) -> ToyRunner:
         """The `bench toy` source of toy-face images and the function that drags one case."""
+        ...
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """One model-menu entry of the web app: `label` shown to people, `spec` given to the engine's
+    `load` (a path or hub id the server found itself; requests name a model by label only).
+    toy: the bundled toy-faces model (the page then offers the toy-face examples)."""
+
+    label: str
+    spec: str
+    toy: bool = False
+
+
+@dataclass
+class Projection:
+    """A photo projected into a model (`PhotoProjector.project`).
+
+    latent: `1 x num_ws x w_dim` float32 (W+). image: its rendering `R x R x 3` uint8 (with the
+    tuned weights). weight_delta: `{parameter name: tuned - original}` float32 arrays (pivotal
+    tuning; empty without it). metrics: JSON-ready quality numbers (psnr, ssim, ..., "pti": bool).
+    """
+
+    latent: np.ndarray
+    image: np.ndarray
+    weight_delta: dict[str, np.ndarray]
+    metrics: dict[str, Any]
+
+
+@runtime_checkable
+class AppEngine(Engine, Protocol):
+    """What the web app needs of an engine on top of `Engine` (one tab per such engine).
+
+    no_model_message: what the page says when the engine's menu is empty (how to get a model).
+    """
+
+    no_model_message: str
+
+    def claim(self, path: Path) -> int:
+        """How sure the engine is that `path` (a file or folder inside the app's models folder) is
+        one of its models: 0 = not its, 1 = by the name only, 2 = by the contents. The app lists
+        each entry under the engine most sure of it (ties: registry order). Never raises."""
+        ...
+
+    def model_choices(self, named: Optional[str], found: Sequence[Path], on_gpu: bool) -> list[ModelChoice]:
+        """The engine's model menu, best default first: `named` (the app's `--<name>-model`, a path
+        or hub id, or None), its bundled model when built, the models-folder entries it claimed
+        (`found`), and any hub default (listed earlier when `on_gpu`)."""
+        ...
+
+    def load(self, spec: str, device: Any, dtype: Any, cache_dir: Optional[str]) -> Any:
+        """The model of menu spec `spec` on `device` (`torch.device`) in `dtype` (weights where the
+        engine uses it), caching in `cache_dir` where the engine caches (None = its default). It may
+        load lazily (see `warm_up`). ModelUnavailableError when the model cannot be had."""
+        ...
+
+    def warm_up(self, model: Any) -> None:
+        """Load a lazily loaded `model` now (start-up preloading). ModelUnavailableError as `load`."""
+        ...
+
+    def editor(self, model: Any, weight_delta: Optional[dict[str, np.ndarray]] = None) -> Any:
+        """An editor on `model` (`GanEditor` / `DiffusionEditor`: what the engine's tab drives).
+        weight_delta: tuned weights from `PhotoProjector.project` (UserError when they do not fit
+        the model or the engine has no such tuning)."""
+        ...
+
+    def recommended(self, spec: Optional[str]) -> dict[str, Any]:
+        """The drag settings recommended for the model of `spec` (its folder's info file; keys as
+        `edit_config`'s overrides); `{}` when it has none. UserError for a malformed file."""
+        ...
+
+    def edit_config(self, method: str, overrides: dict[str, Any],
+                    image_size: Optional[tuple[int, int]] = None) -> Any:
+        """The engine's config for `method`'s preset with `overrides` (keys as `edit --set`: a
+        `DragConfig` field such as "max_steps", "lr", or an engine key such as "lora.steps") applied
+        in order, for an image of `image_size` `(W, H)` px where the preset depends on it.
+        ValueError / UserError for an unknown method, key or bad value."""
+        ...
+
+
+@runtime_checkable
+class PhotoProjector(Protocol):
+    """Optional capability: project a user's photo into the model, so that it can be dragged
+    (GAN inversion; the edit is pasted back into the photo). Crops are `[left, top, right, bottom,
+    width, height, resolution]` lists (photo px, right/bottom exclusive)."""
+
+    def align_photo(self, model: Any, photo: np.ndarray, crop: Optional[list[int]] = None
+                    ) -> tuple[np.ndarray, list[int]]:
+        """(`photo` cropped to a square and resized to the model's size, the crop). `crop` given:
+        that crop again. UserError when the model cannot take photos."""
+        ...
+
+    def projection_config(self, pti: bool = True, steps_scale: float = 1.0) -> Any:
+        """The projection settings (phase steps times `steps_scale`; `pti` False: no pivotal tuning)."""
+        ...
+
+    def refine_config(self, config: Any, pti: bool) -> Any:
+        """`config` changed to continue an earlier projection gently ("More steps")."""
+        ...
+
+    def project(self, model: Any, image: np.ndarray, config: Any, crop: list[int], *,
+                start: Optional[Projection] = None, progress: Any = None, cancel: Any = None,
+                preview_every: int = 0) -> Projection:
+        """Project the aligned `image` with `config` (continuing from `start` when given), reporting
+        `Progress` (with previews every `preview_every` steps) and stopping on `cancel` (Cancelled)."""
+        ...
+
+    def paste_back(self, photo: np.ndarray, image: np.ndarray, crop: list[int]) -> np.ndarray:
+        """The edited model-size `image` put back into `photo` where `crop` came from."""
         ...
 
 
@@ -120,6 +235,11 @@ def get(name: str) -> Engine:
 def all_engines() -> list[Engine]:
     """Every registered engine (built-ins imported)."""
     return [get(n) for n in names()]
+
+
+def app_engines() -> list[AppEngine]:
+    """The registered engines that can back a web-app tab (`AppEngine`), in registry order."""
+    return [e for e in all_engines() if isinstance(e, AppEngine)]
 
 
 def refuse_foreign_options(args: argparse.Namespace, engine: Engine, engines: Sequence[Engine]) -> None:

@@ -39,7 +39,7 @@ def served(tmp_path_factory):
     _need(importlib.util.find_spec("playwright") is not None, "playwright is not installed")
     _need(os.path.exists(CHROMIUM), f"{CHROMIUM} is not installed (apt-get install chromium)")
     from stabledrag.webapp.args import parse_args
-    from stabledrag.webapp.testing import save_tiny_gan, save_tiny_sd
+    from stabledrag.testing import save_tiny_gan, save_tiny_sd
     from stabledrag.webapp.ui import build_demo
 
     threads = torch.get_num_threads()
@@ -265,7 +265,7 @@ def test_diff_run_stopped_and_continued(served):
         page.locator("#diff_download").first.wait_for()
         assert page.locator("#diff_download").first.is_disabled()  # nothing to download yet
         page.get_by_text("Advanced settings").first.click()
-        for elem_id, value in (("diff_lora_steps", 1), ("diff_ddim_steps", 10), ("diff_drag_steps", 300),
+        for elem_id, value in (("diff_lora_steps", 1), ("diff_ddim_steps", 10), ("diff_max_steps", 300),
                                ("diff_stop_distance", 0), ("diff_preview_every", 1)):
             _set_number(page, elem_id, value)
         page.locator("#diff_run").click()
@@ -274,7 +274,7 @@ def test_diff_run_stopped_and_continued(served):
         expect(status).to_have_value(re.compile("^Stopped after"), timeout=120_000)
         stopped = int(re.search(r"after (\d+) drag steps", status.input_value()).group(1))
         assert page.locator("#diff_download").first.is_disabled()
-        _set_number(page, "diff_drag_steps", 3)  # the step budget may change; the drag continues
+        _set_number(page, "diff_max_steps", 3)  # the step budget may change; the drag continues
         page.locator("#diff_run").click()
         expect(status).to_have_value(re.compile(f"^Done: .* more drag steps \\(continued after {stopped}\\)"),
                                      timeout=180_000)
@@ -313,7 +313,7 @@ def test_diff_zoomed_clicks_move_a_marker_undo_redo_and_compare(served):
         expect(points).to_have_value("27,29:36,33")
 
         page.get_by_text("Advanced settings").first.click()
-        for elem_id, value in (("diff_lora_steps", 1), ("diff_ddim_steps", 10), ("diff_drag_steps", 3),
+        for elem_id, value in (("diff_lora_steps", 1), ("diff_ddim_steps", 10), ("diff_max_steps", 3),
                                ("diff_preview_every", 0)):
             _set_number(page, elem_id, value)
         page.locator("#diff_compare").click()

@@ -43,7 +43,7 @@ def _serve(args):
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """(client factory, folder) for an app on tiny models; one server for the module."""
-    from stabledrag.webapp.testing import save_tiny_gan, save_tiny_sd
+    from stabledrag.testing import save_tiny_gan, save_tiny_sd
 
     root = tmp_path_factory.mktemp("app")
     gan, sd = save_tiny_gan(root, resolution=32), save_tiny_sd(root, image_size=64)
@@ -102,7 +102,7 @@ def test_diff_drag_through_the_api(served):
     assert loaded[status].startswith("Loaded")
     c.predict("20,30:40,30", api_name="/diff_points")
 
-    job = c.submit(region=None, prompt="a photo", lora_steps=2, ddim_steps=10, drag_steps=3, preview_every=1,
+    job = c.submit(region=None, prompt="a photo", lora_steps=2, ddim_steps=10, max_steps=3, preview_every=1,
                    api_name="/diff_run")
     job.result()
     updates = job.outputs()
@@ -147,7 +147,8 @@ def test_api_mistakes_come_back_as_messages(served):
 def served_bundled():
     """(client factory, GAN label, SD label) for an app started as `python app.py` would be: no model
     arguments, so the menus default to the bundled toy GAN and toy SD."""
-    from stabledrag.webapp.models import TOY_GAN_LABEL, TOY_SD_LABEL
+    from stabledrag.diffusion.engine import TOY_SD_LABEL
+    from stabledrag.gan.engine import TOY_GAN_LABEL
 
     with _serve(["--device", "cpu"]) as new_client:
         yield new_client, TOY_GAN_LABEL, TOY_SD_LABEL
@@ -182,7 +183,7 @@ def test_gan_and_diff_drags_on_the_bundled_models(served_bundled):
     src = np.asarray(Image.open(face).convert("RGB"))
     c.predict("60,50:60,44", api_name="/diff_points")
     job = c.submit(region=None, model=sd_label, prompt="a cartoon face", lora_steps=2, ddim_steps=10,
-                   drag_steps=3, api_name="/diff_run")
+                   max_steps=3, api_name="/diff_run")
     job.result()
     final = job.outputs()[-1]
     assert final[d_status].startswith("Done"), final[d_status]

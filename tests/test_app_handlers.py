@@ -18,7 +18,8 @@ from stabledrag.webapp import drawing, masks, messages, runner, session_io, view
 from stabledrag.webapp import gan_handlers as gh
 from stabledrag.webapp.args import parse_args
 from stabledrag.webapp.examples import list_examples, load_example
-from stabledrag.webapp.models import Engines, ModelChoice, SD15_LABEL
+from stabledrag.diffusion.engine import SD15_LABEL
+from stabledrag.webapp.models import Engines, ModelChoice
 from stabledrag.webapp.settings_base import BASELINE_LABEL
 from stabledrag.webapp.spaces_compat import gpu
 from stabledrag.webapp.state import DiffState, GanState, clicks_from_text, clicks_to_text
@@ -380,18 +381,19 @@ def test_model_not_available_offline_is_reported_for_sd15(tmp_path, monkeypatch)
     s = loaded_diff_state(64, 64)
     s.clicks = [(10, 10), (20, 10)]
     with pytest.raises(ModelUnavailableError):
-        list(dh.run_edit(s, None, "a photo", dh.DiffSettings(lora_steps=1, drag_steps=1),
+        list(dh.run_edit(s, None, "a photo", dh.DiffSettings(lora_steps=1, max_steps=1),
                          lambda: eng.diffusion_editor(SD15_LABEL)))
     eng.diffusion_menu = [c for c in eng.diffusion_menu if c.label == SD15_LABEL]
     eng.preload()  # --preload / ZeroGPU: a model that cannot load is logged, the app still starts
 
 
 def test_model_menus_offer_only_discovered_files(tmp_path, monkeypatch):
-    import stabledrag.webapp.models as models_mod
-    from stabledrag.webapp.testing import save_tiny_gan
+    import stabledrag.diffusion.engine as diffusion_engine
+    import stabledrag.gan.engine as gan_engine
+    from stabledrag.testing import save_tiny_gan
 
-    monkeypatch.setattr(models_mod, "TOY_GAN_DIR", tmp_path / "no_toy_gan")  # whether built or not
-    monkeypatch.setattr(models_mod, "TOY_SD_DIR", tmp_path / "no_toy_sd")
+    monkeypatch.setattr(gan_engine, "TOY_GAN_DIR", tmp_path / "no_toy_gan")  # whether built or not
+    monkeypatch.setattr(diffusion_engine, "TOY_SD_DIR", tmp_path / "no_toy_sd")
 
     models = tmp_path / "models"
     models.mkdir()
@@ -411,10 +413,64 @@ def test_model_menus_offer_only_discovered_files(tmp_path, monkeypatch):
     assert isinstance(eng.gan_menu[0], ModelChoice)
 
 
-def test_no_gan_model_gives_a_clear_message(tmp_path, monkeypatch):
-    import stabledrag.webapp.models as models_mod
+def test_the_apps_menus_and_models_come_from_the_engine_registry(tmp_path):
+    """A third engine registered from outside gets its own menu (the models-folder files it claims
+    most surely), its models loaded once per label, its recommended settings and preloading."""
+    from stabledrag import engine as registry
+    from stabledrag.gan.engine import GanEngine
 
-    monkeypatch.setattr(models_mod, "TOY_GAN_DIR", tmp_path / "missing")
+    class StubEngine(GanEngine):  # the CLI/bench parts of the GAN engine; the app parts its own
+        name = "stub"
+        no_model_message = "no stub model"
+        loads: list = []
+        warmed: list = []
+
+        def claim(self, path):
+            return 2 if path.suffix in (".stub", ".safetensors") else 0
+
+        def model_choices(self, named, found, on_gpu):
+            return [ModelChoice(f"{p.name} (models folder)", str(p.resolve())) for p in found]
+
+        def load(self, spec, device, dtype=None, cache_dir=None):
+            self.loads.append(spec)
+            return {"spec": spec}
+
+        def warm_up(self, model):
+            self.warmed.append(model["spec"])
+
+        def recommended(self, spec):
+            return {"lr": 0.5}
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "a.stub").write_bytes(b"x")
+    (models / "b.safetensors").write_bytes(b"not a GAN")  # by suffix the diffusion engine's (1); the stub is surer
+    (models / "c.ckpt").write_bytes(b"x")
+    registry.register(StubEngine())
+    try:
+        eng = Engines(parse_args(["--models-dir", str(models), "--device", "cpu"]))
+        assert eng.labels("stub") == ["a.stub (models folder)", "b.safetensors (models folder)"]
+        assert "c.ckpt (models folder)" in eng.labels("diffusion")
+        assert not any("stub" in label or "b.safetensors" in label for label in eng.labels("diffusion"))
+        m = eng.model("stub", "a.stub (models folder)")
+        assert m == {"spec": str((models / "a.stub").resolve())}
+        assert eng.model("stub", "a.stub (models folder)") is m and len(StubEngine.loads) == 1  # loaded once
+        assert eng.recommended("stub", "a.stub (models folder)") == {"lr": 0.5}
+        assert eng.recommended("stub", "nope") == {}
+        with pytest.raises(UserError, match="pick one from the model menu"):
+            eng.model("stub", str(models / "a.stub"))
+        eng.menus = {"stub": eng.menus["stub"]}
+        eng.preload()
+        assert StubEngine.warmed == [m["spec"]]
+    finally:
+        registry.unregister("stub")
+    assert "stub" not in Engines(parse_args(["--models-dir", str(models), "--device", "cpu"])).menus
+
+
+def test_no_gan_model_gives_a_clear_message(tmp_path, monkeypatch):
+    import stabledrag.gan.engine as gan_engine
+
+    monkeypatch.setattr(gan_engine, "TOY_GAN_DIR", tmp_path / "missing")
     eng = Engines(parse_args(["--models-dir", str(tmp_path), "--device", "cpu"]))
     assert eng.gan_menu == []
     with pytest.raises(ModelUnavailableError, match="--gan-model"):
@@ -481,7 +537,7 @@ def test_method_labels_say_what_runs_and_the_old_labels_still_import():
 
 def test_diff_settings_map_onto_the_engine_config():
     s = dh.DiffSettings.from_values({"method": "DragDiffusion (baseline)", "lora_steps": 7.0, "ddim_steps": 20,
-                                     "inversion_strength": 0.5, "drag_steps": 9, "tau": 0.3, "r_p": 4})
+                                     "inversion_strength": 0.5, "max_steps": 9, "tau": 0.3, "r_p": 4})
     cfg = s.edit_config()
     assert cfg.drag.method == "baseline" and cfg.drag.tracker == "nearest"
     assert cfg.lora.steps == 7 and cfg.inversion.num_steps == 20 and cfg.inversion.strength == 0.5
@@ -489,7 +545,7 @@ def test_diff_settings_map_onto_the_engine_config():
     assert dh.DiffSettings.defaults_for("cuda") == dh.DiffSettings()  # DragDiffusion's on a GPU
     assert dh.DiffSettings.defaults_for("cpu").lora_steps < dh.DiffSettings().lora_steps
     toy = dh.DiffSettings.defaults_for("cpu", {"lr": 0.05, "stop_distance": 1.0, "max_steps": 33})  # a model's own
-    assert (toy.drag_lr, toy.stop_distance, toy.drag_steps) == (0.05, 1.0, 33)
+    assert (toy.lr, toy.stop_distance, toy.max_steps) == (0.05, 1.0, 33)
     assert (toy.edit_config().drag.lr, toy.edit_config().drag.stop_distance) == (0.05, 1.0)
     assert dh.DiffSettings().edit_config().drag.stop_distance == 2.0
     # a recommended setting the tab has no field for still reaches the engine; the tab's fields win
@@ -609,6 +665,59 @@ def test_diff_session_export_import_round_trip():
     assert w.settings["tau"] == 0.4 and w.settings["seed"] == 7
     # the editor gets the region back as a painted layer, which reads back as the same mask
     assert (masks.mask_from_editor(w.editor, (80, 48)) == s.mask).all()
+
+
+def test_sessions_written_with_the_former_setting_names_still_import(tiny_generator):
+    """The tabs' `drag_steps` / `drag_lr` (Diff) and `step_size` (GAN) are now `max_steps` / `lr`,
+    as in `DragConfig` and the CLI; a session file written before keeps its values."""
+    s = loaded_diff_state(40, 32)
+    s.clicks = [(10, 10), (20, 12)]
+    old = {**{k: v for k, v in dh.DiffSettings().to_dict().items() if k not in ("max_steps", "lr")},
+           "drag_steps": 17, "drag_lr": 0.02}
+    blob = session_io.session_bytes(session_io.SessionData(engine="diffusion", image=s.image, clicks=s.clicks,
+                                                           settings=old, prompt="p"))
+    w = dh.import_session(DiffState(), blob, max_side=1024)
+    assert (w.settings["max_steps"], w.settings["lr"]) == (17, 0.02)
+    assert "drag_steps" not in w.settings and "drag_lr" not in w.settings
+    assert dh.DiffSettings.from_values(w.settings).edit_config().drag.max_steps == 17
+    # both names in one file: today's wins
+    both = session_io.session_bytes(session_io.SessionData(engine="diffusion", image=s.image, clicks=s.clicks,
+                                                           settings={**old, "max_steps": 5}))
+    assert dh.import_session(DiffState(), both, max_side=1024).settings["max_steps"] == 5
+
+    g = GanState()
+    gh.generate(g, "tiny", 2, 0.7, tiny_generator)
+    gan_old = {k: v for k, v in gh.GanSettings().to_dict().items() if k != "lr"}
+    gan_old["step_size"] = 0.004
+    data = session_io.SessionData(engine="gan", image=g.image0, settings=gan_old,
+                                  latents={"latent0": g.w0, "latent": g.w},
+                                  gan={"model": "tiny", "seed": 2, "psi": 0.7})
+    w = gh.import_session(GanState(), session_io.session_bytes(data), ["tiny"], lambda label: tiny_generator)
+    assert w.settings["lr"] == 0.004 and "step_size" not in w.settings
+
+
+def test_session_engine_names_come_from_the_registry():
+    from stabledrag import engine as registry
+
+    assert session_io.session_engines() == tuple(e.name for e in registry.app_engines()) == ("diffusion", "gan")
+    with pytest.raises(ValueError, match="engine must be one of"):
+        session_io.session_bytes(session_io.SessionData(engine="texture", image=np.zeros((4, 4, 3), np.uint8)))
+    from stabledrag.gan.engine import GanEngine
+    from stabledrag.webapp.abuse import session_zip
+
+    with pytest.raises(UserError, match="unknown engine 'sdxl'"):
+        session_io.read_session(session_zip({}, engine="sdxl"))
+
+    class AnotherGan(GanEngine):  # a third app engine, registered from outside
+        name = "gan2"
+
+    registry.register(AnotherGan())
+    try:
+        assert session_io.read_session(session_zip({}, engine="gan2")).engine == "gan2"
+    finally:
+        registry.unregister("gan2")
+    with pytest.raises(UserError, match="unknown engine 'gan2'"):
+        session_io.read_session(session_zip({}, engine="gan2"))
 
 
 def _zip(files):
@@ -812,7 +921,7 @@ def test_diff_run_stopped_mid_drag_continues_from_there(tmp_path):
     editor = DiffusionEditor(pipeline=build_tiny_pipeline(image_size=64), lora_cache_dir=str(tmp_path / "lora"))
     s = loaded_diff_state(64, 64)
     s.clicks = [(20, 30), (40, 30)]
-    settings = dh.DiffSettings(lora_steps=1, ddim_steps=10, drag_steps=12, preview_every=1, stop_distance=0.0)
+    settings = dh.DiffSettings(lora_steps=1, ddim_steps=10, max_steps=12, preview_every=1, stop_distance=0.0)
     token = CancelToken()
 
     def stop_at_drag_step_2(fraction, desc=""):
@@ -866,10 +975,10 @@ def test_diff_drag_settings_follow_the_chosen_model(tmp_path):
     rec = recommended_overrides(folder)
     mine = dh.settings_for_model("cpu", rec)
     other = dh.settings_for_model("cpu", {})
-    assert mine["drag_lr"] == 0.03 and mine["ddim_steps"] == 12
-    assert other == {"lora_steps": dh.CPU_LORA_STEPS, "ddim_steps": dh.CPU_DDIM_STEPS, "drag_steps": dh.CPU_DRAG_STEPS,
-                     "drag_lr": dh.DiffSettings.drag_lr, "stop_distance": dh.DiffSettings.stop_distance}
-    assert dh.DiffSettings.defaults_for("cpu", {"lr": "fast"}).drag_lr == dh.DiffSettings.drag_lr  # page still opens
+    assert mine["lr"] == 0.03 and mine["ddim_steps"] == 12
+    assert other == {"lora_steps": dh.CPU_LORA_STEPS, "ddim_steps": dh.CPU_DDIM_STEPS, "max_steps": dh.CPU_DRAG_STEPS,
+                     "lr": dh.DiffSettings.lr, "stop_distance": dh.DiffSettings.stop_distance}
+    assert dh.DiffSettings.defaults_for("cpu", {"lr": "fast"}).lr == dh.DiffSettings.lr  # page still opens
     (folder / SETTINGS_FILE).write_text('{"edit": ["lr", 1]}')
     with pytest.raises(UserError, match="expected"):
         recommended_overrides(folder)
@@ -894,7 +1003,7 @@ def test_diff_compare_runs_stabledrag_and_the_baseline_on_the_same_input_and_kee
     s.clicks = [(20, 30), (30, 30)]
     previous = np.full((64, 64, 3), 7, np.uint8)
     s.result = previous  # the tab's own last result
-    settings = dh.DiffSettings(lora_steps=1, ddim_steps=10, drag_steps=3, preview_every=0, stop_distance=0.0)
+    settings = dh.DiffSettings(lora_steps=1, ddim_steps=10, max_steps=3, preview_every=0, stop_distance=0.0)
     out = list(dh.run_compare(s, None, "a photo", settings, lambda: editor))
     assert any(isinstance(v.status, str) and v.status.startswith("Compare, run 1 of 2 (StableDrag)") for v in out)
     assert any(isinstance(v.status, str) and v.status.startswith(f"Compare, run 2 of 2 ({BASELINE_LABEL})")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -168,3 +169,37 @@ def test_bench_toy_one_case_on_the_bundled_gan(capsys):
         assert row["kind"] == "eye_short" and row["face_complete"] and row["steps"] <= 2
         assert row["status"] in ("reached", "max_steps") and len(row["step_tracking_error_px"]) == row["steps"]
         assert row["success"] == (row["final_distance_px"] is not None and row["final_distance_px"] <= 3.0)
+
+
+def test_the_built_in_engines_offer_what_the_web_app_needs(texture_engine, tmp_path):
+    """Both built-in engines are `AppEngine`s (the GAN also a `PhotoProjector`); an engine without
+    the app's methods (the texture) gets no tab, menu or session files."""
+    from stabledrag.config import DragConfig
+    from stabledrag.gan.presets import gan_defaults
+    from stabledrag.testing import save_tiny_gan
+
+    gan, diffusion = engines.get("gan"), engines.get("diffusion")
+    assert isinstance(gan, engines.AppEngine) and isinstance(gan, engines.PhotoProjector)
+    assert isinstance(diffusion, engines.AppEngine) and not isinstance(diffusion, engines.PhotoProjector)
+    assert not isinstance(texture_engine, engines.AppEngine)
+    assert [e.name for e in engines.app_engines()] == ["diffusion", "gan"]
+    # which models-folder entries each engine claims (the app lists an entry under the surest)
+    native = Path(save_tiny_gan(tmp_path, resolution=32))
+    (tmp_path / "sd.safetensors").write_bytes(b"x")
+    (tmp_path / "official.pkl").write_bytes(b"x")
+    assert (gan.claim(native), diffusion.claim(native)) == (2, 0)
+    assert (gan.claim(tmp_path / "sd.safetensors"), diffusion.claim(tmp_path / "sd.safetensors")) == (0, 1)
+    assert (gan.claim(tmp_path / "official.pkl"), diffusion.claim(tmp_path / "official.pkl")) == (1, 0)
+    # the edit config: the method's preset (sized to the image for the GAN) with the overrides
+    cfg = gan.edit_config("draggan", {"max_steps": 7, "lr": 0.01}, (256, 256))
+    assert isinstance(cfg, DragConfig) and cfg == gan_defaults("draggan", 256, max_steps=7, lr=0.01)
+    dcfg = diffusion.edit_config("baseline", {"max_steps": 9, "lora.steps": 3, "seed": 5})
+    assert (dcfg.drag.max_steps, dcfg.drag.tracker, dcfg.lora.steps, dcfg.seed) == (9, "nearest", 3, 5)
+    with pytest.raises(ValueError):
+        diffusion.edit_config("magic", {})
+    # the GAN's editor carries a projected photo's tuned weights; the diffusion engine has none
+    G = gan.load(str(native), "cpu")
+    assert gan.editor(G).image_size == (32, 32)
+    with pytest.raises(engines.UserError):
+        diffusion.editor(object(), {"w": np.zeros(1, np.float32)})
+    assert gan.recommended(str(native)) == {}

@@ -146,7 +146,7 @@ def test_the_pages_photo_upload_more_steps_and_stop_run_with_the_apps_stop_token
     from types import SimpleNamespace
 
     from stabledrag.webapp.args import parse_args
-    from stabledrag.webapp.testing import save_tiny_gan
+    from stabledrag.testing import save_tiny_gan
     from stabledrag.webapp.ui import build_demo
 
     gan = save_tiny_gan(tmp_path, resolution=32)

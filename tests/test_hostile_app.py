@@ -172,7 +172,8 @@ def test_too_many_points_and_long_prompts_in_a_session():
     ("r_p", 1e6, "r_p must be a number between 0 and 64"),
     ("r_m", "abc", "r_m must be a number between 0 and 64, not 'abc'"),
     ("tau", float("nan"), "tau must be a finite number"),
-    ("step_size", 1e20, "The step size must be a number between"),
+    ("lr", 1e20, "The step size must be a number between"),
+    ("step_size", 1e20, "The step size must be a number between"),  # the former name (old sessions)
     ("max_steps", 10**9, "Steps per Start must be a whole number between 1 and 2000"),
 ])
 def test_gan_settings_are_finite_and_bounded(name, value, message):
@@ -187,7 +188,9 @@ def test_gan_settings_are_finite_and_bounded(name, value, message):
     ("seed", -1, "The seed must be a whole number between 0"),
     ("stop_distance", float("inf"), "The stop distance must be a finite number"),
     ("tau", float("nan"), "tau must be a finite number"),
-    ("drag_lr", 1e20, "The drag learning rate must be a number between"),
+    ("lr", 1e20, "The drag learning rate must be a number between"),
+    ("drag_lr", 1e20, "The drag learning rate must be a number between"),  # the former name (old sessions)
+    ("max_steps", 10**9, "Drag steps must be a whole number between 1 and 2000"),
     ("r_p", 1e6, "r_p must be a number between 1 and 64"),
 ])
 def test_diff_settings_are_finite_and_bounded(name, value, message):

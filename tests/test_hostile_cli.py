@@ -64,7 +64,7 @@ def test_diffusion_cli_refuses_too_many_points(files, capsys):
 
 @pytest.fixture(scope="module")
 def tiny_gan(tmp_path_factory):
-    from stabledrag.webapp.testing import save_tiny_gan
+    from stabledrag.testing import save_tiny_gan
 
     return save_tiny_gan(tmp_path_factory.mktemp("gan"), resolution=32)
 

@@ -16,7 +16,7 @@ from test_app_client import _index, _serve  # noqa: E402  (same folder; one way 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from stabledrag.webapp.testing import save_tiny_gan, save_tiny_sd
+    from stabledrag.testing import save_tiny_gan, save_tiny_sd
 
     root = tmp_path_factory.mktemp("hostile")
     gan, sd = save_tiny_gan(root, resolution=32), save_tiny_sd(root, image_size=64)
@@ -113,7 +113,7 @@ def test_new_image_during_a_diff_run_drops_that_runs_result(served):
         Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(root / f"{name}.png")
     c.predict(gradio_client.handle_file(str(root / "a.png")), api_name="/diff_load_image")
     c.predict("20,30:40,30", api_name="/diff_points")
-    job = c.submit(region=None, prompt="", lora_steps=0, ddim_steps=5, drag_steps=300, preview_every=1,
+    job = c.submit(region=None, prompt="", lora_steps=0, ddim_steps=5, max_steps=300, preview_every=1,
                    api_name="/diff_run")
     _wait_for(job, status, "Dragging", timeout=120)
     loaded = c.predict(gradio_client.handle_file(str(root / "b.png")), api_name="/diff_load_image")

@@ -95,3 +95,66 @@ def test_the_import_scanner_sees_relative_and_nested_imports(tmp_path):
     f.write_text("from ..x import y\nfrom . import z\ndef f():\n    import lora_tuning.cache\n")
     assert _imported_modules(f, "stabledrag.diffusion") == {"stabledrag.x", "stabledrag.diffusion",
                                                            "lora_tuning.cache"}
+
+
+
+ENGINE_PACKAGES = ("stabledrag.gan", "stabledrag.diffusion")
+
+
+def _imported_names(path: Path, package: str) -> set[str]:
+    """`_imported_modules` plus, for every `from X import name`, `X.name` (`name` may be a module:
+    `from .. import gan`)."""
+    found = _imported_modules(path, package)
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1]
+                                + ([node.module] if node.module else []))
+            else:
+                base = node.module
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _engine_imports(webapp: Path) -> dict[str, list[str]]:
+    """For every .py file under `webapp` (the folder of the `stabledrag.webapp` package): the
+    engine modules (`ENGINE_PACKAGES` and below) it imports, by file name relative to `webapp`."""
+    out = {}
+    for path in sorted(webapp.rglob("*.py")):
+        rel = path.relative_to(webapp)
+        package = ".".join(("stabledrag", "webapp", *rel.parts[:-1]))
+        bad = sorted(m for m in _imported_names(path, package)
+                     if m in ENGINE_PACKAGES or m.startswith(tuple(p + "." for p in ENGINE_PACKAGES)))
+        if bad:
+            out[rel.as_posix()] = bad
+    return out
+
+
+def test_the_web_app_reaches_the_engines_only_through_the_registry():
+    """`stabledrag/webapp/` imports nothing of `stabledrag.gan` / `stabledrag.diffusion` (top-level,
+    inside functions, relative or absolute): it asks `stabledrag.engine.get(name)` for menus,
+    models, editors, configs and photo projection."""
+    webapp = ROOT / "stabledrag" / "webapp"
+    assert (webapp / "ui.py").is_file() and (webapp / "models.py").is_file()
+    assert _engine_imports(webapp) == {}
+
+
+def test_the_web_app_import_check_sees_a_planted_engine_import(tmp_path):
+    """The check above fails on each way of writing an engine import, planted in a copy of the package."""
+    import shutil
+
+    webapp = tmp_path / "webapp"
+    shutil.copytree(ROOT / "stabledrag" / "webapp", webapp, ignore=shutil.ignore_patterns("__pycache__"))
+    assert _engine_imports(webapp) == {}
+    plants = {"a.py": "from ..gan.editor import GanEditor\n",
+              "b.py": "def f():\n    from ..diffusion import editor\n",
+              "c.py": "import stabledrag.diffusion.recommended\n",
+              "d.py": "from .. import diffusion\n",
+              "f.py": "from stabledrag import gan as g\n",
+              "sub/e.py": "from ...gan import load_generator\n"}
+    for name, code in plants.items():
+        (webapp / name).parent.mkdir(exist_ok=True)
+        (webapp / name).write_text(code)
+    found = _engine_imports(webapp)
+    assert sorted(found) == sorted(plants)
+    assert found["d.py"] == ["stabledrag.diffusion"] and "stabledrag.gan" in found["sub/e.py"]

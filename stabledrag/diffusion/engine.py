@@ -1,24 +1,35 @@
-"""The Stable Diffusion engine as the CLI and `bench toy` see it (`stabledrag.engine.Engine`).
+"""The Stable Diffusion engine as the CLI, `bench toy` and the web app see it
+(`stabledrag.engine`: `Engine`, `AppEngine`).
 
 `edit`: read the user's image (any mode and size) and optional mask, run `DiffusionEditor.edit`
 (identity LoRA, DDIM inversion, drag, denoise; StableDrag-Diff, Cui et al. 2024) and return the
-image at the input's size. Heavy imports (diffusers) happen inside the methods.
+image at the input's size. For the web app: the Diff menu (diffusers folders, single-file
+checkpoints, SD 1.5 by hub id), one lazily loading `DiffusionEditor` per model, the model's
+recommended settings (`recommended.py`) and the edit config. Heavy imports (diffusers) happen
+inside the methods.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..engine import EditOutcome, Option, ToyRunner
+from ..engine import EditOutcome, ModelChoice, Option, ToyRunner
+from ..paths import SD15_HUB_ID, TOY_SD_DIR
+
+TOY_SD_LABEL = "Toy faces SD (bundled)"
+SD15_LABEL = "Stable Diffusion 1.5 (Hugging Face hub)"
 
 
 class DiffusionEngine:
     """`--backend diffusion`: drag points on your image with a Stable Diffusion model."""
 
     name = "diffusion"
+    no_model_message = ("No diffusion model is available: start the app with --diffusion-model (a diffusers folder, "
+                        "a single-file checkpoint or a hub id), or put one in ./models.")
     help = "drag points on an image with a Stable Diffusion model (hub id, diffusers folder or single file)"
     default_cases = 24
     step_tracking = False
@@ -102,3 +113,61 @@ class DiffusionEngine:
 
         return source, run, {"model": model or "bundled toy SD", "dataset_seed": 987_654,
                              "model_settings": editor.recommended_overrides()}
+
+    # -- the web app (`AppEngine`) --------------------------------------------------------------
+    def claim(self, path: Path) -> int:
+        """2 for a diffusers folder (`model_index.json`), 1 for a `.safetensors` / `.ckpt` file, else 0."""
+        if path.is_dir():
+            return 2 if (path / "model_index.json").is_file() else 0
+        return 1 if path.suffix in (".safetensors", ".ckpt") else 0
+
+    def model_choices(self, named: Optional[str], found: Sequence[Path], on_gpu: bool) -> list[ModelChoice]:
+        """`named` (`--diffusion-model`), SD 1.5 when `on_gpu` (the useful default there), the
+        bundled toy SD (if built), the models-folder entries, SD 1.5 (the app drops the repeat)."""
+        out = []
+        sd15 = ModelChoice(SD15_LABEL, SD15_HUB_ID)
+        if named:
+            path = Path(named).expanduser()
+            label = f"{path.name if path.exists() else named} (--diffusion-model)"
+            out.append(ModelChoice(label, str(path.resolve()) if path.exists() else named))
+        if on_gpu:
+            out.append(sd15)
+        if (TOY_SD_DIR / "model_index.json").is_file():
+            out.append(ModelChoice(TOY_SD_LABEL, str(TOY_SD_DIR), toy=True))
+        out += [ModelChoice(f"{p.name} (models folder)", str(p.resolve())) for p in found]
+        out.append(sd15)
+        return out
+
+    def load(self, spec: str, device: Any, dtype: Any = None, cache_dir: Optional[str] = None) -> Any:
+        """A `DiffusionEditor` for `spec`: it loads its pipeline on first use and keeps its LoRA /
+        inversion caches (identity LoRAs under `cache_dir`) across edits."""
+        from .editor import DiffusionEditor
+
+        return DiffusionEditor(model=spec, device=str(device), dtype=dtype, lora_cache_dir=cache_dir)
+
+    def warm_up(self, model: Any) -> None:
+        """Load the editor's pipeline now."""
+        _ = model.pipe
+
+    def editor(self, model: Any, weight_delta: Optional[dict[str, np.ndarray]] = None) -> Any:
+        """The `DiffusionEditor` itself (`load` made it). UserError for a weight delta (no such tuning)."""
+        if weight_delta:
+            from ..errors import UserError
+
+            raise UserError("Tuned weights belong to a projected GAN photo; the diffusion engine has none.")
+        return model
+
+    def recommended(self, spec: Optional[str]) -> dict[str, Any]:
+        """`recommended.recommended_overrides(spec)`: the folder's `stabledrag_settings.json` `edit`
+        entry (`{}` without one). UserError for a malformed file."""
+        from .recommended import recommended_overrides
+
+        return recommended_overrides(spec)
+
+    def edit_config(self, method: str, overrides: dict[str, Any],
+                    image_size: Optional[tuple[int, int]] = None) -> Any:
+        """`editor.edit_config_for(method).with_overrides(overrides)` (a `DiffusionEditConfig`;
+        `image_size` is not needed: the drag works at the model's size)."""
+        from .editor import edit_config_for
+
+        return edit_config_for(method).with_overrides(overrides)

@@ -8,7 +8,7 @@ and apply the user's own on top, so one set of settings per model is written onc
 File format (JSON object):
 
     {"about": "free text",
-     "edit": {"lora.steps": 10, "inversion.steps": 20, "lr": 0.05, "stop_distance": 1.0}}
+     "edit": {"lora.steps": 10, "inversion.num_steps": 20, "lr": 0.05, "stop_distance": 1.0}}
 
 `edit` holds keys of `DiffusionEditConfig.with_overrides`: a drag setting (`DragConfig` field),
 a top-level edit field, or `lora.<field>` / `inversion.<field>`. Models without the file (hub

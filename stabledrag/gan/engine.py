@@ -1,22 +1,61 @@
-"""The StyleGAN2 engine as the CLI and `bench toy` see it (`stabledrag.engine.Engine`).
+"""The StyleGAN2 engine as the CLI, `bench toy` and the web app see it (`stabledrag.engine`:
+`Engine`, `AppEngine`, `PhotoProjector`).
 
 `edit`: generate `G(seed)` (truncation psi) or start from a projected latent file, drag with
 `GanEditor` (DragGAN, Pan et al. 2023 / StableDrag-GAN, Cui et al. 2024) and return the image
-(pasted back into the photo with `--paste-back --latent`).
+(pasted back into the photo with `--paste-back --latent`). For the web app: the GAN menu (official
+`.pkl`, native `.safetensors` files and folders), loading a generator, its editor (with a projected
+photo's tuned weights) and drag config, and photo projection (`stabledrag.gan.projection`).
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any, Optional
+import dataclasses
+import json
+import types
+from pathlib import Path
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..engine import EditOutcome, Option, ToyRunner
+from ..engine import EditOutcome, ModelChoice, Option, Projection, ToyRunner
+from ..paths import TOY_GAN_DIR
+
+TOY_GAN_LABEL = "Toy faces (bundled)"
+#: The metadata key of a native `.safetensors` file written by `stabledrag.gan.save_native`.
+_GAN_META_KEY = "stabledrag_gan_config"
+
+
+def _is_native_gan_file(path: Path) -> bool:
+    """True for a `.safetensors` file written by `stabledrag.gan.save_native` (config in metadata)."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            return _GAN_META_KEY in (f.metadata() or {})
+    except Exception:  # unreadable or not safetensors: not offered as a GAN
+        return False
+
+
+def _is_native_gan_dir(path: Path) -> bool:
+    """True for a folder with `model.safetensors` and a `config.json` of format "stabledrag-gan"."""
+    cfg = path / "config.json"
+    if not (path / "model.safetensors").is_file() or not cfg.is_file():
+        return False
+    try:
+        return json.loads(cfg.read_text()).get("format") == "stabledrag-gan"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 class GanEngine:
     """`--backend gan`: drag points on a StyleGAN2 sample (by seed) or a projected photo."""
+
+    no_model_message = ("No GAN model is available: the bundled toy-faces model (assets/models/toy_gan/) has not "
+                        "been built yet and no checkpoint was found in the models folder. Start the app with "
+                        "--gan-model PATH (an official StyleGAN2 .pkl or a .safetensors model), or put one in "
+                        "./models.")
 
     name = "gan"
     help = "drag points on a StyleGAN2 image (a seed, or a photo projected with `project`)"
@@ -121,3 +160,114 @@ class GanEngine:
                                                 "step_tracking_error_px": errors if step_tracking else None}
 
         return source, run, {"model": model or "bundled toy GAN", "truncation_psi": 0.7}
+
+    # -- the web app (`AppEngine`) --------------------------------------------------------------
+    def claim(self, path: Path) -> int:
+        """2 for a native GAN folder or `.safetensors` file (by its config), 1 for a `.pkl`, else 0."""
+        if path.is_dir():
+            return 2 if _is_native_gan_dir(path) else 0
+        if path.suffix == ".safetensors":
+            return 2 if _is_native_gan_file(path) else 0
+        return 1 if path.suffix == ".pkl" else 0
+
+    def model_choices(self, named: Optional[str], found: Sequence[Path], on_gpu: bool) -> list[ModelChoice]:
+        """`named` (`--gan-model`), the bundled toy model (if built), then the models-folder entries."""
+        out = []
+        if named:
+            out.append(ModelChoice(f"{Path(named).name} (--gan-model)", str(Path(named).resolve())))
+        if (TOY_GAN_DIR / "model.safetensors").is_file():
+            out.append(ModelChoice(TOY_GAN_LABEL, str(TOY_GAN_DIR), toy=True))
+        out += [ModelChoice(f"{p.name} (models folder)", str(p.resolve())) for p in found]
+        return out
+
+    def load(self, spec: str, device: Any, dtype: Any = None, cache_dir: Optional[str] = None) -> Any:
+        """The `Generator` (`checkpoints.load_generator`, cached per file and device; float32)."""
+        from .checkpoints import load_generator
+
+        return load_generator(spec, device)
+
+    def warm_up(self, model: Any) -> None:
+        """Nothing: `load` loads the generator at once."""
+
+    def editor(self, model: Any, weight_delta: Optional[dict[str, np.ndarray]] = None) -> Any:
+        """A `GanEditor` on the generator `model`, with a projected photo's PTI `weight_delta`."""
+        from .editor import GanEditor
+
+        ed = GanEditor(model)
+        if weight_delta:
+            import torch
+
+            ed.set_weight_delta({k: torch.from_numpy(v) for k, v in weight_delta.items()})
+        return ed
+
+    def recommended(self, spec: Optional[str]) -> dict[str, Any]:
+        """`{}`: the GAN presets are used as they are (no per-model settings file yet)."""
+        return {}
+
+    def edit_config(self, method: str, overrides: dict[str, Any],
+                    image_size: Optional[tuple[int, int]] = None) -> Any:
+        """`gan_defaults(method, image height, **overrides)` (radii scale with the height)."""
+        from .presets import gan_defaults
+
+        return gan_defaults(method, image_size[1] if image_size else 512, **overrides)
+
+    # -- photos (`PhotoProjector`) -------------------------------------------------------------
+    def align_photo(self, model: Any, photo: np.ndarray, crop: Optional[list[int]] = None
+                    ) -> tuple[np.ndarray, list[int]]:
+        """`projection.align_image` to the generator's resolution (or `crop` again). UserError for a
+        class-conditional generator."""
+        from ..errors import UserError
+        from .projection import CropBox, align_image
+
+        if crop is not None:
+            box = CropBox.from_list(crop)
+            aligned, _ = align_image(photo, box.resolution, (box.left, box.top, box.right, box.bottom))
+            return aligned, box.to_list()
+        if model.c_dim > 0:
+            raise UserError("This generator is class-conditional; photos can be projected into unconditional "
+                            "models only.")
+        aligned, box = align_image(photo, model.img_resolution)
+        return aligned, box.to_list()
+
+    def projection_config(self, pti: bool = True, steps_scale: float = 1.0) -> Any:
+        """The toy-tuned defaults (`TOY_PROJECTION`, Z start) with the phase steps times `steps_scale`."""
+        from .projection import TOY_PROJECTION, ProjectionConfig
+
+        values = dict(TOY_PROJECTION)
+        for k in ("w_steps", "wplus_steps", "pti_steps"):
+            values[k] = max(0, int(round(values[k] * steps_scale)))
+        if not pti:
+            values["pti_steps"] = 0
+        return ProjectionConfig(**values)
+
+    def refine_config(self, config: Any, pti: bool) -> Any:
+        """Continue gently: with PTI only the weights are tuned further around the fixed pivot
+        (moving the latent would undo the tuning), at half the PTI step; without it W+ is refined
+        at a quarter of the step size. (The W phase is skipped whenever a projection continues.)"""
+        if pti:
+            return dataclasses.replace(config, wplus_steps=0, w_steps=max(config.w_steps, 1),
+                                       pti_lr=config.pti_lr * 0.5)
+        return dataclasses.replace(config, wplus_lr=config.wplus_lr * 0.25)
+
+    def project(self, model: Any, image: np.ndarray, config: Any, crop: list[int], *,
+                start: Optional[Projection] = None, progress: Any = None, cancel: Any = None,
+                preview_every: int = 0) -> Projection:
+        """`projection.project` (W/Z, W+, pivotal tuning), from `start` when given."""
+        import torch
+
+        from .projection import CropBox, project
+
+        init = None
+        if start is not None:
+            init = types.SimpleNamespace(ws=torch.from_numpy(start.latent), w=torch.from_numpy(start.latent[:, 0]),
+                                         weight_delta={k: torch.from_numpy(v) for k, v in start.weight_delta.items()})
+        res = project(model, image, config, crop=CropBox.from_list(crop), progress=progress, cancel=cancel,
+                      preview_every=preview_every, init=init)
+        return Projection(latent=res.ws.numpy(), image=res.image,
+                          weight_delta={k: v.numpy() for k, v in res.weight_delta.items()}, metrics=res.metrics())
+
+    def paste_back(self, photo: np.ndarray, image: np.ndarray, crop: list[int]) -> np.ndarray:
+        """`projection.paste_back`."""
+        from .projection import CropBox, paste_back
+
+        return paste_back(photo, image, CropBox.from_list(crop))

@@ -277,7 +277,7 @@ class Abuse:
         # NaN / Infinity as text into Number inputs (gradio_client refuses to encode a float NaN; a
         # Slider's own preprocessing fails on text before the app sees it, so sliders get +-1e308)
         for name, value in (("r_p", 1e6), ("r_p", 400), ("r_m", 1e6), ("r_p", "NaN"), ("r_m", "-Infinity"),
-                            ("lambda_mask", "NaN"), ("r_m", "abc"), ("step_size", 1e20), ("max_steps", 1e308)):
+                            ("lambda_mask", "NaN"), ("r_m", "abc"), ("lr", 1e20), ("max_steps", 1e308)):
             kwargs = {"region": None, "max_steps": 2, name: value}
             self.call(f"GAN {name} = {value}", c, "/gan_start", **kwargs)
         self.call("GAN seed 2**63", c, "/gan_generate", seed=2**63, psi=0.7)

@@ -16,6 +16,7 @@ from typing import Any, Callable, ClassVar, Iterator, Optional
 import numpy as np
 from PIL import Image
 
+from .. import engine as engines
 from ..errors import UserError
 from ..imageio import check_size
 from ..limits import LIMITS, check_point_count, check_prompt
@@ -56,7 +57,9 @@ class DiffSettings(TabSettings):
     method: "stabledrag", "baseline" (tuned) or "dragdiffusion" (DragDiffusion's own drag settings;
       a stop distance left at this tab's default then means DragDiffusion's "< 2" rule).
     lora_steps / lora_lr / lora_rank: identity LoRA.
-    inversion_strength / ddim_steps: DDIM inversion. drag_steps / drag_lr: latent optimisation;
+    inversion_strength / ddim_steps: DDIM inversion. max_steps / lr: latent optimisation (drag steps
+    and learning rate; the names of `DragConfig` and the CLI, `--max-steps`, `--set lr=...`; sessions
+    written with the former names `drag_steps` / `drag_lr` still import, see `OLD_FIELD_NAMES`);
     stop_distance: the drag stops when every handle is this close to its target (feature px).
     r_m / r_p: motion patch and tracking radii (feature px). tau: confidence threshold of confident
     supervision. lambda_mask: weight of the mask loss. seed: seeds LoRA training and the edit.
@@ -65,6 +68,7 @@ class DiffSettings(TabSettings):
 
     METHOD_LABELS: ClassVar[dict[str, str]] = METHODS
     OLD_METHOD_LABELS: ClassVar[dict[str, str]] = OLD_METHODS
+    OLD_FIELD_NAMES: ClassVar[dict[str, str]] = {"drag_steps": "max_steps", "drag_lr": "lr"}
 
     # Each setting once: default (GPU), label, accepted range, widget, CPU default, the model
     # recommendation it takes. The panel's widgets (`settings_widgets.build_panel`), the checks
@@ -83,11 +87,11 @@ class DiffSettings(TabSettings):
     ddim_steps: int = setting(50, label="DDIM steps", error_name="DDIM steps", low=1, high=LIMITS.max_steps,
                               integer=True, slider=(5, 100, 1), row=1, cpu_default=CPU_DDIM_STEPS,
                               recommended="inversion.num_steps", follows_model=True)
-    drag_steps: int = setting(80, label="Drag steps", error_name="Drag steps", low=1, high=LIMITS.max_steps,
-                              integer=True, slider=(1, 300, 1), row=2, cpu_default=CPU_DRAG_STEPS,
-                              recommended="max_steps", follows_model=True)
-    drag_lr: float = setting(0.01, label="Drag learning rate", error_name="The drag learning rate", low=1e-8,
-                             high=LIMITS.max_lr, row=2, recommended="lr", follows_model=True)
+    max_steps: int = setting(80, label="Drag steps", error_name="Drag steps", low=1, high=LIMITS.max_steps,
+                             integer=True, slider=(1, 300, 1), row=2, cpu_default=CPU_DRAG_STEPS,
+                             recommended="max_steps", follows_model=True)
+    lr: float = setting(0.01, label="Drag learning rate", error_name="The drag learning rate", low=1e-8,
+                        high=LIMITS.max_lr, row=2, recommended="lr", follows_model=True)
     stop_distance: float = setting(2.0, label="Stop distance (feature px)", error_name="The stop distance", low=0,
                                    high=1000, row=2, recommended="stop_distance", follows_model=True)
     r_m: float = setting(1.0, label="r_m (motion patch radius, feature px)", error_name="r_m", low=0,
@@ -105,15 +109,16 @@ class DiffSettings(TabSettings):
 
     @classmethod
     def recommended_fields(cls) -> dict[str, str]:
-        """`DiffusionEditConfig.with_overrides` keys of a model's recommended settings -> tab fields."""
+        """Keys of a model's recommended settings (the engine's `edit_config` overrides, e.g.
+        "lora.steps", "lr") -> tab fields."""
         return {spec.recommended: name for name, spec in cls.specs().items() if spec.recommended}
 
     @classmethod
     def defaults_for(cls, device_type: str, recommended: Optional[dict[str, Any]] = None) -> "DiffSettings":
         """DragDiffusion's defaults on a GPU. Elsewhere fewer LoRA, DDIM and drag steps (20 / 25 /
         40), so that a CPU edit takes minutes rather than a quarter hour. `recommended`: the chosen
-        model's own settings (`stabledrag.diffusion.recommended.recommended_overrides`, keys of
-        `DiffusionEditConfig.with_overrides`); they win over both, since they were measured on
+        model's own settings (the engine's `AppEngine.recommended`, keys of its `edit_config`
+        overrides); they win over both, since they were measured on
         that model (the bundled toy model carries them). Keys the tab has no field for are ignored
         here (the engine still applies them when the model's editor builds its config)."""
         cpu = {name: spec.cpu_default for name, spec in cls.specs().items() if spec.cpu_default is not None}
@@ -147,24 +152,21 @@ class DiffSettings(TabSettings):
         return dataclasses.asdict(self)
 
     def edit_config(self, recommended: Optional[dict[str, Any]] = None) -> Any:
-        """The engine's `DiffusionEditConfig` for these settings: the method's preset, the model's
-        `recommended` settings the tab has no field for (e.g. `lora.batch_size`), then this tab's
-        values. UserError for invalid values."""
-        from ..diffusion.presets import diffusion_defaults
-        from ..diffusion.editor import DiffusionEditConfig
-
+        """The diffusion engine's config (`DiffusionEditConfig`, via `engine.get("diffusion").edit_config`)
+        for these settings: the method's preset and this seed, the model's `recommended` settings
+        the tab has no field for (e.g. `lora.batch_size`), then this tab's values. UserError for
+        invalid values."""
+        fields = self.recommended_fields()
+        overrides = {"seed": self.seed}
+        overrides.update({k: v for k, v in (recommended or {}).items() if k not in fields})
+        mine = {key: getattr(self, name) for key, name in fields.items()}
+        if self.method == "dragdiffusion" and self.stop_distance == DiffSettings.stop_distance:
+            del mine["stop_distance"]  # keep DragDiffusion's own "< 2" stop (1.5 on whole cells)
+        overrides.update(mine)
         try:
-            cfg = DiffusionEditConfig(drag=diffusion_defaults(self.method), seed=self.seed)
+            return engines.get("diffusion").edit_config(self.method, overrides)
         except ValueError as e:
             raise UserError(str(e)) from None
-        fields = self.recommended_fields()
-        hidden = {k: v for k, v in (recommended or {}).items() if k not in fields}
-        if hidden:
-            cfg = cfg.with_overrides(hidden)
-        overrides = {key: getattr(self, name) for key, name in fields.items()}
-        if self.method == "dragdiffusion" and self.stop_distance == DiffSettings.stop_distance:
-            del overrides["stop_distance"]  # keep DragDiffusion's own "< 2" stop (1.5 on whole cells)
-        return cfg.with_overrides(overrides)
 
 
 #: The tab fields that follow the chosen model (the Advanced settings a model may recommend).
@@ -278,8 +280,8 @@ def run_edit(state: DiffState, editor_value: Any, prompt: str, settings: DiffSet
              progress: Optional[Callable[..., Any]] = None) -> Iterator[View]:
     """Run one StableDrag-Diff edit, yielding live Views and a final one with the result.
 
-    get_editor: returns the `DiffusionEditor` (called after the input is checked, so a missing
-    model is reported only for otherwise valid requests). progress: `gr.Progress`-like callable.
+    get_editor: returns the diffusion engine's editor (`DiffusionEditor`; called after the input is
+    checked, so a missing model is reported only for otherwise valid requests). progress: `gr.Progress`-like callable.
     """
     img = require_image(state.image, state.NO_IMAGE)
     size = (img.shape[1], img.shape[0])
@@ -419,7 +421,7 @@ def _resume_key(img: np.ndarray, clicks: list, mask: Optional[np.ndarray], promp
     h.update(repr(img.shape).encode())
     if mask is not None:
         h.update(np.packbits(mask).tobytes())
-    s = {k: v for k, v in settings.to_dict().items() if k not in ("drag_steps", "preview_every")}
+    s = {k: v for k, v in settings.to_dict().items() if k not in ("max_steps", "preview_every")}
     h.update(json.dumps([list(map(list, clicks)), prompt or "", s, id(editor)], sort_keys=True, default=str).encode())
     return h.hexdigest()
 
@@ -497,7 +499,7 @@ def import_session(state: DiffState, blob: Optional[bytes], max_side: int) -> Vi
     img, note = fit_image(data.image, max_side)
     if note:
         raise UserError("The session's image is larger than this app accepts (--max-image-side).")
-    settings = DiffSettings.from_values({**DiffSettings().to_dict(), **data.settings})
+    settings = DiffSettings.from_values({**DiffSettings().to_dict(), **DiffSettings.upgrade(data.settings)})
     state.image, state.name, state.clicks, state.mask = img, "an imported session", list(data.clicks), data.mask
     state.input_id += 1
     state.result, state.report, state.frames = data.result, data.report, []

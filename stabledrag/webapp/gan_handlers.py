@@ -16,6 +16,7 @@ from typing import Any, Callable, ClassVar, Iterator, Optional
 
 import numpy as np
 
+from .. import engine as engines
 from ..errors import UserError
 from ..limits import LIMITS, check_point_count, check_seed, finite_number
 from ..points import from_clicks, validate
@@ -46,22 +47,25 @@ MAX_SEED = LIMITS.max_seed
 class GanSettings(TabSettings):
     """The tab's drag settings (DragGAN's defaults where they exist).
 
-    method: "stabledrag", "baseline" (tuned) or "draggan" (DragGAN's own settings; a step size left
+    method: "stabledrag", "baseline" (tuned) or "draggan" (DragGAN's own settings; a learning rate left
       at this tab's default then means DragGAN's 1e-3). latent_space: "W+" (first 6 vectors optimised) or "W".
-    step_size: Adam learning rate on the latent. max_steps: steps per Start at most.
+    lr: Adam learning rate on the latent (the widget says "step size"). max_steps: steps per Start at most.
+    Field names are `DragConfig`'s and the CLI's (`--set lr=...`, `--max-steps`); sessions written
+    with the former name `step_size` still import (`OLD_FIELD_NAMES`).
     r_m / r_p: motion patch and tracking radii in image px (None = DragGAN's, scaled to the size).
     tau: confidence threshold. lambda_mask: mask-loss weight. preview_every: frame every k steps.
     """
 
     METHOD_LABELS: ClassVar[dict[str, str]] = METHODS
     OLD_METHOD_LABELS: ClassVar[dict[str, str]] = OLD_METHODS
+    OLD_FIELD_NAMES: ClassVar[dict[str, str]] = {"step_size": "lr"}
 
     # Each numeric setting once: default, label, accepted range, widget (the tab builds its widgets
     # with `settings_widgets.widget` and `check_numbers` checks values against the same lines).
     method: str = "stabledrag"
     latent_space: str = "W+"
-    step_size: float = setting(2e-3, label="Step size (learning rate)", error_name="The step size", low=1e-8,
-                               high=LIMITS.max_lr)
+    lr: float = setting(2e-3, label="Step size (learning rate)", error_name="The step size", low=1e-8,
+                        high=LIMITS.max_lr)
     max_steps: int = setting(200, label="Steps per Start (at most)", error_name="Steps per Start", low=1,
                              high=LIMITS.max_steps, integer=True, slider=(1, 1000, 1), row=0)
     r_m: Optional[float] = setting(None, label="r_m (image px, 0 = automatic)", error_name="r_m", low=0,
@@ -100,7 +104,7 @@ class GanSettings(TabSettings):
             raise UserError(f"Unknown method {s.method!r}: choose {', '.join(METHODS)}.")
         if s.latent_space not in LATENT_SPACES:
             raise UserError("The latent space must be W+ or W.")
-        if s.step_size <= 0 or s.max_steps < 1:
+        if s.lr <= 0 or s.max_steps < 1:
             raise UserError("The step size must be above 0 and the steps at least 1.")
         return s
 
@@ -127,15 +131,9 @@ def random_seed() -> int:
 
 
 def _editor(generator: Any, state: Optional[GanState] = None) -> Any:
-    """A `GanEditor` on `generator`, with the state's PTI weight delta when it holds a projected photo."""
-    from ..gan.editor import GanEditor
-
-    ed = GanEditor(generator)
-    if state is not None and state.weight_delta:
-        import torch
-
-        ed.set_weight_delta({k: torch.from_numpy(v) for k, v in state.weight_delta.items()})
-    return ed
+    """The GAN engine's editor (`GanEditor`) on `generator`, with the state's PTI weight delta when
+    it holds a projected photo."""
+    return engines.get("gan").editor(generator, state.weight_delta if state is not None else None)
 
 
 def _download(state: GanState) -> str:
@@ -187,16 +185,16 @@ def run_drag(state: GanState, editor_value_: Any, settings: GanSettings, generat
 
     ed.set_latent(torch.from_numpy(state.w0), as_reference=True)
     ed.set_latent(torch.from_numpy(state.w), as_reference=False)
-    overrides: dict[str, Any] = dict(lr=settings.step_size, max_steps=settings.max_steps, tau=settings.tau,
+    overrides: dict[str, Any] = dict(lr=settings.lr, max_steps=settings.max_steps, tau=settings.tau,
                                      lambda_mask=settings.lambda_mask)
-    if settings.method == "draggan" and settings.step_size == GanSettings.step_size:
+    if settings.method == "draggan" and settings.lr == GanSettings.lr:
         del overrides["lr"]  # the tab's default is our tuned step; DragGAN's own is 1e-3
     if settings.r_m:
         overrides["r_m"] = float(settings.r_m)
     if settings.r_p:
         overrides["r_p"] = float(settings.r_p)
     try:
-        config = ed.default_config(settings.method, **overrides)
+        config = engines.get("gan").edit_config(settings.method, overrides, ed.image_size)
     except ValueError as e:
         raise UserError(f"Bad drag setting: {e}") from None
 
@@ -383,7 +381,7 @@ def import_session(state: GanState, blob: Optional[bytes], models: list[str],
     new.clicks, new.start_clicks = list(data.clicks), list(data.clicks)
     new.mask = data.mask
     new.zoom, new.zoom_centre = state.zoom, state.zoom_centre  # the page's zoom controls keep their values
-    settings = GanSettings.from_values({**GanSettings().to_dict(), **data.settings})
+    settings = GanSettings.from_values({**GanSettings().to_dict(), **GanSettings.upgrade(data.settings)})
     view.canvas, view.editor = canvas_for(new), editor_value(new.image, new.mask, new.scale)
     view.result, view.points_text = drawing.enlarge(new.image, new.scale), clicks_to_text(new.clicks)
     view.download = _download(new)

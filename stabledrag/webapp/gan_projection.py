@@ -6,19 +6,19 @@ pivotal tuning) with a live preview per phase and shows PSNR/SSIM -> "More steps
 on a generated sample (`gan_handlers.run_drag` uses the tuned weights) -> the download is the
 edit pasted back into the full photo.
 
-Handlers are plain functions over `GanState` returning `View`s (see `views`); the maths is in
-`stabledrag.gan.projection`.
+Handlers are plain functions over `GanState` returning `View`s (see `views`); the maths is the
+GAN engine's (`stabledrag.engine.PhotoProjector`, reached through `engine.get("gan")`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import types
 from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
+from .. import engine as engines
+from ..engine import PhotoProjector, Projection
 from ..errors import UserError
 from ..progress import CancelToken, Cancelled, Progress
 from . import drawing
@@ -32,17 +32,18 @@ PHASE_LABELS = {"project_w": "Projecting (coarse)", "project_wplus": "Projecting
 MAX_PHOTO_SIDE = 4096
 
 
-def projection_config(pti: bool = True, steps_scale: float = 1.0) -> Any:
-    """The app's projection settings: the toy-tuned defaults (`TOY_PROJECTION`, Z start) with the
-    phase steps multiplied by `steps_scale`; `pti=False` skips pivotal tuning."""
-    from ..gan.projection import ProjectionConfig, TOY_PROJECTION
+def projector() -> PhotoProjector:
+    """The GAN engine as a `PhotoProjector`. UserError when the registered engine cannot project photos."""
+    eng = engines.get("gan")
+    if not isinstance(eng, PhotoProjector):
+        raise UserError("This app's GAN engine cannot project photos.")
+    return eng
 
-    values = dict(TOY_PROJECTION)
-    for k in ("w_steps", "wplus_steps", "pti_steps"):
-        values[k] = max(0, int(round(values[k] * steps_scale)))
-    if not pti:
-        values["pti_steps"] = 0
-    return ProjectionConfig(**values)
+
+def projection_config(pti: bool = True, steps_scale: float = 1.0) -> Any:
+    """The app's projection settings (`PhotoProjector.projection_config`: the toy-tuned defaults,
+    Z start) with the phase steps multiplied by `steps_scale`; `pti=False` skips pivotal tuning."""
+    return projector().projection_config(pti, steps_scale)
 
 
 def quality_text(state: GanState) -> str:
@@ -58,10 +59,8 @@ def quality_text(state: GanState) -> str:
 
 def download_image(state: GanState) -> np.ndarray:
     """What "Download" gives: the current image, pasted back into the uploaded photo when there is one."""
-    from ..gan.projection import CropBox, paste_back
-
     if state.photo is not None and state.crop is not None and state.image is not None:
-        return paste_back(state.photo, state.image, CropBox.from_list(state.crop))
+        return projector().paste_back(state.photo, state.image, state.crop)
     return state.image
 
 
@@ -85,14 +84,16 @@ def _read_photo(photo: Any) -> np.ndarray:
     return np.ascontiguousarray(arr[..., :3].astype(np.uint8))
 
 
-def _run(state: GanState, generator: Any, image: np.ndarray, crop: Any, config: Any, init: Any,
-         cancel: Optional[CancelToken], progress: Optional[Callable[..., Any]]) -> Iterator[View]:
-    """Run `project` in steps, yielding a live View after each reported preview; the last View
-    holds the finished projection (state filled) or, when cancelled, leaves the state as it was."""
+def _run(state: GanState, generator: Any, image: np.ndarray, crop: list[int], config: Any,
+         start: Optional[Projection], cancel: Optional[CancelToken], progress: Optional[Callable[..., Any]]
+         ) -> Iterator[View]:
+    """Run `PhotoProjector.project` in a thread, yielding a live View after each reported preview;
+    the last View holds the finished projection (state filled) or, when cancelled, leaves the
+    state as it was."""
     import queue
     import threading
 
-    from ..gan.projection import project
+    eng = projector()
 
     reports: "queue.Queue[Any]" = queue.Queue()
     box: dict[str, Any] = {}
@@ -100,8 +101,8 @@ def _run(state: GanState, generator: Any, image: np.ndarray, crop: Any, config: 
 
     def work() -> None:
         try:
-            box["result"] = project(generator, image, config, crop=crop, progress=reports.put, cancel=cancel,
-                                    preview_every=10, init=init)
+            box["result"] = eng.project(generator, image, config, crop, start=start, progress=reports.put,
+                                        cancel=cancel, preview_every=10)
         except BaseException as e:  # handed to the page thread below
             box["error"] = e
         finally:
@@ -133,12 +134,12 @@ def _run(state: GanState, generator: Any, image: np.ndarray, crop: Any, config: 
             yield View(progress="", status="Projection stopped; the previous image is kept.")
             return
         raise box["error"]
-    res = box["result"]
-    state.w0 = res.ws.numpy()
+    res: Projection = box["result"]
+    state.w0 = res.latent
     state.w = state.w0.copy()
     state.image0 = state.image = res.image
-    state.weight_delta = {k: v.numpy() for k, v in res.weight_delta.items()}
-    state.projection = res.metrics()
+    state.weight_delta = dict(res.weight_delta)
+    state.projection = res.metrics
     state.clicks, state.start_clicks, state.mask, state.frames = [], [], None, []
     state.seed = 0
     yield View(state=state, canvas=canvas_for(state), editor=editor_value(state.image, None, state.scale),
@@ -153,13 +154,9 @@ def project_photo(state: GanState, model: str, photo: Any, generator: Any, pti: 
                   ) -> Iterator[View]:
     """Crop `photo` (`H x W x 3/4` uint8 array, any size) to a centred square at the generator's
     resolution and project it (with pivotal tuning when `pti`); live Views, then the result."""
-    from ..gan.projection import align_image
-
     arr = _read_photo(photo)
-    if generator.c_dim > 0:
-        raise UserError("This generator is class-conditional; photos can be projected into unconditional models only.")
-    aligned, crop = align_image(arr, generator.img_resolution)
-    new = GanState(model=model, photo=arr, crop=crop.to_list())
+    aligned, crop = projector().align_photo(generator, arr)
+    new = GanState(model=model, photo=arr, crop=crop)
     views = _run(new, generator, aligned, crop, projection_config(pti), None, cancel, progress)
     for view in views:
         if view.state is not None and view.state is new:
@@ -172,27 +169,17 @@ def more_steps(state: GanState, generator: Any, cancel: Optional[CancelToken] = 
                progress: Optional[Callable[..., Any]] = None) -> Iterator[View]:
     """Refine the current projection from where it is, with half the default steps again: more
     pivotal tuning when it had PTI, else more W+ steps; the drag on it (if any) is dropped."""
-    import torch
-
-    from ..gan.projection import CropBox, align_image
-
     if state.photo is None or state.crop is None or state.w0 is None or not state.projection:
         raise UserError("Upload a photo first: 'More steps' refines a projected photo.")
-    crop = CropBox.from_list(state.crop)
-    aligned, _ = align_image(state.photo, crop.resolution, (crop.left, crop.top, crop.right, crop.bottom))
+    eng = projector()
+    aligned, crop = eng.align_photo(generator, state.photo, state.crop)
     pti = bool(state.projection.get("pti"))
-    cfg = projection_config(pti, steps_scale=0.5)
-    # Continue gently: with PTI only the weights are tuned further around the fixed pivot (moving
-    # the latent would undo the tuning); without it W+ is refined at a quarter of the step size.
-    # (The W phase is skipped whenever a projection continues from `init`.)
-    if pti:
-        cfg = dataclasses.replace(cfg, wplus_steps=0, w_steps=max(cfg.w_steps, 1), pti_lr=cfg.pti_lr * 0.5)
-    else:
-        cfg = dataclasses.replace(cfg, wplus_lr=cfg.wplus_lr * 0.25)
-    init = types.SimpleNamespace(ws=torch.from_numpy(state.w0), w=torch.from_numpy(state.w0[:, 0]),
-                                 weight_delta={k: torch.from_numpy(v) for k, v in state.weight_delta.items()})
+    # continue gently from where it is (`PhotoProjector.refine_config`)
+    cfg = eng.refine_config(projection_config(pti, steps_scale=0.5), pti)
+    start = Projection(latent=state.w0, image=state.image0, weight_delta=dict(state.weight_delta),
+                       metrics=dict(state.projection))
     new = GanState(model=state.model, photo=state.photo, crop=state.crop)
-    for view in _run(new, generator, aligned, crop, cfg, init, cancel, progress):
+    for view in _run(new, generator, aligned, crop, cfg, start, cancel, progress):
         if view.state is not None and view.state is new:
             state.__dict__.update(vars(new))
             view.state = state

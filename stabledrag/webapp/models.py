@@ -1,62 +1,33 @@
-"""Which models the menus offer, and the loaded engines behind them.
+"""Which models the menus offer, and the loaded models behind them.
 
-The menus list only models this process knows: the ones named on the command line, the bundled
-toy models when their files exist, checkpoints found in `--models-dir`, and (Diff tab) SD 1.5 by
-hub id. A request names a model by its menu label and the server maps the label to a path, so no
-input can make the server open a path of its choosing.
+Everything engine-specific comes from the engine registry (`stabledrag.engine.get(name)`, the
+`AppEngine` protocol): which files of `--models-dir` are an engine's models, its menu (the model
+named on the command line, its bundled toy model when built, the models-folder entries, a hub
+default), how to load a model and its recommended settings. A request names a model by its menu
+label and the server maps the label to a path, so no input can make the server open a path of
+its choosing.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from .. import engine as registry
+from ..engine import ModelChoice
 from ..errors import ModelUnavailableError, UserError
-from ..paths import SD15_HUB_ID, TOY_GAN_DIR, TOY_SD_DIR
 from .args import AppOptions
 
 log = logging.getLogger(__name__)
 
-TOY_GAN_LABEL = "Toy faces (bundled)"
-TOY_SD_LABEL = "Toy faces SD (bundled)"
-SD15_LABEL = "Stable Diffusion 1.5 (Hugging Face hub)"
-_GAN_META_KEY = "stabledrag_gan_config"
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """One menu entry: `label` shown to people, `spec` given to the loader (path or hub id)."""
-
-    label: str
-    spec: str
-
-
-def _is_native_gan_file(path: Path) -> bool:
-    """True for a `.safetensors` file written by `stabledrag.gan.save_native` (config in metadata)."""
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            return _GAN_META_KEY in (f.metadata() or {})
-    except Exception:  # unreadable or not safetensors: not offered as a GAN
-        return False
-
-
-def _is_native_gan_dir(path: Path) -> bool:
-    cfg = path / "config.json"
-    if not (path / "model.safetensors").is_file() or not cfg.is_file():
-        return False
-    try:
-        return json.loads(cfg.read_text()).get("format") == "stabledrag-gan"
-    except (OSError, ValueError, AttributeError):
-        return False
+__all__ = ["Engines", "ModelChoice", "scan_models_dir", "menu_for"]
 
 
 def _unique(choices: list[ModelChoice]) -> list[ModelChoice]:
+    """`choices` without repeated specs (the first kept), labels made unique with " (2)", " (3)"..."""
     seen: set[str] = set()
     specs: set[str] = set()
     out = []
@@ -70,73 +41,45 @@ def _unique(choices: list[ModelChoice]) -> list[ModelChoice]:
             k += 1
         seen.add(label)
         specs.add(c.spec)
-        out.append(ModelChoice(label, c.spec))
+        out.append(dataclasses.replace(c, label=label))
     return out
 
 
-def _scan(models_dir: str | Path) -> tuple[list[ModelChoice], list[ModelChoice]]:
-    """(GAN choices, diffusion choices) found directly inside `models_dir`."""
+def scan_models_dir(models_dir: str | Path) -> dict[str, list[Path]]:
+    """`{engine name: entries}` found directly inside `models_dir`: each file or folder goes to the
+    registered app engine most sure it is one of its models (`AppEngine.claim`; ties: registry
+    order); entries no engine claims (notes, images) are left out."""
+    engines = registry.app_engines()
+    found: dict[str, list[Path]] = {e.name: [] for e in engines}
     root = Path(models_dir)
-    gans: list[ModelChoice] = []
-    diffs: list[ModelChoice] = []
     if not root.is_dir():
-        return gans, diffs
+        return found
     for p in sorted(root.iterdir()):
-        if p.is_dir():
-            if (p / "model_index.json").is_file():
-                diffs.append(ModelChoice(f"{p.name} (models folder)", str(p.resolve())))
-            elif _is_native_gan_dir(p):
-                gans.append(ModelChoice(f"{p.name} (models folder)", str(p.resolve())))
-        elif p.suffix == ".pkl":
-            gans.append(ModelChoice(f"{p.name} (models folder)", str(p.resolve())))
-        elif p.suffix == ".safetensors":
-            target = gans if _is_native_gan_file(p) else diffs
-            target.append(ModelChoice(f"{p.name} (models folder)", str(p.resolve())))
-        elif p.suffix == ".ckpt":
-            diffs.append(ModelChoice(f"{p.name} (models folder)", str(p.resolve())))
-    return gans, diffs
+        best, owner = 0, None
+        for e in engines:
+            score = e.claim(p)
+            if score > best:
+                best, owner = score, e.name
+        if owner is not None:
+            found[owner].append(p)
+    return found
 
 
-def gan_choices(options: AppOptions) -> list[ModelChoice]:
-    """GAN menu: `--gan-model`, the bundled toy model (if built), then `--models-dir` checkpoints."""
-    out = []
-    if options.gan_model:
-        out.append(ModelChoice(f"{Path(options.gan_model).name} (--gan-model)", str(Path(options.gan_model).resolve())))
-    if (TOY_GAN_DIR / "model.safetensors").is_file():
-        out.append(ModelChoice(TOY_GAN_LABEL, str(TOY_GAN_DIR)))
-    out += _scan(options.models_dir)[0]
-    return _unique(out)
-
-
-def diffusion_choices(options: AppOptions, prefer_sd15: bool = False) -> list[ModelChoice]:
-    """Diff menu: `--diffusion-model`, the bundled toy SD (if built), `--models-dir` models, SD 1.5.
-    `prefer_sd15` (a GPU is available) lists SD 1.5 right after `--diffusion-model`."""
-    out = []
-    sd15 = ModelChoice(SD15_LABEL, SD15_HUB_ID)
-    if options.diffusion_model:
-        spec = options.diffusion_model
-        path = Path(spec).expanduser()
-        label = f"{path.name if path.exists() else spec} (--diffusion-model)"
-        out.append(ModelChoice(label, str(path.resolve()) if path.exists() else spec))
-    if prefer_sd15:
-        out.append(sd15)
-    if (TOY_SD_DIR / "model_index.json").is_file():
-        out.append(ModelChoice(TOY_SD_LABEL, str(TOY_SD_DIR)))
-    out += _scan(options.models_dir)[1]
-    out.append(sd15)  # dropped by `_unique` when already listed
-    return _unique(out)
-
-
-NO_GAN_MESSAGE = ("No GAN model is available: the bundled toy-faces model (assets/models/toy_gan/) has not "
-                  "been built yet and no checkpoint was found in the models folder. Start the app with "
-                  "--gan-model PATH (an official StyleGAN2 .pkl or a .safetensors model), or put one in ./models.")
+def menu_for(name: str, options: AppOptions, on_gpu: bool = False,
+             found: Optional[dict[str, list[Path]]] = None) -> list[ModelChoice]:
+    """The model menu of engine `name`: `--<name>-model`, its bundled model, its `--models-dir`
+    entries and hub default (`AppEngine.model_choices`), repeats dropped."""
+    found = found if found is not None else scan_models_dir(options.models_dir)
+    named = getattr(options, f"{name}_model", None)
+    return _unique(registry.get(name).model_choices(named, found.get(name, []), on_gpu))
 
 
 class Engines:
-    """The loaded models of this process, shared by every user (loaded once, on first use).
+    """The app's engines (`stabledrag.engine.app_engines()`) and the models of this process,
+    shared by every user (each loaded once, on first use).
 
-    Requests name models by menu label; `generator(label)` / `diffusion_editor(label)` refuse any
-    label that is not on the menus.
+    menus: `{engine name: [ModelChoice]}`. Requests name models by menu label; `model(name, label)`
+    refuses any label that is not on that engine's menu.
     """
 
     def __init__(self, options: AppOptions) -> None:
@@ -144,10 +87,11 @@ class Engines:
 
         self.options = options
         self.device, self.dtype = choose(options.device, getattr(options, "dtype", None))
-        self.gan_menu = gan_choices(options)
+        found = scan_models_dir(options.models_dir)
         # on a GPU the real SD 1.5 is the useful default; on a CPU the bundled toy model is
-        self.diffusion_menu = diffusion_choices(options, prefer_sd15=self.device.type == "cuda")
-        self._diffusion_editors: dict[str, Any] = {}
+        self.menus: dict[str, list[ModelChoice]] = {
+            e.name: menu_for(e.name, options, self.device.type == "cuda", found) for e in registry.app_engines()}
+        self._models: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
     # -- menus ---------------------------------------------------------------------------------
@@ -155,60 +99,95 @@ class Engines:
         """E.g. `"cpu, float32"`, for the status lines."""
         return f"{self.device}, {str(self.dtype).removeprefix('torch.')}"
 
-    def _spec(self, menu: list[ModelChoice], label: Optional[str], what: str) -> str:
-        for c in menu:
-            if c.label == label:
-                return c.spec
-        if not menu:
-            raise ModelUnavailableError(NO_GAN_MESSAGE)
-        raise UserError(f"Unknown {what} model {label!r}: pick one from the model menu.")
+    def engine(self, name: str) -> Any:
+        """The registered `AppEngine` `name`."""
+        return registry.get(name)
 
-    # -- engines -------------------------------------------------------------------------------
-    def generator(self, label: Optional[str]) -> Any:
-        """The StyleGAN2 `Generator` for menu `label` (loaded once, cached by the GAN loader)."""
-        from ..gan import load_generator
+    def menu(self, name: str) -> list[ModelChoice]:
+        """Engine `name`'s menu (empty when it has no model)."""
+        return self.menus.get(name, [])
 
-        spec = self._spec(self.gan_menu, label, "GAN")
+    def labels(self, name: str) -> list[str]:
+        """The menu labels of engine `name`."""
+        return [c.label for c in self.menu(name)]
+
+    def choice(self, name: str, label: Optional[str]) -> Optional[ModelChoice]:
+        """The menu entry `label` of engine `name`, or None."""
+        return next((c for c in self.menu(name) if c.label == label), None)
+
+    def no_model_message(self, name: str) -> str:
+        """What the page says when engine `name` has no model."""
+        return self.engine(name).no_model_message
+
+    @property
+    def gan_menu(self) -> list[ModelChoice]:
+        return self.menu("gan")
+
+    @gan_menu.setter
+    def gan_menu(self, value: list[ModelChoice]) -> None:
+        self.menus["gan"] = list(value)
+
+    @property
+    def diffusion_menu(self) -> list[ModelChoice]:
+        return self.menu("diffusion")
+
+    @diffusion_menu.setter
+    def diffusion_menu(self, value: list[ModelChoice]) -> None:
+        self.menus["diffusion"] = list(value)
+
+    # -- models --------------------------------------------------------------------------------
+    def _spec(self, name: str, label: Optional[str]) -> str:
+        choice = self.choice(name, label)
+        if choice is not None:
+            return choice.spec
+        if not self.menu(name):
+            raise ModelUnavailableError(self.no_model_message(name))
+        raise UserError(f"Unknown {'GAN' if name == 'gan' else name} model {label!r}: pick one from the model menu.")
+
+    def model(self, name: str, label: Optional[str]) -> Any:
+        """Engine `name`'s model for menu `label` (`AppEngine.load`, once per label: e.g. the GAN's
+        `Generator`, or a `DiffusionEditor` that loads its pipeline on first use and keeps LoRA /
+        inversion caches across requests)."""
+        spec = self._spec(name, label)
         with self._lock:
-            return load_generator(spec, self.device)
+            key = (name, str(label))
+            if key not in self._models:
+                self._models[key] = self.engine(name).load(spec, self.device, self.dtype,
+                                                           self.options.lora_cache_dir)
+            return self._models[key]
 
-    def diffusion_recommended(self, label: Optional[str]) -> dict[str, Any]:
-        """The recommended settings of menu `label`'s model (its folder's `stabledrag_settings.json`,
-        see `stabledrag.diffusion.recommended`); `{}` for none, an unknown label or a bad file
+    def recommended(self, name: str, label: Optional[str]) -> dict[str, Any]:
+        """The recommended settings of menu `label`'s model (`AppEngine.recommended`: e.g. its
+        folder's `stabledrag_settings.json`); `{}` for none, an unknown label or a bad file
         (logged: the page must still open)."""
-        from ..diffusion.recommended import recommended_overrides
-
-        choice = next((c for c in self.diffusion_menu if c.label == label), None)
+        choice = self.choice(name, label)
         if choice is None:
             return {}
         try:
-            return recommended_overrides(choice.spec)
+            return self.engine(name).recommended(choice.spec)
         except UserError as e:
             log.warning("ignoring the settings of %s: %s", choice.spec, e)
             return {}
 
-    def diffusion_editor(self, label: Optional[str]) -> Any:
-        """The `DiffusionEditor` for menu `label` (one per model; it loads its pipeline on first use
-        and keeps LoRA / inversion caches across requests)."""
-        from ..diffusion.editor import DiffusionEditor
+    def generator(self, label: Optional[str]) -> Any:
+        """The GAN engine's model (a StyleGAN2 `Generator`) for menu `label`."""
+        return self.model("gan", label)
 
-        spec = self._spec(self.diffusion_menu, label, "diffusion")
-        with self._lock:
-            if label not in self._diffusion_editors:
-                self._diffusion_editors[label] = DiffusionEditor(
-                    model=spec, device=str(self.device), dtype=self.dtype, lora_cache_dir=self.options.lora_cache_dir)
-            return self._diffusion_editors[label]
+    def diffusion_editor(self, label: Optional[str]) -> Any:
+        """The diffusion engine's model (a `DiffusionEditor`) for menu `label`."""
+        return self.model("diffusion", label)
+
+    def diffusion_recommended(self, label: Optional[str]) -> dict[str, Any]:
+        """`recommended("diffusion", label)`."""
+        return self.recommended("diffusion", label)
 
     def preload(self) -> None:
         """Load the first model of each menu now (a missing one is logged, not raised: the page
         still starts and says what is missing when the model is used)."""
-        if self.gan_menu:
+        for name, menu in self.menus.items():
+            if not menu:
+                continue
             try:
-                self.generator(self.gan_menu[0].label)
+                self.engine(name).warm_up(self.model(name, menu[0].label))
             except UserError as e:
-                log.warning("GAN model not loaded: %s", e)
-        if self.diffusion_menu:
-            try:
-                _ = self.diffusion_editor(self.diffusion_menu[0].label).pipe
-            except UserError as e:
-                log.warning("diffusion model not loaded: %s", e)
+                log.warning("%s model not loaded: %s", name, e)

@@ -1,7 +1,8 @@
 """Export and import of an editing session, so work is never lost.
 
 A session file is a zip holding:
-  session.json   {"format": "stabledrag-session", "version": 1, "engine": "diffusion" | "gan",
+  session.json   {"format": "stabledrag-session", "version": 1, "engine": "diffusion" | "gan" (a
+                  registered app engine's name, `stabledrag.engine.app_engines()`),
                   "image_size": [W, H], "points": [[x, y], ...] (handle, target, handle, ...),
                   "prompt": str, "settings": {...}, "gan": {"model", "seed", "psi"}}
   image.png      the input image (Diff) / the generated image (GAN)
@@ -35,6 +36,7 @@ from typing import Any, Optional
 import numpy as np
 from PIL import Image
 
+from .. import engine as registry
 from ..errors import UserError
 from ..imageio import read_image_array, read_mask, release_memory
 from ..limits import LIMITS, Limits, check_point_count, check_prompt
@@ -43,13 +45,17 @@ from .messages import hide_paths_in
 
 FORMAT = "stabledrag-session"
 VERSION = 1
-ENGINES = ("diffusion", "gan")
 #: A latent holds num_ws x w_dim values (18 x 512 at 1024 px); more is not a latent of any model.
 MAX_LATENT_VALUES = 64 * 1024
 _KNOWN = {"session.json", "image.png", "mask.png", "result.png", "latent0.npy", "latent.npy", "report.json",
           "weight_delta.npz", "photo.png"}
 #: PTI's weight delta is as large as the generator (up to ~130 MB at 1024 px), so it gets its own cap.
 MAX_WEIGHT_DELTA_BYTES = 256 * 2**20
+
+
+def session_engines() -> tuple[str, ...]:
+    """The engine names a session file may carry: the registered app engines (`AppEngine`)."""
+    return tuple(e.name for e in registry.app_engines())
 
 
 @dataclass
@@ -137,8 +143,9 @@ def _read_npz(blob: bytes, name: str, cap: int = 0) -> dict[str, np.ndarray]:
 
 def session_bytes(data: SessionData) -> bytes:
     """The zip file of `data` as bytes."""
-    if data.engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}")
+    known = session_engines()
+    if data.engine not in known:
+        raise ValueError(f"engine must be one of {known}")
     h, w = data.image.shape[:2]
     doc = {
         "format": FORMAT, "version": VERSION, "engine": data.engine, "image_size": [int(w), int(h)],
@@ -331,7 +338,7 @@ def _read_session(source: bytes | str | Path, expect_engine: Optional[str], limi
         if not isinstance(doc.get("version"), int) or doc["version"] > VERSION:
             raise UserError("The session was written by a newer StableDrag Studio; please update the app.")
         engine = doc.get("engine")
-        if engine not in ENGINES:
+        if engine not in session_engines():
             raise UserError(f"The session names an unknown engine {str(engine)[:40]!r}.")
         if expect_engine is not None and engine != expect_engine:
             tab = "StableDrag-Diff" if engine == "diffusion" else "StableDrag-GAN"

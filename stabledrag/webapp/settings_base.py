@@ -58,11 +58,22 @@ def setting(default: Any, **spec: Any) -> Any:
 
 
 class TabSettings:
-    """Mixin for a settings dataclass; subclasses set `METHOD_LABELS` (menu label -> method key)
-    and `OLD_METHOD_LABELS` (labels of earlier versions, still read from sessions and the API)."""
+    """Mixin for a settings dataclass; subclasses set `METHOD_LABELS` (menu label -> method key),
+    `OLD_METHOD_LABELS` (labels of earlier versions, still read from sessions and the API) and
+    `OLD_FIELD_NAMES` (former field name -> today's, e.g. "drag_lr" -> "lr": settings of session
+    files written before the rename still import)."""
 
     METHOD_LABELS: ClassVar[dict[str, str]] = {}
     OLD_METHOD_LABELS: ClassVar[dict[str, str]] = {}
+    OLD_FIELD_NAMES: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def upgrade(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """`values` with former field names (`OLD_FIELD_NAMES`) renamed to today's; where both
+        names are present, today's wins. Other keys are kept as they are."""
+        out = {cls.OLD_FIELD_NAMES.get(k, k): v for k, v in values.items() if k in cls.OLD_FIELD_NAMES}
+        out.update({k: v for k, v in values.items() if k not in cls.OLD_FIELD_NAMES})
+        return out
     @classmethod
     def specs(cls) -> dict[str, Setting]:
         """The fields declared with `setting`, in UI order: `{field name: Setting}`."""
@@ -92,8 +103,9 @@ class TabSettings:
 
     @classmethod
     def known_values(cls, values: dict[str, Any]) -> dict[str, Any]:
-        """The entries of `values` that are fields, with a method label (current or old) mapped to its key."""
-        known = {k: v for k, v in values.items() if k in cls.names()}
+        """The entries of `values` that are fields (former names renamed, see `upgrade`), with a
+        method label (current or old) mapped to its key."""
+        known = {k: v for k, v in cls.upgrade(values).items() if k in cls.names()}
         labels = {**cls.OLD_METHOD_LABELS, **cls.METHOD_LABELS}
         if isinstance(known.get("method"), str) and known["method"] in labels:
             known["method"] = labels[known["method"]]

@@ -27,7 +27,7 @@ from .args import AppOptions
 from .examples import PHOTO_NOTE, examples_for_model, list_examples, load_example
 from .gan_projection_ui import build_photo_controls, wire_photo_controls
 from .messages import user_message
-from .models import NO_GAN_MESSAGE, TOY_SD_LABEL, Engines
+from .models import Engines
 from .safe_editor import SafeImageEditor
 from .settings_widgets import build_panel, widget
 from .spaces_compat import gpu, on_zero_gpu
@@ -387,17 +387,21 @@ def _wire_point_editing(prefix: str, out: Outputs, st: Callable[[Any], Any], sta
 
 def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -> None:
     """The StableDrag-Diff tab (call inside a `gr.Blocks`)."""
-    menu = [c.label for c in engines.diffusion_menu]
+    menu = engines.labels("diffusion")
     all_examples = list_examples()
 
+    def is_toy(label: Optional[str]) -> bool:
+        choice = engines.choice("diffusion", label)
+        return choice is not None and choice.toy
+
     def shown_examples(label: Optional[str]) -> list:
-        return examples_for_model(all_examples, toy_model=label == TOY_SD_LABEL)
+        return examples_for_model(all_examples, toy_model=is_toy(label))
 
     def examples_note(label: Optional[str]) -> str:
-        return f"ℹ️ {PHOTO_NOTE}" if label == TOY_SD_LABEL else ""
+        return f"ℹ️ {PHOTO_NOTE}" if is_toy(label) else ""
 
     examples = shown_examples(menu[0] if menu else None)
-    d = dh.DiffSettings.defaults_for(engines.device.type, engines.diffusion_recommended(menu[0] if menu else None))
+    d = dh.DiffSettings.defaults_for(engines.device.type, engines.recommended("diffusion", menu[0] if menu else None))
     state = gr.State(None)
     status_md = gr.Markdown(_status_markdown(engines, "Diffusion", menu[0] if menu else None), elem_id="diff_info")
     with gr.Row(equal_height=False):
@@ -491,7 +495,7 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
         def start(inputs, token, progress):
             s, ed, model_label, prompt_text, *values = inputs
             settings_ = dh.DiffSettings.from_values(_settings_dict(setting_names, values))
-            return run(st(s), ed, prompt_text, settings_, lambda: engines.diffusion_editor(model_label),
+            return run(st(s), ed, prompt_text, settings_, lambda: engines.model("diffusion", model_label),
                        cancel=token, progress=progress)
 
         return _streamed_job(tokens, "diff", out, ["s", "region", "model", "prompt", *setting_names], start)
@@ -512,7 +516,7 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
 
     def on_model(label):
         shown = shown_examples(label)
-        follow = dh.settings_for_model(engines.device.type, engines.diffusion_recommended(label))
+        follow = dh.settings_for_model(engines.device.type, engines.recommended("diffusion", label))
         return (_status_markdown(engines, "Diffusion", label),
                 gr.update(value=_gallery_items(shown), columns=max(3, len(shown)), visible=bool(shown)),
                 examples_note(label), *(follow[name] for name in dh.MODEL_FOLLOWED_FIELDS))
@@ -544,12 +548,13 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
 def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -> Callable[..., list[Any]]:
     """The StableDrag-GAN tab (call inside a `gr.Blocks`). Returns the page-load handler that
     generates the first image when a model is available."""
-    menu = [c.label for c in engines.gan_menu]
+    menu = engines.labels("gan")
+    no_model = engines.no_model_message("gan")
     g = gh.GanSettings()
     gan_specs = gh.GanSettings.specs()  # the declared settings: label, range, widget
     state = gr.State(None)
     gr.Markdown(_status_markdown(engines, "GAN", menu[0] if menu else None) +
-                ("" if menu else f"\n\n⚠️ {NO_GAN_MESSAGE}"), elem_id="gan_info")
+                ("" if menu else f"\n\n⚠️ {no_model}"), elem_id="gan_info")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             canvas = gr.Image(label="Click a handle, then its target (live while dragging)", type="numpy",
@@ -578,7 +583,7 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
             method = gr.Radio(list(gh.METHODS), value="StableDrag", label="Method", elem_id="gan_method")
             with gr.Row():
                 latent_space = gr.Radio(list(gh.LATENT_SPACES), value=g.latent_space, label="Latent space")
-                step_size = widget(gan_specs["step_size"], g.step_size)
+                lr = widget(gan_specs["lr"], g.lr)
             with gr.Accordion("Flexible region (optional: paint what may change)", open=False,
                               elem_id="gan_region_panel"):
                 editor = SafeImageEditor(label="Flexible region", type="numpy", image_mode="RGBA", sources=(),
@@ -607,7 +612,7 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
     compare_img, compare_table = _compare_panel("gan")
     export_btn, session_file, import_file = _session_panel("gan", "model, seed, latent, points, region, settings")
 
-    settings = {"method": method, "latent_space": latent_space, "step_size": step_size, "max_steps": max_steps,
+    settings = {"method": method, "latent_space": latent_space, "lr": lr, "max_steps": max_steps,
                 "r_m": r_m, "r_p": r_p, "tau": tau, "lambda_mask": lambda_mask, "preview_every": preview_every}
     assert set(settings) == set(gh.GanSettings.names())
     for name, comp in settings.items():
@@ -621,9 +626,12 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
     def st(s: Optional[GanState]) -> GanState:
         return s if s is not None else GanState()
 
+    def gan_model(label: Optional[str]) -> Any:
+        return engines.model("gan", label)
+
     @gpu(duration=60)
     def on_generate(s, model, seed, psi):
-        return _call(out, lambda: gh.generate(st(s), model, seed, psi, engines.generator(model)))
+        return _call(out, lambda: gh.generate(st(s), model, seed, psi, gan_model(model)))
 
     def on_random():
         return gh.random_seed()
@@ -647,7 +655,7 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
         def start(inputs, token, progress):
             s, ed, label, *values = inputs
             settings_ = gh.GanSettings.from_values(_settings_dict(setting_names, values))
-            return run(st(s), ed, settings_, engines.generator(label), cancel=token, progress=progress)
+            return run(st(s), ed, settings_, gan_model(label), cancel=token, progress=progress)
 
         return _streamed_job(tokens, "gan", out, ["s", "region", "model", *setting_names], start)
 
@@ -664,12 +672,12 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
     def on_import(s, session_zip):
         if session_zip is None:
             return [gr.skip()] * len(out.all)
-        return _call(out, gh.import_session, st(s), session_zip, menu, engines.generator)
+        return _call(out, gh.import_session, st(s), session_zip, menu, gan_model)
 
     def on_load(s, model, seed, psi):
         if not menu:
             values = [gr.skip()] * len(out.all)
-            values[out.status_index] = NO_GAN_MESSAGE
+            values[out.status_index] = no_model
             return values
         return on_generate(s, model, seed, psi)
 
@@ -694,7 +702,7 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
     import_file.upload(on_import, [state, import_file], out.all, api_name="gan_import",
                        concurrency_id=GPU_QUEUE, concurrency_limit=1, show_progress_on=[status])
     wire_photo_controls(photo_controls, state=state, model=model, outputs=out, call=_call, stream=_stream,
-                        generator=engines.generator, tokens=tokens, queue_id=GPU_QUEUE, gpu=gpu)
+                        generator=gan_model, tokens=tokens, queue_id=GPU_QUEUE, gpu=gpu)
     return on_load, [state, model, seed, psi], out.all
 
 
