@@ -56,6 +56,10 @@ class DragConfig:
     ridge: ridge regulariser of the filter towards its template initialisation.
     hard_negative_weight: extra loss weight on look-alike positions away from the handle.
     fusion_weight: weight of the nearest-neighbour similarity fused with the filter response.
+    fusion_ridge_gain: added to `fusion_weight` per handle, times the handle's ridge share (the
+      part of its search window where its own filter already answers like the handle on the first
+      map: an edge or a band), so handles on an outline trust their template more than the filter,
+      which cannot tell places along the edge apart (`tracking.DiscriminativeTracker`). 0 = off.
     subpixel: refine each tracked handle to sub-pixel precision by a parabola through the score's
       peak (`tracking.subpixel_peak`); None = on for the discriminative tracker, off for nearest
       neighbour (DragGAN / DragDiffusion move handles in whole feature pixels).
@@ -90,6 +94,7 @@ class DragConfig:
     ridge: float = 0.1
     hard_negative_weight: float = 4.0
     fusion_weight: float = 0.5
+    fusion_ridge_gain: float = 40.0
     subpixel: bool | None = None
     tau: float = 0.6
     template_weight: float = 1.0
@@ -122,6 +127,8 @@ class DragConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.r_m < 0 or self.max_steps < 0 or self.stop_distance < 0 or self.lambda_mask < 0:
             raise ValueError("r_m, max_steps, stop_distance and lambda_mask must be >= 0")
+        if not self.fusion_weight >= 0 or not self.fusion_ridge_gain >= 0:
+            raise ValueError("fusion_weight and fusion_ridge_gain must be >= 0")
 
     @property
     def push_distance(self) -> float:

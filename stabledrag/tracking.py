@@ -12,7 +12,8 @@ pixels. `confidence` is `N` values in [0, 1].
   from the template and learned once on F0 by weighted ridge regression to answer a Gaussian peak at
   the handle and ~0 elsewhere, with look-alike positions (high template similarity away from the
   handle) weighted up so the filter learns what separates the handle from its distractors. At
-  tracking time the filter response is fused with the nearest-neighbour similarity; the calibrated
+  tracking time the filter response is fused with the nearest-neighbour similarity (weighted up for
+  handles on an outline or band, where the filter answers alike along the ridge); the calibrated
   peak response (times a peak-to-sidelobe margin) is the confidence. The winning position is
   refined to sub-pixel precision (`subpixel_peak`), so a handle follows a part that moves by
   fractions of a pixel per step instead of jumping between whole pixels.
@@ -41,6 +42,10 @@ SECTORS = 8
 LOOKALIKE_EXCESS = 0.3
 # Similarity (cosine) that joins a position to the handle's own extent (see _ridge_from_centre).
 RIDGE_COSINE = 0.95
+# Ridge share (see DiscriminativeTracker._ridge_share): positions this far (feature px) or farther
+# from the handle whose filter response reaches this fraction of the trained peak.
+RIDGE_SHARE_MIN_PX = 1.5
+RIDGE_SHARE_LEVEL = 0.9
 
 
 class Tracker(Protocol):
@@ -161,8 +166,9 @@ class DiscriminativeTracker:
     positions per window side (the lattice is strided beyond). sigma: Gaussian label width.
     ridge: regularisation towards the template initialisation, relative to the data's mean
     eigenvalue. hard_negative_weight: extra weight `w * max(0, cos)^2` on positions farther than
-    2 sigma from the handle that look like it. fusion_weight: beta in
-    `score = response + beta * nn_similarity`. metric: distance for the nearest-neighbour term.
+    2 sigma from the handle that look like it. fusion_weight, fusion_ridge_gain: beta in
+    `score = response + beta * nn_similarity`, per handle `beta = fusion_weight + fusion_ridge_gain
+    * ridge_share` (`_ridge_share`, measured at fit time). metric: distance for the nearest-neighbour term.
     subpixel: refine the score's peak to sub-pixel precision (`subpixel_peak`).
     """
 
@@ -175,6 +181,7 @@ class DiscriminativeTracker:
         ridge: float = 0.1,
         hard_negative_weight: float = 4.0,
         fusion_weight: float = 0.5,
+        fusion_ridge_gain: float = 0.0,
         metric: str = "l1",
         subpixel: bool = True,
     ) -> None:
@@ -187,6 +194,7 @@ class DiscriminativeTracker:
         self.ridge = float(ridge)
         self.hard_negative_weight = float(hard_negative_weight)
         self.fusion_weight = float(fusion_weight)
+        self.fusion_ridge_gain = float(fusion_ridge_gain)
         self.metric = metric
         self.subpixel = bool(subpixel)
         self.filters: torch.Tensor | None = None  # N x C
@@ -196,6 +204,7 @@ class DiscriminativeTracker:
         self.peak0: torch.Tensor | None = None  # N
         self.margin0: torch.Tensor | None = None  # N
         self.sigmas: torch.Tensor | None = None  # N, label widths used (>= sigma)
+        self.ridge_share: torch.Tensor | None = None  # N, see _ridge_share
 
     # -- learning ----------------------------------------------------------------------------
     def _normalise(self, x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -257,6 +266,17 @@ class DiscriminativeTracker:
         centre = resp[:, resp.shape[1] // 2]
         self.peak0 = centre.clamp_min(1e-3)
         self.margin0 = self._margin(resp / self.peak0[:, None], valid_w, pos_w, handles).clamp_min(1e-3)
+        self.ridge_share = self._ridge_share(f0, handles)
+
+    def _ridge_share(self, f0: torch.Tensor, handles: torch.Tensor) -> torch.Tensor:
+        """`N` in [0, 1]: the share of each handle's search window (positions farther than
+        `RIDGE_SHARE_MIN_PX` feature px, inside the map) where its filter answers at least
+        `RIDGE_SHARE_LEVEL` of its trained peak on the map it was fitted on. ~0 for a blob (an eye),
+        0.15-0.3 for a point on an outline or a band (the filter cannot tell places along it apart)."""
+        resp, valid, pos, _ = self._response(f0, handles)
+        ring = valid & ((pos - handles[:, None, :]).norm(dim=-1) > RIDGE_SHARE_MIN_PX)
+        high = (resp / self.peak0[:, None] >= RIDGE_SHARE_LEVEL) & ring
+        return high.float().sum(1) / ring.float().sum(1).clamp_min(1)
 
     def _label_shape(self, cos: torch.Tensor, valid: torch.Tensor,
                      offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -341,7 +361,9 @@ class DiscriminativeTracker:
         dist = _distance(raw, self.templates, self.metric)
         dmax = dist.masked_fill(~valid, 0).amax(1, keepdim=True).clamp_min(1e-8)
         nn_sim = 1 - dist / dmax
-        score = (resp + self.fusion_weight * nn_sim).masked_fill(~valid, -math.inf)
+        # Handles on a ridge (outline, band) lean on the template: the filter answers alike along it.
+        beta = self.fusion_weight + self.fusion_ridge_gain * self.ridge_share[:, None]
+        score = (resp + beta * nn_sim).masked_fill(~valid, -math.inf)
         idx = score.argmax(1)
         ar = torch.arange(len(idx), device=idx.device)
         best = pos[ar, idx]
@@ -391,6 +413,7 @@ def make_tracker(config: DragConfig) -> Tracker:
         ridge=config.ridge,
         hard_negative_weight=config.hard_negative_weight,
         fusion_weight=config.fusion_weight,
+        fusion_ridge_gain=config.fusion_ridge_gain,
         metric=config.nn_metric,
         subpixel=config.effective_subpixel,
     )

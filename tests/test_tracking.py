@@ -227,3 +227,54 @@ def test_config_turns_subpixel_on_for_stabledrag_only_unless_asked():
     assert make_tracker(DragConfig(method="baseline")).subpixel is False
     assert make_tracker(DragConfig(method="baseline", subpixel=True)).subpixel is True
     assert make_tracker(DragConfig(method="stabledrag", subpixel=False)).subpixel is False
+
+
+def _edge_map(c: int = 16, size: int = 32, row: float = 16.0, seed: int = 0) -> torch.Tensor:
+    """`c x size x size` features of a horizontal edge at `row` (feature px): two colours joined by
+    a logistic step one px wide, the same along x (an outline seen by a 1x1 filter), on a faint
+    smooth texture (the same for every `row`)."""
+    g = torch.Generator().manual_seed(seed)
+    a, b = torch.randn(c, generator=g), torch.randn(c, generator=g)
+    y = torch.arange(size).float()[:, None].expand(size, size)
+    s = torch.sigmoid(y - row)
+    return a[:, None, None] * (1 - s) + b[:, None, None] * s + smooth_field(c, size, g, scale=4, amplitude=0.05)
+
+
+def test_ridge_share_is_zero_on_a_blob_and_high_on_an_edge():
+    h = torch.tensor([[16.0, 16.0]])
+    case = make_case(torch.Generator().manual_seed(3))
+    t = DiscriminativeTracker(radius=3)
+    t.fit(case.f0, case.handle)
+    assert float(t.ridge_share[0]) < 0.02
+    t.fit(_edge_map(), h)
+    assert float(t.ridge_share[0]) > 0.1  # the filter answers like the handle along the edge
+
+
+def test_a_handle_on_an_edge_leans_on_its_template_instead_of_sliding_along_the_filter_plateau():
+    """The edge moves down 1 px; at the true place the content changed a little (the filter's
+    answer falls), while 2-3 px along the edge the answer rises past the trained peak (capped) and
+    the template match gets worse. Nearest neighbour holds the true place; the filter alone slides
+    along the edge; with the ridge gain the handle's template decides."""
+    f0, h = _edge_map(), torch.tensor([[16.0, 16.0]])
+    moved = {}
+    for gain in (0.0, 40.0):
+        t = DiscriminativeTracker(radius=3, fusion_ridge_gain=gain, subpixel=False)
+        t.fit(f0, h)
+        up = t.filters[0] * t.scales[0] / t.filters[0].square().sum()  # raw-space step: response +1
+        f1 = shifted_field(f0, 0, 1)
+        f1[:, 17, 16] -= 0.1 * float(t.peak0[0]) * up
+        f1[:, 17, 18:20] += 0.3 * float(t.peak0[0]) * up[:, None]
+        moved[gain], _ = t.track(f1, h)
+    nn = NearestNeighbourTracker(radius=3)
+    nn.fit(f0, h)
+    assert nn.track(f1, h)[0][0].tolist() == [16.0, 17.0]
+    assert moved[0.0][0, 1] == 17.0 and moved[0.0][0, 0] > 16.0  # on the edge, but slid along it
+    assert moved[40.0][0].tolist() == [16.0, 17.0]
+
+
+def test_config_ridge_gain_reaches_the_tracker_and_is_checked():
+    t = make_tracker(DragConfig(method="stabledrag", fusion_ridge_gain=7.0))
+    assert t.fusion_ridge_gain == 7.0
+    assert make_tracker(DragConfig(method="stabledrag")).fusion_ridge_gain == DragConfig.fusion_ridge_gain > 0
+    with pytest.raises(ValueError):
+        DragConfig(method="stabledrag", fusion_ridge_gain=-1.0)
