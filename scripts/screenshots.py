@@ -22,8 +22,9 @@ import re
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -244,6 +245,24 @@ def launch_app(app_args: list[str]) -> tuple[Any, str]:
     return demo, url
 
 
+@contextmanager
+def app_page(sync_playwright: Any, app_args: list[str], **page_options: Any) -> Iterator[Any]:
+    """The app (`app.py` options `app_args`, started in-process by `launch_app`) opened in a headless
+    Chromium page (`VIEWPORT`, 120 s default timeout, `page_options` for Playwright's `new_page`);
+    the browser and the app are closed afterwards. `sync_playwright`: from `import_playwright`."""
+    demo, url = launch_app(app_args)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport=VIEWPORT, **page_options)
+            page.set_default_timeout(120_000)
+            page.goto(url, wait_until="domcontentloaded")
+            yield page
+            browser.close()
+    finally:
+        demo.close()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse arguments, start the app, take the four screenshots."""
     p = argparse.ArgumentParser(prog="python -m scripts.screenshots", description=__doc__.split("\n")[0])
@@ -277,25 +296,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         app_args += ["--diffusion-model", args.diffusion_model]
     if args.device:
         app_args += ["--device", args.device]
-    demo, url = launch_app(app_args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     steps = {"lora_steps": args.lora_steps, "ddim_steps": args.ddim_steps, "max_steps": args.max_steps,
              "preview_every": 2}
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport=VIEWPORT)
-            page.set_default_timeout(120_000)
-            page.goto(url, wait_until="domcontentloaded")
-            page.locator("#diff_examples").wait_for()
-            if not args.skip_gan:
-                gan_tab(page, out, args.timeout)
-            if not args.skip_diff:
-                diff_tab(page, out, steps, args.timeout)
-            browser.close()
-    finally:
-        demo.close()
+    with app_page(sync_playwright, app_args) as page:
+        page.locator("#diff_examples").wait_for()
+        if not args.skip_gan:
+            gan_tab(page, out, args.timeout)
+        if not args.skip_diff:
+            diff_tab(page, out, steps, args.timeout)
     return 0
 
 
