@@ -144,6 +144,17 @@ def import_playwright() -> Any:
     return sync_playwright
 
 
+def start_script() -> Optional[tuple[Any, list[str]]]:
+    """The common start of the screenshot scripts: INFO logging, then `(sync_playwright, app_args)`
+    with `app_args` starting the app on an empty models folder (it loads only the models named
+    after it); None (with `import_playwright`'s one-line error) when Playwright is missing."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    sync_playwright = import_playwright()
+    if sync_playwright is None:
+        return None
+    return sync_playwright, ["--models-dir", tempfile.mkdtemp(prefix="stabledrag-none-")]
+
+
 def _set_number(page: Any, elem_id: str, value: Any) -> None:
     box = page.locator(f"#{elem_id} input[type=number]")
     if box.count() == 0:
@@ -279,12 +290,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--skip-diff", action="store_true")
     p.add_argument("--skip-gan", action="store_true")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    sync_playwright = import_playwright()
-    if sync_playwright is None:
+    started = start_script()
+    if started is None:
         return 2
-
-    app_args = ["--models-dir", tempfile.mkdtemp(prefix="stabledrag-none-")]
+    sync_playwright, app_args = started
     if args.tiny:
         from stabledrag.testing import save_tiny_gan, save_tiny_sd
 
