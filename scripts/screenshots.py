@@ -22,8 +22,9 @@ import re
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -143,6 +144,17 @@ def import_playwright() -> Any:
     return sync_playwright
 
 
+def start_script() -> Optional[tuple[Any, list[str]]]:
+    """The common start of the screenshot scripts: INFO logging, then `(sync_playwright, app_args)`
+    with `app_args` starting the app on an empty models folder (it loads only the models named
+    after it); None (with `import_playwright`'s one-line error) when Playwright is missing."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    sync_playwright = import_playwright()
+    if sync_playwright is None:
+        return None
+    return sync_playwright, ["--models-dir", tempfile.mkdtemp(prefix="stabledrag-none-")]
+
+
 def _set_number(page: Any, elem_id: str, value: Any) -> None:
     box = page.locator(f"#{elem_id} input[type=number]")
     if box.count() == 0:
@@ -244,6 +256,24 @@ def launch_app(app_args: list[str]) -> tuple[Any, str]:
     return demo, url
 
 
+@contextmanager
+def app_page(sync_playwright: Any, app_args: list[str], **page_options: Any) -> Iterator[Any]:
+    """The app (`app.py` options `app_args`, started in-process by `launch_app`) opened in a headless
+    Chromium page (`VIEWPORT`, 120 s default timeout, `page_options` for Playwright's `new_page`);
+    the browser and the app are closed afterwards. `sync_playwright`: from `import_playwright`."""
+    demo, url = launch_app(app_args)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport=VIEWPORT, **page_options)
+            page.set_default_timeout(120_000)
+            page.goto(url, wait_until="domcontentloaded")
+            yield page
+            browser.close()
+    finally:
+        demo.close()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse arguments, start the app, take the four screenshots."""
     p = argparse.ArgumentParser(prog="python -m scripts.screenshots", description=__doc__.split("\n")[0])
@@ -260,12 +290,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--skip-diff", action="store_true")
     p.add_argument("--skip-gan", action="store_true")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    sync_playwright = import_playwright()
-    if sync_playwright is None:
+    started = start_script()
+    if started is None:
         return 2
-
-    app_args = ["--models-dir", tempfile.mkdtemp(prefix="stabledrag-none-")]
+    sync_playwright, app_args = started
     if args.tiny:
         from stabledrag.testing import save_tiny_gan, save_tiny_sd
 
@@ -277,25 +305,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         app_args += ["--diffusion-model", args.diffusion_model]
     if args.device:
         app_args += ["--device", args.device]
-    demo, url = launch_app(app_args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     steps = {"lora_steps": args.lora_steps, "ddim_steps": args.ddim_steps, "max_steps": args.max_steps,
              "preview_every": 2}
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport=VIEWPORT)
-            page.set_default_timeout(120_000)
-            page.goto(url, wait_until="domcontentloaded")
-            page.locator("#diff_examples").wait_for()
-            if not args.skip_gan:
-                gan_tab(page, out, args.timeout)
-            if not args.skip_diff:
-                diff_tab(page, out, steps, args.timeout)
-            browser.close()
-    finally:
-        demo.close()
+    with app_page(sync_playwright, app_args) as page:
+        page.locator("#diff_examples").wait_for()
+        if not args.skip_gan:
+            gan_tab(page, out, args.timeout)
+        if not args.skip_diff:
+            diff_tab(page, out, steps, args.timeout)
     return 0
 
 

@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from scripts.screenshots import (CHROMIUM, CHROMIUM_ARGS, DEFAULT_OUT, HANDLE_PLACED, PAIR_READY, VIEWPORT,
-                                 _click_image_px, _shown_image, _shot_when, _wait_status, import_playwright, launch_app)
+from scripts.screenshots import (DEFAULT_OUT, HANDLE_PLACED, PAIR_READY, _click_image_px, _shown_image, _shot_when,
+                                 _wait_status, app_page, start_script)
 from stabledrag.paths import EXAMPLES_DIR
 
 log = logging.getLogger(__name__)
@@ -87,27 +86,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--gan-model", default=None)
     p.add_argument("--timeout", type=float, default=1800)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    sync_playwright = import_playwright()
-    if sync_playwright is None:
+    started = start_script()
+    if started is None:
         return 2
-    app_args = ["--models-dir", tempfile.mkdtemp(prefix="stabledrag-none-")]
+    sync_playwright, app_args = started
     if args.gan_model:
         app_args += ["--gan-model", args.gan_model]
-    demo, url = launch_app(app_args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport=VIEWPORT, accept_downloads=True)
-            page.set_default_timeout(120_000)
-            page.goto(url, wait_until="domcontentloaded")
-            page.get_by_role("tab", name="StableDrag-GAN").wait_for()
-            seen = photo_flow(page, Path(args.photo), out, args.timeout)
-            browser.close()
-    finally:
-        demo.close()
+    with app_page(sync_playwright, app_args, accept_downloads=True) as page:
+        page.get_by_role("tab", name="StableDrag-GAN").wait_for()
+        seen = photo_flow(page, Path(args.photo), out, args.timeout)
     import json
 
     print(json.dumps(seen, indent=2))

@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from stabledrag.toy.render import make_grid
+from stabledrag.visualize import tile
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             img = draw_marks(img, [p for p in det.keypoints().values() if p is not None], (0, 0, 0), arm=1)
         tiles.append(img)
         logger.info("%d: %s", i, caption)
-    Image.fromarray(make_grid(tiles)).save(args.out)
+    Image.fromarray(tile(tiles)).save(args.out)
     print(args.out)
     return 0
 

@@ -19,6 +19,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from .dataclass_dict import DictSettings
+
 METHODS = ("stabledrag", "baseline", "draggan", "dragdiffusion")
 #: Methods that reproduce a reference implementation (nearest-neighbour tracking, plain supervision).
 REFERENCE_METHODS = ("draggan", "dragdiffusion")
@@ -29,7 +31,7 @@ SUPERVISIONS = ("confident", "plain")
 
 
 @dataclass
-class DragConfig:
+class DragConfig(DictSettings):
     """Everything the drag loop needs besides the backend and the points.
 
     method: one of `METHODS`; sets `tracker` ("discriminative" for "stabledrag", else "nearest") and
@@ -75,6 +77,8 @@ class DragConfig:
       pixels) or "cell" (DragDiffusion: `round(p * feature_size / image_size)`, its own scaling);
       see `points.snap_points`.
     """
+
+    settings_name = "drag settings"  # `to_dict` / `from_dict` come from DictSettings
 
     method: str = "stabledrag"
     tracker: str = ""
@@ -156,16 +160,3 @@ class DragConfig:
             changes.setdefault("tracker", "")
             changes.setdefault("supervision", "")
         return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON reports."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DragConfig":
-        """Inverse of `to_dict`; unknown keys raise ValueError."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown drag settings: {sorted(unknown)}")
-        return cls(**data)

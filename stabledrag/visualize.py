@@ -119,14 +119,15 @@ def _centre(p: Sequence[float]) -> XY:
 
 
 def grid(rows: Sequence[Sequence[np.ndarray | Image.Image]], pad: int = 4,
-         labels: Sequence[str] | None = None) -> Image.Image:
-    """Tile images into a sheet: `rows[r][c]`, all cells resized to the first cell's size.
-    `labels` (one per column) are written above the first row."""
+         labels: Sequence[str] | None = None, background: tuple[int, int, int] = (24, 24, 24)) -> Image.Image:
+    """Tile images into a sheet: `rows[r][c]` (PIL images or `H x W x 3` uint8 arrays), all cells
+    resized to the first cell's size, `pad` px of `background` around each. `labels` (one per
+    column) are written above the first row. The one grid of the project (`tile` lays out a flat list)."""
     first = rows[0][0]
     cw, ch = (first.size if isinstance(first, Image.Image) else (first.shape[1], first.shape[0]))
     top = 14 if labels else 0
     ncols = max(len(r) for r in rows)
-    sheet = Image.new("RGB", (ncols * (cw + pad) + pad, top + len(rows) * (ch + pad) + pad), (24, 24, 24))
+    sheet = Image.new("RGB", (ncols * (cw + pad) + pad, top + len(rows) * (ch + pad) + pad), background)
     draw = ImageDraw.Draw(sheet)
     for c, text in enumerate(labels or []):
         draw.text((pad + c * (cw + pad), 2), text, fill=(230, 230, 230))
@@ -135,3 +136,15 @@ def grid(rows: Sequence[Sequence[np.ndarray | Image.Image]], pad: int = 4,
             im = cell if isinstance(cell, Image.Image) else Image.fromarray(np.asarray(cell))
             sheet.paste(im.convert("RGB").resize((cw, ch)), (pad + c * (cw + pad), top + pad + r * (ch + pad)))
     return sheet
+
+
+def tile(images: Sequence[np.ndarray | Image.Image], columns: Optional[int] = None, pad: int = 2,
+         background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+    """A flat list of equally sized images laid out row by row, `columns` a row (default
+    `ceil(sqrt(n))`), as one `H x W x 3` uint8 array (`grid` without labels; white padding: the
+    training programs' sample sheets). Raises ValueError for an empty list."""
+    if len(images) == 0:
+        raise ValueError("no images to tile")
+    cols = columns or int(math.ceil(math.sqrt(len(images))))
+    rows = [list(images[i:i + cols]) for i in range(0, len(images), cols)]
+    return np.asarray(grid(rows, pad=pad, background=background))

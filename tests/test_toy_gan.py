@@ -1,4 +1,5 @@
-"""The bundled toy GAN: its training loop (tiny config), the discriminator, and the exported model."""
+"""The bundled toy GAN: its latent -> face recipe (`stabledrag.toy.gan_model`), its training program
+(`scripts/train_gan.py`, tiny config), the discriminator, and the exported model."""
 
 from __future__ import annotations
 
@@ -8,15 +9,16 @@ import numpy as np
 import pytest
 import torch
 
+from scripts import train_gan as T
 from stabledrag.gan.checkpoints import TOY_MODEL_DIR, WEIGHTS_NAME, load_generator, load_native
 from stabledrag.gan.discriminator import Discriminator, DiscriminatorConfig, minibatch_std
-from stabledrag.toy import train_gan as T
+from stabledrag.toy import gan_model as M
 from stabledrag.toy.detect import detect
 from stabledrag.toy.render import render
 
 
 def _tiny_trainer(adv: float = 0.0, seed: int = 0) -> T.Trainer:
-    return T.Trainer(T.toy_generator_config("tiny"), T.TrainConfig(batch=2, adv_weight=adv, seed=seed))
+    return T.Trainer(M.toy_generator_config("tiny"), T.TrainConfig(batch=2, adv_weight=adv, seed=seed))
 
 
 # --- latent -> face ---------------------------------------------------------------------------
@@ -26,19 +28,19 @@ def test_face_from_z_gives_complete_faces_and_ignores_scale():
     rng = np.random.default_rng(3)
     for _ in range(6):
         z = rng.standard_normal(32)
-        p = T.face_from_z(z)
-        assert T.face_from_z(z) == p
+        p = M.face_from_z(z)
+        assert M.face_from_z(z) == p
         img, _ = render(p, 128)
-        scaled, _ = render(T.face_from_z(3.0 * z), 128)  # the mapping network normalises z: so does the face
+        scaled, _ = render(M.face_from_z(3.0 * z), 128)  # the mapping network normalises z: so does the face
         assert np.abs(scaled.astype(int) - img.astype(int)).max() <= 1
         assert detect(img).complete
-    a, b = T.face_from_z(rng.standard_normal(32)), T.face_from_z(rng.standard_normal(32))
+    a, b = M.face_from_z(rng.standard_normal(32)), M.face_from_z(rng.standard_normal(32))
     assert a != b
 
 
 def test_face_from_z_rejects_short_latents():
     with pytest.raises(ValueError):
-        T.face_from_z(np.zeros(T.FACE_DIMS - 1))
+        M.face_from_z(np.zeros(M.FACE_DIMS - 1))
 
 
 # --- discriminator ----------------------------------------------------------------------------
@@ -132,7 +134,7 @@ def test_cli_trains_resumes_and_exports(tmp_path):
 
 
 @pytest.mark.skipif(not (TOY_MODEL_DIR / WEIGHTS_NAME).is_file(),
-                    reason="the toy GAN has not been exported yet (python -m stabledrag.toy.train_gan)")
+                    reason="the toy GAN has not been exported yet (python -m scripts.train_gan)")
 def test_bundled_toy_gan_renders_128px():
     G = load_generator(None, device="cpu")
     assert G.img_resolution == 128

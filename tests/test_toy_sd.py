@@ -1,4 +1,5 @@
-"""The bundled toy-faces diffusion model: its exported folder, and the training loop (tiny config)."""
+"""The bundled toy-faces diffusion model: its exported folder, and the training program
+(`scripts/train_sd.py`, tiny config)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from scripts.train_sd import TrainConfig, _load, export, latent_pool, main, part_weights, train_unet, train_vae
 from stabledrag.toy.sd_model import CAPTION_WORDS, ToySDConfig, build_tokenizer
-from stabledrag.toy.train_sd import TrainConfig, _load, export, latent_pool, main, part_weights, train_unet, train_vae
 
 ASSET = Path(__file__).resolve().parents[1] / "assets" / "models" / "toy_sd"
 
@@ -107,7 +108,7 @@ def test_command_line_runs_a_stage(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not (ASSET / "model_index.json").exists(),
-                    reason="assets/models/toy_sd not exported yet (python -m stabledrag.toy.train_sd)")
+                    reason="assets/models/toy_sd not exported yet (python -m scripts.train_sd)")
 def test_exported_model_loads_offline_with_sd_layout() -> None:
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 

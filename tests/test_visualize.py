@@ -2,6 +2,7 @@
 arrows and trajectories with `stabledrag.visualize.draw_drag`."""
 
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw
 
 from stabledrag import visualize
@@ -48,3 +49,17 @@ def test_trajectories_are_drawn_under_the_markers_and_the_selected_marker_is_rin
     ys, xs = np.nonzero(ring)
     assert ring.any() and abs(xs.mean() - 180) < 1 and abs(ys.mean() - 40) < 1  # a ring round the target
     assert not ring[150].any()
+
+
+def test_tile_lays_out_a_flat_list_row_by_row_with_white_padding():
+    ims = [np.full((3, 4, 3), 10 * (k + 1), np.uint8) for k in range(5)]
+    out = visualize.tile(ims, columns=2, pad=1)
+    assert out.shape == (3 * 4 + 1, 2 * 5 + 1, 3) and out.dtype == np.uint8
+    for k in range(5):
+        r, c = divmod(k, 2)
+        y, x = 1 + r * 4, 1 + c * 5
+        assert (out[y:y + 3, x:x + 4] == 10 * (k + 1)).all()
+    assert (out[0] == 255).all() and (out[9:12, 6:10] == 255).all()  # padding and the empty last cell
+    assert visualize.tile(ims).shape == (2 * 5 + 2, 3 * 6 + 2, 3)  # default: ceil(sqrt(5)) = 3 columns, pad 2
+    with pytest.raises(ValueError):
+        visualize.tile([])

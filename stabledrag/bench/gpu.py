@@ -28,6 +28,7 @@ import torch
 
 from ..device import choose
 from ..errors import UserError
+from .measure import peak_mb, reset_peak, timed
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,6 @@ def diffusion_edit_check(small: bool, device: torch.device, dtype: torch.dtype) 
     """One whole edit, the same edit again (cached), and the edit without the identity LoRA."""
     from ..diffusion.editor import DiffusionEditor, edit_config_for
     from ..points import from_pairs
-    from .memory import peak_mb, reset_peak
     from .speed_diffusion import _test_image, build_sd15_pipeline
 
     size = 64 if small else 512
@@ -69,9 +69,8 @@ def diffusion_edit_check(small: bool, device: torch.device, dtype: torch.dtype) 
         runs = {}
         for name, run_cfg in (("first", cfg), ("repeat", cfg), ("no_lora", cfg.with_overrides({"lora.steps": 0}))):
             reset_peak(device)
-            t0 = time.perf_counter()
-            res = editor.edit(image, points, config=run_cfg)
-            runs[name] = {"wall_s": round(time.perf_counter() - t0, 3),
+            wall_s, _, res = timed(lambda: editor.edit(image, points, config=run_cfg), device)
+            runs[name] = {"wall_s": round(wall_s, 3),
                           "timings": {k: round(v, 4) for k, v in res.timings.items()},
                           "cached": res.cached, "drag": {"status": res.drag.status, "steps": res.drag.steps},
                           "peak_memory_mb": peak_mb(device)}
@@ -119,5 +118,5 @@ def gpu_check(small: bool = False, device: Optional[str] = None, dtype: Optional
         result["gan"] = [measure(r, dev, steps=steps) for r in (512, 1024)]
     result["total_s"] = round(time.perf_counter() - t0, 1)
     if dev.type == "cuda":
-        result["max_memory_allocated_mb"] = round(torch.cuda.max_memory_allocated(dev) / 2 ** 20, 1)
+        result["max_memory_allocated_mb"] = peak_mb(dev)  # since the last reset_peak (in the last GAN `measure`)
     return result

@@ -16,7 +16,7 @@ code paths, per phase:
   control;
 - `vae_encode_s` / `vae_decode_s`;
 - `peak_memory_mb`: peak resident memory (CPU, whole process) or peak allocated CUDA memory,
-  after each phase (`bench.memory`).
+  after each phase (`bench.measure`).
 
 Each per-step time is the best of `steps` repetitions after an untimed first one (set-up,
 warm-up); the three drag variants are stepped in turn so that load from other processes hits
@@ -31,7 +31,7 @@ import logging
 import platform
 import tempfile
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -42,8 +42,7 @@ from ..device import choose
 from ..drag import DragSession
 from ..points import from_pairs
 from ..progress import Progress
-
-from .memory import peak_mb, reset_peak, sync
+from .measure import peak_mb, reset_peak, sync, timed
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +74,6 @@ class _StepClock:
     def per_step(self) -> tuple[float, float]:
         """Best (wall, process-CPU) seconds per step, after the first step."""
         return _best_after_first(self.wall), _best_after_first(self.cpu)
-
-
-def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, float, Any]:
-    """(wall seconds, process-CPU seconds, result) of one call."""
-    sync(device)
-    t0, c0 = time.perf_counter(), time.process_time()
-    out = fn()
-    sync(device)
-    return time.perf_counter() - t0, time.process_time() - c0, out
 
 
 def build_sd15_pipeline(device: torch.device, dtype: torch.dtype, seed: int = 0):
@@ -144,7 +134,7 @@ def _drag_steps(pipe: Any, scheduler: Any, z_t: torch.Tensor, t: int, emb: torch
         wall[name], cpu[name] = [], []
     for _ in range(steps + 1):
         for name, session in sessions.items():
-            dt, dc, rec = _timed(session.step, device)
+            dt, dc, rec = timed(session.step, device)
             if rec is not None:
                 wall[name].append(dt)
                 cpu[name].append(dc)
@@ -207,7 +197,7 @@ def diffusion_speed(size: Optional[int] = None, steps: int = 3, device: Optional
 
     # Inversion: run `steps + 1` of the 50 inverse steps.
     emb = encode_prompt(pipe, "a photo")
-    phases["vae_encode_s"], cpu["vae_encode_s"], latent = _timed(lambda: encode_image(pipe.vae, image), dev)
+    phases["vae_encode_s"], cpu["vae_encode_s"], latent = timed(lambda: encode_image(pipe.vae, image), dev)
     inv_cfg = InversionConfig(num_steps=50, strength=(steps + 1) / 50)
     clock = _StepClock(dev)
     z_t, t = ddim_invert(pipe.unet, pipe.scheduler.config, latent, emb, inv_cfg, progress=clock)
@@ -232,7 +222,7 @@ def diffusion_speed(size: Optional[int] = None, steps: int = 3, device: Optional
         final = ddim_denoise(pipe.unet, pipe.scheduler.config, batch, emb, den_cfg, progress=clock)
     phases["denoise_step_s"], cpu["denoise_step_s"] = clock.per_step()
     with torch.no_grad():
-        phases["vae_decode_s"], cpu["vae_decode_s"], _ = _timed(lambda: decode_latent(pipe.vae, final[1:]), dev)
+        phases["vae_decode_s"], cpu["vae_decode_s"], _ = timed(lambda: decode_latent(pipe.vae, final[1:]), dev)
     memory["after_denoise"] = peak_mb(dev)
 
     phases = {k: round(v, 4) for k, v in phases.items()}

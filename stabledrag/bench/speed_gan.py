@@ -22,8 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import time
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 
@@ -33,7 +32,7 @@ from ..drag import DragSession
 from ..gan.backend import GanBackend
 from ..gan.networks import Generator, GeneratorConfig
 from ..points import from_pairs
-from .memory import peak_mb, reset_peak, sync
+from .measure import peak_mb, reset_peak, timed
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +41,6 @@ def official_config(resolution: int) -> GeneratorConfig:
     """The architecture of the official 512/1024 StyleGAN2 generators (config-F widths)."""
     return GeneratorConfig(z_dim=512, w_dim=512, img_resolution=resolution, mapping_layers=8,
                            channel_base=32768, channel_max=512, num_fp16_res=4, conv_clamp=256)
-
-
-def _timed(fn: Callable[[], Any], device: torch.device, repeats: int) -> tuple[float, Any]:
-    """Mean seconds of `repeats` calls of `fn` (and its last result)."""
-    out = None
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        out = fn()
-    sync(device)
-    return (time.perf_counter() - t0) / max(1, repeats), out
 
 
 def measure(resolution: int, device: torch.device, steps: int = 3,
@@ -74,11 +62,11 @@ def measure(resolution: int, device: torch.device, steps: int = 3,
     with torch.no_grad():
         ws = G.mapping(torch.randn(1, G.z_dim, device=device), None, truncation_psi=0.7)
         G.synthesis(ws)  # warm-up
-        res["forward_image_s"], _ = _timed(lambda: G.synthesis(ws), device, steps)
+        res["forward_image_s"], _, _ = timed(lambda: G.synthesis(ws), device, steps)
     backend = GanBackend(G, ws)
     with torch.no_grad():
-        res["forward_features_s"], out = _timed(lambda: backend.features(backend.initial_state()), device, steps)
-        res["preview_s"], _ = _timed(lambda: backend.preview(None, out), device, steps)
+        res["forward_features_s"], _, out = timed(lambda: backend.features(backend.initial_state()), device, steps)
+        res["preview_s"], _, _ = timed(lambda: backend.preview(None, out), device, steps)
     out = None  # free the features (not `del`: the lambdas above close over these names)
 
     c = resolution / 2
@@ -86,32 +74,29 @@ def measure(resolution: int, device: torch.device, steps: int = 3,
     res["methods"] = {}
     for method in methods:
         config = gan_defaults(method, resolution, max_steps=steps + 1)
-        sync(device)
-        t0 = time.perf_counter()
-        feature_res = draggan_feature_res(G) if method == "draggan" else None
-        session = DragSession(GanBackend(G, ws, feature_res=feature_res), points, config)
-        sync(device)
-        start = time.perf_counter() - t0
+
+        def start_session() -> DragSession:
+            feature_res = draggan_feature_res(G) if method == "draggan" else None
+            return DragSession(GanBackend(G, ws, feature_res=feature_res), points, config)
+
+        start, _, session = timed(start_session, device)
         times, cpu_times = [], []
         for _ in range(steps + 1):
-            sync(device)
-            t0, c0 = time.perf_counter(), time.process_time()
-            rec = session.step()
-            sync(device)
+            dt, dc, rec = timed(session.step, device)
             if rec is None:
                 break
-            times.append(time.perf_counter() - t0)
-            cpu_times.append(time.process_time() - c0)
-        timed = times[1:] or times  # the first step has no tracking
-        timed_cpu = cpu_times[1:] or cpu_times
+            times.append(dt)
+            cpu_times.append(dc)
+        kept = times[1:] or times  # the first step has no tracking
+        kept_cpu = cpu_times[1:] or cpu_times
         res["methods"][method] = {
             "session_start_s": round(start, 4),
-            "drag_step_s": round(sum(timed) / max(1, len(timed)), 4),
+            "drag_step_s": round(sum(kept) / max(1, len(kept)), 4),
             # CPU seconds of this process per step (all threads): on a shared machine, divide by
             # the thread count for what an idle machine would take.
-            "drag_step_process_cpu_s": round(sum(timed_cpu) / max(1, len(timed_cpu)), 4),
+            "drag_step_process_cpu_s": round(sum(kept_cpu) / max(1, len(kept_cpu)), 4),
             "first_step_s": round(times[0], 4) if times else None,
-            "timed_steps": len(timed),
+            "timed_steps": len(kept),
             "phase_totals_s": {k: round(v, 4) for k, v in session.result().timings.items()},
         }
         del session

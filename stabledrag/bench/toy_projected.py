@@ -99,7 +99,7 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
     from ..gan.editor import GanEditor
     from ..gan.projection import TOY_PROJECTION, ProjectionConfig, project
     from ..toy.render import render
-    from ..toy.train_gan import face_from_z
+    from ..toy.gan_model import face_from_z
 
     torch.manual_seed(0)
     G = load_generator(model, device=device)

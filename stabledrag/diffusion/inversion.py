@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler
@@ -171,15 +171,13 @@ def ddim_invert(
     fwd, inv = make_schedulers(scheduler_config, cfg)
     prediction_type = fwd.config.prediction_type
     n = cfg.inverse_steps
-    z = latent.float()
-    report(progress, "inversion", 0, n)
-    for i, t in enumerate(inv.timesteps[:n]):
-        if cancel is not None:
-            cancel.raise_if_cancelled()
+
+    def inverse_step(z: torch.Tensor, t: Any) -> torch.Tensor:
         out = predict_noise(unet, z, int(t), emb).float()
         eps = prediction_to_noise(out, z, inv.alphas_cumprod[int(t)], prediction_type)
-        z = inv.step(eps, t, z).prev_sample
-        report(progress, "inversion", i + 1, n, {"t": int(t)})
+        return inv.step(eps, t, z).prev_sample
+
+    z = _step_through("inversion", inv.timesteps[:n], n, latent.float(), inverse_step, progress, cancel)
     t_end = start_timestep(fwd, cfg)
     if int(inv.timesteps[n - 1]) != t_end:  # both schedules are built from one config: a bug if not
         raise RuntimeError(f"inverse schedule ends at {int(inv.timesteps[n - 1])}, forward starts at {t_end}")
@@ -205,14 +203,27 @@ def ddim_denoise(
     """
     fwd, _ = make_schedulers(scheduler_config, cfg)
     steps = denoise_timesteps(fwd, cfg)
-    z = latents.float()
-    report(progress, "denoise", 0, len(steps))
-    for i, t in enumerate(steps):
+
+    def denoise_step(z: torch.Tensor, t: int) -> torch.Tensor:
+        eps = predict_noise(unet, z, t, emb).float()
+        return fwd.step(eps, t, z, eta=0.0).prev_sample
+
+    return _step_through("denoise", steps, len(steps), latents.float(), denoise_step, progress, cancel, on_step)
+
+
+def _step_through(phase: str, timesteps: Sequence[Any], total: int, z: torch.Tensor,
+                  step: Callable[[torch.Tensor, Any], torch.Tensor], progress: Optional[ProgressCallback],
+                  cancel: Optional[CancelToken], on_step: Optional[StepCallback] = None) -> torch.Tensor:
+    """The loop of `ddim_invert` and `ddim_denoise`: `z = step(z, t)` for each of `timesteps`, with
+    `cancel` checked before each step (raises `Cancelled`), progress reported as `phase` step
+    `i + 1` of `total` with `{"t": int(t)}` (and step 0 before the loop), and `on_step(i, z)` after
+    each step. Returns the last `z`."""
+    report(progress, phase, 0, total)
+    for i, t in enumerate(timesteps):
         if cancel is not None:
             cancel.raise_if_cancelled()
-        eps = predict_noise(unet, z, t, emb).float()
-        z = fwd.step(eps, t, z, eta=0.0).prev_sample
-        report(progress, "denoise", i + 1, len(steps), {"t": t})
+        z = step(z, t)
+        report(progress, phase, i + 1, total, {"t": int(t)})
         if on_step is not None:
             on_step(i, z)
     return z

@@ -20,7 +20,6 @@ b128 block's output) and can stop early once the requested blocks have run.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
@@ -28,6 +27,7 @@ from typing import Any, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from ..dataclass_dict import DictSettings
 from . import ops
 
 ARCHITECTURES = ("skip", "orig", "resnet")
@@ -35,7 +35,7 @@ NOISE_MODES = ("const", "random", "none")
 
 
 @dataclass
-class GeneratorConfig:
+class GeneratorConfig(DictSettings):
     """Architecture of a StyleGAN2 generator (the official constructor arguments, flattened).
 
     z_dim / c_dim / w_dim: latent, label and intermediate-latent sizes.
@@ -50,6 +50,8 @@ class GeneratorConfig:
     activation: synthesis activation. kernel_size: synthesis conv kernel.
     feature_res: resolution of the block whose output drives dragging; None = `default_feature_res`.
     """
+
+    settings_name = "generator settings"  # `to_dict` / `from_dict` come from DictSettings
 
     z_dim: int = 512
     c_dim: int = 0
@@ -112,19 +114,6 @@ class GeneratorConfig:
     def drag_feature_res(self) -> int:
         """`feature_res` if set, else `default_feature_res`."""
         return self.feature_res if self.feature_res is not None else self.default_feature_res
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "GeneratorConfig":
-        """Inverse of `to_dict`; unknown keys raise ValueError."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown generator settings: {sorted(unknown)}")
-        return cls(**data)
 
 
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:

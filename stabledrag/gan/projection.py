@@ -46,6 +46,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..dataclass_dict import DictSettings
 from ..errors import UserError
 from ..progress import CancelToken, ProgressCallback, report
 from ..tensors import image_to_tensor
@@ -58,7 +59,7 @@ PHASES = ("project_w", "project_wplus", "pti")
 
 # -- configuration and result ---------------------------------------------------------------------
 @dataclass
-class ProjectionConfig:
+class ProjectionConfig(DictSettings):
     """Settings of a projection (all recorded in the result).
 
     w_steps / wplus_steps / pti_steps: Adam steps of the three phases (0 skips a phase; pti_steps=0
@@ -80,6 +81,8 @@ class ProjectionConfig:
     whose W has large regions that draw no detail, e.g. the toy GAN). seed: for the candidates, the
     W perturbation and the w_std samples.
     """
+
+    settings_name = "projection settings"  # `to_dict` / `from_dict` come from DictSettings
 
     w_steps: int = 150
     wplus_steps: int = 150
@@ -112,19 +115,6 @@ class ProjectionConfig:
         for name in ("w_lr", "wplus_lr", "pti_lr"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON / npz metadata."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ProjectionConfig":
-        """Inverse of `to_dict`; unknown keys raise ValueError."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown projection settings: {sorted(unknown)}")
-        return cls(**data)
 
 
 # Settings measured on the bundled toy GAN (see `python -m stabledrag bench toy --backend gan --source

@@ -4,17 +4,16 @@
   `edit(params, left_eye=(dx, dy), ...)` for ground-truth targets.
 - `detect`: `detect(image) -> Detection` (head, eyes, mouth and its corners, by colour).
 - `dataset`: `ToyFaces(seed, size)[i] -> (image, geometry, caption)`, `.batch(indices)`.
+- `gan_model`: `face_from_z(z) -> FaceParams` (the latent -> face mapping the bundled toy GAN
+  learns, and `bench toy --source rendered` renders ground truth with), `render_batch` (its
+  training targets), `toy_generator_config` (its architecture).
+- `sd_model`: the bundled toy latent-diffusion model's configuration, builders and tokenizer.
+- `fidelity`: reconstruction scores (PSNR, mean colour, detected parts) for `bench fidelity`.
 
-Names are imported lazily so that `python -m stabledrag.toy.render` runs its module cleanly.
+Names are imported lazily so that importing one module does not import the others.
 
-The two training programs stay in this package for now, though they are command-line programs
-rather than library code (issue 15 asks for scripts outside the importable package):
-- `train_sd` (`python -m stabledrag.toy.train_sd`) is the recipe behind `assets/models/toy_sd`; a
-  training run uses that module path, the README cites it, and its tests import its functions
-  (`TrainConfig`, `train_vae`, `export`, ...). Moving it means moving those with it.
-- `train_gan` (`python -m stabledrag.toy.train_gan`) also holds library code: `face_from_z`, the
-  latent -> face mapping that `bench toy-projected` uses to render ground-truth faces.
-The next step is to split each into its model/recipe part (here) and a thin `scripts/` command.
+The training programs behind `assets/models/` are scripts, not library code:
+`python -m scripts.train_gan` and `python -m scripts.train_sd` (from the repository root).
 """
 
 from __future__ import annotations

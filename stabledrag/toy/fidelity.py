@@ -2,7 +2,7 @@
 
 `compare(original, returned)` scores one pair of `H x W x 3` uint8 images: PSNR, the mean-colour
 error and the distance between the detected parts; `summarise_fidelity` aggregates a list of them
-into the numbers the VAE and round-trip gates use (`bench fidelity`, `train_sd --stage eval`).
+into the numbers the VAE and round-trip gates use (`bench fidelity`, `python -m scripts.train_sd --stage eval`).
 """
 
 from __future__ import annotations

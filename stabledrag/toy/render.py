@@ -19,7 +19,7 @@ Anti-aliasing is analytic: each part's coverage is `clip(0.5 - signed_distance, 
 signed distance in pixels (exact for discs, first-order for the ellipse and the mouth band).
 Rendering is fully vectorised numpy (about 1-2 ms for a 128 x 128 face).
 
-CLI: `python -m stabledrag.toy.render --seed 0 --n 16 --out grid.png [--annotate]`.
+A grid of faces to look at: `python -m scripts.toy_faces --n 16 --out grid.png [--annotate]`.
 """
 
 from __future__ import annotations
@@ -501,22 +501,3 @@ def render(params: FaceParams, size: int = 128) -> tuple[np.ndarray, FaceGeometr
         centroid = (math.nan, math.nan)
     geo = replace(geo, mouth_centroid=centroid, mouth_area=area)
     return np.rint(np.clip(img, 0, 255)).astype(np.uint8), geo
-
-
-# ----------------------------------------------------------------------------------------------
-# Looking at faces
-
-
-def make_grid(images: Sequence[np.ndarray], columns: Optional[int] = None, pad: int = 2) -> np.ndarray:
-    """Tile equally sized `H x W x 3` uint8 images into one image (white padding)."""
-    n = len(images)
-    if n == 0:
-        raise ValueError("no images to tile")
-    cols = columns or int(math.ceil(math.sqrt(n)))
-    rows = int(math.ceil(n / cols))
-    h, w = images[0].shape[:2]
-    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
-    for k, im in enumerate(images):
-        r, c = divmod(k, cols)
-        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = im
-    return out

@@ -1,4 +1,6 @@
-"""Train the bundled toy-faces latent-diffusion model on a CPU and export it in diffusers format.
+"""Train the bundled toy-faces latent-diffusion model on a CPU and export it in diffusers format
+(`python -m scripts.train_sd [--stage ...] [--resume] [--run-dir runs/toy_sd]`; the model itself:
+`stabledrag.toy.sd_model`).
 
 Stages (`--stage`), all resumable from checkpoints in `--run-dir` (default runs/toy_sd):
 
@@ -32,17 +34,18 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .dataset import ToyFaces
-from .render import EYE_COLOUR, HIGHLIGHT_COLOUR, MOUTH_COLOUR, make_grid
-from ..diffusion.recommended import SETTINGS_FILE
-from .sd_model import (TOY_SD_RECOMMENDED, TOY_SD_SETTINGS_ABOUT, ToySDConfig, assemble_pipeline, build_scheduler, build_text_encoder, build_tokenizer,
-                       build_unet, build_vae)
+from stabledrag.diffusion.recommended import SETTINGS_FILE
+from stabledrag.toy.dataset import ToyFaces
+from stabledrag.toy.render import EYE_COLOUR, HIGHLIGHT_COLOUR, MOUTH_COLOUR
+from stabledrag.toy.sd_model import (TOY_SD_RECOMMENDED, TOY_SD_SETTINGS_ABOUT, ToySDConfig, assemble_pipeline,
+                                     build_scheduler, build_text_encoder, build_tokenizer, build_unet, build_vae)
+from stabledrag.visualize import tile
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +177,7 @@ def _to_uint8(images: torch.Tensor) -> np.ndarray:
 def _save_grid(images: Sequence[np.ndarray], path: Path, columns: Optional[int] = None) -> None:
     from PIL import Image
 
-    Image.fromarray(make_grid(list(images), columns=columns)).save(path)
+    Image.fromarray(tile(list(images), columns=columns)).save(path)
     logger.info("wrote %s", path)
 
 
@@ -528,7 +531,7 @@ def export(cfg: TrainConfig, out: Optional[str] = None) -> str:
     pipe.save_pretrained(tmp, safe_serialization=True)
     vae_ckpt = _load(cfg.run_path / "vae.pt")
     unet_ckpt = _load(cfg.run_path / "unet.pt")
-    info = {"what": "toy-faces latent diffusion model of StableDrag Studio (python -m stabledrag.toy.train_sd)",
+    info = {"what": "toy-faces latent diffusion model of StableDrag Studio (python -m scripts.train_sd)",
             "vae_step": int(vae_ckpt["step"]), "vae_train_minutes": round(vae_ckpt["train_seconds"] / 60, 1),
             "unet_step": int(unet_ckpt["step"]), "unet_train_minutes": round(unet_ckpt["train_seconds"] / 60, 1),
             "scaling_factor": float(unet_ckpt["scaling_factor"]), "model_config": cfg.model.to_dict(),
@@ -544,7 +547,7 @@ def export(cfg: TrainConfig, out: Optional[str] = None) -> str:
         "encoder with a local byte-level tokenizer; SD 1.5's DDIM scheduler), trained from scratch on a CPU on the\n"
         "procedural faces of `stabledrag.toy` only. Load it offline with\n"
         "`StableDiffusionPipeline.from_pretrained(<this folder>, local_files_only=True)`.\n"
-        "Training details: `toy_sd_info.json`; reproduce with `python -m stabledrag.toy.train_sd`.\n")
+        "Training details: `toy_sd_info.json`; reproduce with `python -m scripts.train_sd`.\n")
     old = out_path.with_name(out_path.name + ".old")
     if old.exists():
         shutil.rmtree(old)
@@ -586,7 +589,7 @@ def unet_sample_grid(cfg: TrainConfig, path: Path, n: int = 16) -> None:
 def _vae_gate(cfg: TrainConfig, n: int) -> dict[str, Any]:
     """Reconstruct `n` fresh faces (latent mean) and compare them with the originals
     (`stabledrag.toy.fidelity`: PSNR, mean-colour error, detected parts within 1.5 / 2 px)."""
-    from .fidelity import compare, summarise_fidelity
+    from stabledrag.toy.fidelity import compare, summarise_fidelity
 
     vae, ckpt = load_vae(cfg)
     data = ToyFaces(cfg.eval_seed, size=cfg.model.image_size)
@@ -601,7 +604,7 @@ def _vae_gate(cfg: TrainConfig, n: int) -> dict[str, Any]:
 
 def _diffusion_gate(cfg: TrainConfig, n: int, guidance: float, grid_path: Optional[Path]) -> dict[str, Any]:
     """Sample `n` faces for fresh captions and count complete detections (head, 2 eyes, mouth)."""
-    from .detect import detect
+    from stabledrag.toy.detect import detect
 
     pipe = build_trained_pipeline(cfg)
     captions = ToyFaces(cfg.eval_seed + 1, size=cfg.model.image_size).captions(range(n))
@@ -637,7 +640,8 @@ def evaluate(cfg: TrainConfig, n_vae: int = 200, n_diffusion: int = 200,
         result["vae"] = _vae_gate(cfg, n_vae)
     if n_diffusion > 0:
         result["diffusion"] = [
-            _diffusion_gate(cfg, n_diffusion, g, cfg.run_path / f"samples_eval_g{g:g}.png" if n_diffusion >= 36 else None)
+            _diffusion_gate(cfg, n_diffusion, g,
+                            cfg.run_path / f"samples_eval_g{g:g}.png" if n_diffusion >= 36 else None)
             for g in (guidances or (cfg.guidance_scale,))]
     logger.info("eval: %s", json.dumps(result))
     return result
@@ -648,7 +652,7 @@ def evaluate(cfg: TrainConfig, n_vae: int = 200, n_diffusion: int = 200,
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m stabledrag.toy.train_sd", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m scripts.train_sd", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--stage", choices=STAGES, default="all")
     p.add_argument("--minutes", type=float, default=None, help="wall-time budget of a training stage")
@@ -686,7 +690,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         cfg.model = ToySDConfig.tiny()
         cfg.latent_pool, cfg.vae_batch, cfg.unet_batch, cfg.sample_steps, cfg.vae_crop = 16, 2, 4, 3, 32
         cfg.warmup_steps = 1
-    for name in ("vae_batch", "vae_crop", "vae_lr", "part_weight", "colour_weight", "unet_lr", "unet_batch", "latent_pool", "checkpoint_minutes", "sample_minutes", "export_minutes"):
+    for name in ("vae_batch", "vae_crop", "vae_lr", "part_weight", "colour_weight", "unet_lr", "unet_batch",
+                 "latent_pool", "checkpoint_minutes", "sample_minutes", "export_minutes"):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
@@ -713,7 +718,7 @@ def _setup_logging(run_dir: str) -> list[logging.Handler]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of `python -m stabledrag.toy.train_sd`; prints a JSON summary of what it did."""
+    """Entry point of `python -m scripts.train_sd`; prints a JSON summary of what it did."""
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(max(1, args.threads))
