@@ -4,6 +4,8 @@ A diffusers model folder may carry the StableDrag-Diff settings that give good r
 (the bundled toy model does: its LoRA and DDIM steps, drag lr and stop distance differ from
 DragDiffusion's SD 1.5 values). The CLI, the benchmarks and the web app start from these settings
 and apply the user's own on top, so one set of settings per model is written once, beside the model.
+The file is read by `stabledrag.model_settings` (shared with the GAN engine); this module adds
+the diffusion engine's default model.
 
 File format (JSON object):
 
@@ -17,14 +19,14 @@ ids, single checkpoint files, SD 1.5 folders) get `{}`: the method presets as th
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Optional
 
-from ..errors import UserError
+from ..model_settings import SETTINGS_FILE, read_settings
+from .. import model_settings
 
-SETTINGS_FILE = "stabledrag_settings.json"
+__all__ = ["SETTINGS_FILE", "settings_path", "read_settings", "recommended_overrides"]
 
 
 def settings_path(model: Optional[str | os.PathLike]) -> Optional[Path]:
@@ -34,25 +36,7 @@ def settings_path(model: Optional[str | os.PathLike]) -> Optional[Path]:
         from .loading import default_model
 
         model = default_model()
-    folder = Path(os.fspath(model)).expanduser()
-    path = folder / SETTINGS_FILE
-    return path if folder.is_dir() and path.is_file() else None
-
-
-def read_settings(path: str | os.PathLike) -> dict[str, Any]:
-    """The `edit` mapping of a settings file (`{}` when it has none).
-
-    Raises UserError naming the file when it is not valid JSON, not an object, or its `edit`
-    entry is not an object of setting -> number/str/bool/null."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"Could not read the model's settings {os.fspath(path)!r}: {e}") from None
-    edit = data.get("edit", {}) if isinstance(data, dict) else None
-    if not isinstance(edit, dict) or not all(
-            isinstance(k, str) and (v is None or isinstance(v, (int, float, str, bool))) for k, v in edit.items()):
-        raise UserError(f"{os.fspath(path)!r}: expected {{\"edit\": {{setting: value, ...}}}}")
-    return dict(edit)
+    return model_settings.settings_path(model)
 
 
 def recommended_overrides(model: Optional[str | os.PathLike] = None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -33,12 +33,14 @@ def _save_png(img: np.ndarray, out: str) -> Path:
     return path
 
 
-def _editor(args: argparse.Namespace):
+def _editor(args: argparse.Namespace, recommended: Optional[dict[str, Any]] = None):
+    """A `GanEditor` on `args.model` (None = the bundled toy GAN) on `args.device`, whose
+    `default_config` applies `recommended` (the model's own settings) under the caller's."""
     from .checkpoints import load_generator
     from .editor import GanEditor
 
     G = load_generator(getattr(args, "model", None), getattr(args, "device", None))
-    return GanEditor(G)
+    return GanEditor(G, recommended=recommended)
 
 
 def _seed_and_psi(args: argparse.Namespace) -> tuple[int, float]:

@@ -49,10 +49,14 @@ class GanEditor:
     feature_res: drag block resolution (None = the generator's default for our methods, and
       DragGAN's block, `draggan_feature_res`, for method "draggan").
     n_opt: leading W+ vectors optimised (DragGAN: 6). noise_mode: "const" by default.
+    recommended: the model's own recommended drag settings (`presets.recommended_overrides` of its
+      folder; `DragConfig` fields), applied by `default_config` between the preset and the caller's
+      overrides. None / {} = the presets as they are.
     """
 
     def __init__(self, generator: Generator, device: Any = None, feature_res: Optional[int] = None,
-                 n_opt: int = DEFAULT_OPT_WS, noise_mode: str = "const") -> None:
+                 n_opt: int = DEFAULT_OPT_WS, noise_mode: str = "const",
+                 recommended: Optional[dict[str, Any]] = None) -> None:
         if device is not None and resolve_device(device) != generator.device:
             # A copy, because generators are shared (load_generator caches them per device).
             generator = copy.deepcopy(generator).to(resolve_device(device))
@@ -64,6 +68,7 @@ class GanEditor:
         self.feature_res = feature_res
         self.n_opt = n_opt
         self.noise_mode = noise_mode
+        self.recommended: dict[str, Any] = dict(recommended or {})
         self.seed: Optional[int] = None
         self.truncation_psi: Optional[float] = None
         self._w0: Optional[torch.Tensor] = None
@@ -170,8 +175,10 @@ class GanEditor:
 
     # -- dragging -------------------------------------------------------------------------------
     def default_config(self, method: str = "stabledrag", **overrides: Any) -> DragConfig:
-        """`gan_defaults(method, image height)` with `overrides` ("draggan": DragGAN's own settings)."""
-        return gan_defaults(method, self.image_size[1], **overrides)
+        """`gan_defaults(method, image height)` ("draggan": DragGAN's own settings), then the model's
+        `recommended` settings, then `overrides` (the caller's win). TypeError / ValueError for an
+        unknown key or a bad value."""
+        return gan_defaults(method, self.image_size[1], **{**self.recommended, **overrides})
 
     def feature_res_for(self, method: str) -> Optional[int]:
         """The drag block for `method`: the editor's `feature_res` if set, else DragGAN's block for

@@ -3,9 +3,11 @@
 
 `edit`: generate `G(seed)` (truncation psi) or start from a projected latent file, drag with
 `GanEditor` (DragGAN, Pan et al. 2023 / StableDrag-GAN, Cui et al. 2024) and return the image
-(pasted back into the photo with `--paste-back --latent`). For the web app: the GAN menu (official
-`.pkl`, native `.safetensors` files and folders), loading a generator, its editor (with a projected
-photo's tuned weights) and drag config, and photo projection (`stabledrag.gan.projection`).
+(pasted back into the photo with `--paste-back --latent`); settings: the method's preset, then the
+model's own recommended ones (`stabledrag_settings.json` in its folder), then the user's. For the
+web app: the GAN menu (official `.pkl`, native `.safetensors` files and folders), loading a
+generator, its editor (with a projected photo's tuned weights), the model's recommended settings
+and drag config, and photo projection (`stabledrag.gan.projection`).
 """
 
 from __future__ import annotations
@@ -69,13 +71,18 @@ class GanEngine:
     )
 
     def edit(self, args: argparse.Namespace, progress: Any) -> EditOutcome:
-        """See `Engine.edit`. UserError for bad points, seed, truncation, mask or setting."""
+        """See `Engine.edit`: the drag config is the method's preset (`gan_defaults`), then the
+        model's own recommended settings (`presets.recommended_overrides` of `--model`, or of the
+        model a `--latent` file names; the bundled toy GAN when none), then `--steps` and `--set`
+        (the user's win). UserError for bad points, seed, truncation, mask, setting or a malformed
+        settings file."""
         from ..errors import UserError
         from ..limits import check_drag_config, check_point_count
         from ..overrides import parse_overrides
         from ..points import parse_drags, validate
         from ..imageio import read_mask
         from .cli import _editor, _paste_into_photo, _seed_and_psi, _use_latent
+        from .presets import recommended_overrides
 
         if args.paste_back and not args.latent:
             raise UserError("--paste-back with --backend gan pastes a projected photo back: use it with --latent.")
@@ -90,7 +97,9 @@ class GanEngine:
             latent = latent_file.load(args.latent)
             if not args.model and latent.model:
                 args.model = latent.model  # the model the photo was projected into
-        editor = _editor(args)
+        # the model's own settings (its folder's stabledrag_settings.json) under the user's --set / --steps
+        recommended = recommended_overrides(args.model)
+        editor = _editor(args, recommended)
         if latent is not None:
             _use_latent(editor, latent)
         else:
@@ -126,6 +135,7 @@ class GanEngine:
             "feature_res": session.backend.feature_res,
             "image_size": list(editor.image_size),
             "mask": args.mask,
+            "model_settings": recommended,
             **result.to_dict(),
         }
         return EditOutcome(image=out_img, status=result.status, steps=result.steps,
@@ -133,14 +143,17 @@ class GanEngine:
 
     def toy_runner(self, device: Optional[str], model: Optional[str], overrides: dict[str, Any],
                    step_tracking: bool = True) -> ToyRunner:
-        """Generated samples (seed + i, psi 0.7); each case one drag session from the method's preset
-        and `overrides`, with the tracking error measured at every step when `step_tracking`."""
+        """Generated samples (seed + i, psi 0.7); each case one drag session from the method's preset,
+        the model's own recommended settings (`presets.recommended_overrides`), then `overrides`,
+        with the tracking error measured at every step when `step_tracking`."""
         from ..bench.toy import edit_mask, tracking_error
         from ..points import from_pairs
         from .checkpoints import load_generator
         from .editor import GanEditor
+        from .presets import recommended_overrides
 
-        editor = GanEditor(load_generator(model, device=device))
+        recommended = recommended_overrides(model)
+        editor = GanEditor(load_generator(model, device=device), recommended=recommended)
 
         def source(i: int, seed: int) -> np.ndarray:
             return editor.generate(seed + i, truncation_psi=0.7)
@@ -159,7 +172,8 @@ class GanEngine:
                                                 "pushed_steps": res.pushed_steps,
                                                 "step_tracking_error_px": errors if step_tracking else None}
 
-        return source, run, {"model": model or "bundled toy GAN", "truncation_psi": 0.7}
+        return source, run, {"model": model or "bundled toy GAN", "truncation_psi": 0.7,
+                             "model_settings": recommended}
 
     # -- the web app (`AppEngine`) --------------------------------------------------------------
     def claim(self, path: Path) -> int:
@@ -201,8 +215,12 @@ class GanEngine:
         return ed
 
     def recommended(self, spec: Optional[str]) -> dict[str, Any]:
-        """`{}`: the GAN presets are used as they are (no per-model settings file yet)."""
-        return {}
+        """`presets.recommended_overrides(spec)`: a model folder's `stabledrag_settings.json` `edit`
+        entry (`DragConfig` fields; `{}` without one or for a single-file model). UserError for a
+        malformed file."""
+        from .presets import recommended_overrides
+
+        return recommended_overrides(spec)
 
     def edit_config(self, method: str, overrides: dict[str, Any],
                     image_size: Optional[tuple[int, int]] = None) -> Any:

@@ -1,12 +1,16 @@
 """Drag presets of the GAN engine: our tuned settings and DragGAN's exactly.
 
 Engine presets live with their engine (the core's `stabledrag.config` holds only `DragConfig`);
-`stabledrag.gan.editor` and the CLI read them by method name.
+`stabledrag.gan.editor` and the CLI read them by method name. A model folder may also carry its own
+recommended settings (`stabledrag_settings.json`, read by `recommended_overrides`), applied between
+the preset and the user's settings: preset < model < user.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import os
+from typing import Any, Optional
 
 from ..config import DragConfig
 
@@ -58,3 +62,27 @@ def draggan_defaults(image_height: int = 512, **overrides: Any) -> DragConfig:
                 lambda_mask=DRAGGAN_LAMBDA_MASK, nn_metric="l2", motion_reduction="mean", point_snap="pixel")
     base.update(overrides)
     return DragConfig(**base)
+
+
+def recommended_overrides(model: Optional[str | os.PathLike] = None) -> dict[str, Any]:
+    """The drag settings recommended for the GAN `model` (a native model folder; None = the
+    bundled toy GAN, `assets/models/toy_gan/`): its `stabledrag_settings.json` `edit` entry
+    (`stabledrag.model_settings`), `{}` when the model is a single file (`.pkl`, `.safetensors`) or
+    its folder has no such file. Keys are `DragConfig` fields ("r_p", "lr", "max_steps", ...; radii
+    and distances in image px of the model), values as `gan_defaults`' overrides.
+
+    Raises UserError naming the file when it is malformed or names a key that is not a
+    `DragConfig` field (or names "method")."""
+    from ..errors import UserError
+    from ..model_settings import folder_overrides, settings_path
+    from ..paths import TOY_GAN_DIR
+
+    folder = TOY_GAN_DIR if model is None or str(model) == "" else model
+    rec = folder_overrides(folder)
+    known = {f.name for f in dataclasses.fields(DragConfig)} - {"method"}
+    unknown = sorted(set(rec) - known)
+    if unknown:
+        raise UserError(f"{os.fspath(settings_path(folder))!r}: {', '.join(map(repr, unknown))} "
+                        f"{'is not a drag setting' if len(unknown) == 1 else 'are not drag settings'} "
+                        "(keys of the GAN engine's settings are DragConfig fields such as r_p, lr, max_steps)")
+    return rec

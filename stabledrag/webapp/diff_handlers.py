@@ -108,31 +108,12 @@ class DiffSettings(TabSettings):
                                  low=0, high=LIMITS.max_steps, integer=True, slider=(0, 20, 1), row=5)
 
     @classmethod
-    def recommended_fields(cls) -> dict[str, str]:
-        """Keys of a model's recommended settings (the engine's `edit_config` overrides, e.g.
-        "lora.steps", "lr") -> tab fields."""
-        return {spec.recommended: name for name, spec in cls.specs().items() if spec.recommended}
-
-    @classmethod
     def defaults_for(cls, device_type: str, recommended: Optional[dict[str, Any]] = None) -> "DiffSettings":
         """DragDiffusion's defaults on a GPU. Elsewhere fewer LoRA, DDIM and drag steps (20 / 25 /
         40), so that a CPU edit takes minutes rather than a quarter hour. `recommended`: the chosen
-        model's own settings (the engine's `AppEngine.recommended`, keys of its `edit_config`
-        overrides); they win over both, since they were measured on
-        that model (the bundled toy model carries them). Keys the tab has no field for are ignored
-        here (the engine still applies them when the model's editor builds its config)."""
-        cpu = {name: spec.cpu_default for name, spec in cls.specs().items() if spec.cpu_default is not None}
-        s = cls() if device_type == "cuda" else cls(**cpu)
-        fields = cls.recommended_fields()
-        for key, value in (recommended or {}).items():
-            name = fields.get(key)
-            if name is not None:
-                kind = type(getattr(s, name))
-                try:
-                    setattr(s, name, kind(value))
-                except (TypeError, ValueError):  # a bad value in a model's file must not stop the page
-                    log.warning("ignoring the model's setting %s=%r (not a %s)", key, value, kind.__name__)
-        return s
+        model's own settings, which win over both (`TabSettings.defaults_for`; the bundled toy
+        model carries them)."""
+        return super().defaults_for(device_type, recommended)
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> "DiffSettings":
@@ -156,10 +137,8 @@ class DiffSettings(TabSettings):
         for these settings: the method's preset and this seed, the model's `recommended` settings
         the tab has no field for (e.g. `lora.batch_size`), then this tab's values. UserError for
         invalid values."""
-        fields = self.recommended_fields()
-        overrides = {"seed": self.seed}
-        overrides.update({k: v for k, v in (recommended or {}).items() if k not in fields})
-        mine = {key: getattr(self, name) for key, name in fields.items()}
+        overrides = {"seed": self.seed, **self.model_only(recommended)}
+        mine = {key: getattr(self, name) for key, name in self.recommended_fields().items()}
         if self.method == "dragdiffusion" and self.stop_distance == DiffSettings.stop_distance:
             del mine["stop_distance"]  # keep DragDiffusion's own "< 2" stop (1.5 on whole cells)
         overrides.update(mine)
@@ -170,15 +149,14 @@ class DiffSettings(TabSettings):
 
 
 #: The tab fields that follow the chosen model (the Advanced settings a model may recommend).
-MODEL_FOLLOWED_FIELDS = tuple(name for name, spec in DiffSettings.specs().items() if spec.follows_model)
+MODEL_FOLLOWED_FIELDS = DiffSettings.followed_fields()
 
 
 def settings_for_model(device_type: str, recommended: Optional[dict[str, Any]]) -> dict[str, Any]:
-    """The settings that follow the chosen model (`DiffSettings.defaults_for`): the model's own
+    """The settings that follow the chosen model (`TabSettings.model_values`): the model's own
     recommended values where it has them, else this device's defaults. `{field: value}` for
     `MODEL_FOLLOWED_FIELDS`."""
-    d = DiffSettings.defaults_for(device_type, recommended)
-    return {name: getattr(d, name) for name in MODEL_FOLLOWED_FIELDS}
+    return DiffSettings.model_values(device_type, recommended)
 
 
 def method_label(key: str) -> str:

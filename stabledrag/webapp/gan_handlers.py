@@ -60,22 +60,24 @@ class GanSettings(TabSettings):
     OLD_METHOD_LABELS: ClassVar[dict[str, str]] = OLD_METHODS
     OLD_FIELD_NAMES: ClassVar[dict[str, str]] = {"step_size": "lr"}
 
-    # Each numeric setting once: default, label, accepted range, widget (the tab builds its widgets
-    # with `settings_widgets.widget` and `check_numbers` checks values against the same lines).
+    # Each numeric setting once: default, label, accepted range, widget, the model recommendation it
+    # takes (the tab builds its widgets with `settings_widgets.widget`, `check_numbers` checks values
+    # against the same lines, `defaults_for` / `model_values` fill them from a model's settings file).
     method: str = "stabledrag"
     latent_space: str = "W+"
     lr: float = setting(2e-3, label="Step size (learning rate)", error_name="The step size", low=1e-8,
-                        high=LIMITS.max_lr)
+                        high=LIMITS.max_lr, recommended="lr", follows_model=True)
     max_steps: int = setting(200, label="Steps per Start (at most)", error_name="Steps per Start", low=1,
-                             high=LIMITS.max_steps, integer=True, slider=(1, 1000, 1), row=0)
+                             high=LIMITS.max_steps, integer=True, slider=(1, 1000, 1), row=0,
+                             recommended="max_steps", follows_model=True)
     r_m: Optional[float] = setting(None, label="r_m (image px, 0 = automatic)", error_name="r_m", low=0,
-                                   high=LIMITS.max_radius, row=1)
+                                   high=LIMITS.max_radius, row=1, recommended="r_m", follows_model=True)
     r_p: Optional[float] = setting(None, label="r_p (image px, 0 = automatic)", error_name="r_p", low=0,
-                                   high=LIMITS.max_radius, row=1)
+                                   high=LIMITS.max_radius, row=1, recommended="r_p", follows_model=True)
     tau: float = setting(0.6, label="tau (confidence threshold)", error_name="tau", low=0, high=1,
-                         slider=(0.0, 1.0, 0.05), row=2)
+                         slider=(0.0, 1.0, 0.05), row=2, recommended="tau")
     lambda_mask: float = setting(20.0, label="Mask loss weight", error_name="The mask loss weight", low=0, high=1e6,
-                                 row=2)
+                                 row=2, recommended="lambda_mask")
     preview_every: int = setting(2, label="Show a frame every k steps", error_name="Show a frame every k steps",
                                  low=1, high=LIMITS.max_steps, integer=True, slider=(1, 20, 1), row=0)
 
@@ -114,10 +116,28 @@ class GanSettings(TabSettings):
 
     def ui_values(self) -> dict[str, Any]:
         """Values for the UI inputs (method as its label, automatic radii as 0)."""
-        d = self.to_dict()
-        d["method"] = method_label(self.method)
+        d = super().ui_values()
         d["r_m"], d["r_p"] = d["r_m"] or 0, d["r_p"] or 0
         return d
+
+    def edit_config(self, image_size: tuple[int, int], recommended: Optional[dict[str, Any]] = None) -> Any:
+        """The GAN engine's `DragConfig` (via `engine.get("gan").edit_config`) for an image of
+        `image_size` `(W, H)` px: the method's preset, the model's `recommended` settings that the
+        tab has no field for (e.g. "stop_distance"), then this tab's values (automatic radii and,
+        for "draggan", a step size left at the tab's default keep the preset's). UserError for
+        invalid values."""
+        overrides: dict[str, Any] = {**self.model_only(recommended), "lr": self.lr, "max_steps": self.max_steps,
+                                     "tau": self.tau, "lambda_mask": self.lambda_mask}
+        if self.method == "draggan" and self.lr == GanSettings.lr:
+            del overrides["lr"]  # the tab's default is our tuned step; DragGAN's own is 1e-3
+        if self.r_m:
+            overrides["r_m"] = float(self.r_m)
+        if self.r_p:
+            overrides["r_p"] = float(self.r_p)
+        try:
+            return engines.get("gan").edit_config(self.method, overrides, image_size)
+        except (TypeError, ValueError) as e:
+            raise UserError(f"Bad drag setting: {e}") from None
 
 
 def method_label(key: str) -> str:
@@ -164,8 +184,12 @@ def generate(state: GanState, model: str, seed: Any, psi: float, generator: Any)
 
 
 def run_drag(state: GanState, editor_value_: Any, settings: GanSettings, generator: Any,
-             cancel: Optional[CancelToken] = None, progress: Optional[Callable[..., Any]] = None) -> Iterator[View]:
+             cancel: Optional[CancelToken] = None, progress: Optional[Callable[..., Any]] = None,
+             recommended: Optional[dict[str, Any]] = None) -> Iterator[View]:
     """Drag the points on the current image, yielding a live View every `preview_every` steps.
+
+    recommended: the model's own settings (`AppEngine.recommended`); the tab's fields show those it
+    has fields for, the others reach the config here (`GanSettings.edit_config`).
 
     Starts from the current latent and the current handle positions, so Start after Stop (or after
     running out of steps) continues the edit. The final View carries the image and downloads.
@@ -185,18 +209,7 @@ def run_drag(state: GanState, editor_value_: Any, settings: GanSettings, generat
 
     ed.set_latent(torch.from_numpy(state.w0), as_reference=True)
     ed.set_latent(torch.from_numpy(state.w), as_reference=False)
-    overrides: dict[str, Any] = dict(lr=settings.lr, max_steps=settings.max_steps, tau=settings.tau,
-                                     lambda_mask=settings.lambda_mask)
-    if settings.method == "draggan" and settings.lr == GanSettings.lr:
-        del overrides["lr"]  # the tab's default is our tuned step; DragGAN's own is 1e-3
-    if settings.r_m:
-        overrides["r_m"] = float(settings.r_m)
-    if settings.r_p:
-        overrides["r_p"] = float(settings.r_p)
-    try:
-        config = engines.get("gan").edit_config(settings.method, overrides, ed.image_size)
-    except ValueError as e:
-        raise UserError(f"Bad drag setting: {e}") from None
+    config = settings.edit_config(ed.image_size, recommended)
 
     if np.array_equal(state.w, state.w0):
         state.start_clicks = list(state.clicks)
@@ -268,7 +281,8 @@ def summarize_result(result: Any, targets: list, method: str) -> dict[str, Any]:
 
 
 def run_compare(state: GanState, editor_value_: Any, settings: GanSettings, generator: Any,
-                cancel: Optional[CancelToken] = None, progress: Optional[Callable[..., Any]] = None) -> Iterator[View]:
+                cancel: Optional[CancelToken] = None, progress: Optional[Callable[..., Any]] = None,
+                recommended: Optional[dict[str, Any]] = None) -> Iterator[View]:
     """Drag the same points from the same latent with StableDrag, then with the baseline (every
     other setting equal), streaming both; the last View shows the two results side by side and
     their numbers (`compare.run_compare`). The tab's own image, latent and points are left as they were."""
@@ -279,7 +293,7 @@ def run_compare(state: GanState, editor_value_: Any, settings: GanSettings, gene
         work = dataclasses.replace(state, clicks=list(state.clicks), start_clicks=list(state.start_clicks),
                                    frames=[], trail=[], last_result=None)
         return work, run_drag(work, editor_value_, dataclasses.replace(settings, method=method), generator,
-                              cancel=cancel, progress=progress)
+                              cancel=cancel, progress=progress, recommended=recommended)
 
     def outcome(work: GanState) -> Optional[CompareRun]:
         if work.last_result is None:

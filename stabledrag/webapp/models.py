@@ -156,16 +156,19 @@ class Engines:
                                                            self.options.lora_cache_dir)
             return self._models[key]
 
-    def recommended(self, name: str, label: Optional[str]) -> dict[str, Any]:
+    def recommended(self, name: str, label: Optional[str], strict: bool = False) -> dict[str, Any]:
         """The recommended settings of menu `label`'s model (`AppEngine.recommended`: e.g. its
-        folder's `stabledrag_settings.json`); `{}` for none, an unknown label or a bad file
-        (logged: the page must still open)."""
+        folder's `stabledrag_settings.json`); `{}` for none or an unknown label. A malformed file
+        is logged and gives `{}` (the page must still open), or with `strict` (a run about to use
+        the model) raises its UserError, so the person sees what is wrong."""
         choice = self.choice(name, label)
         if choice is None:
             return {}
         try:
             return self.engine(name).recommended(choice.spec)
         except UserError as e:
+            if strict:
+                raise
             log.warning("ignoring the settings of %s: %s", choice.spec, e)
             return {}
 

@@ -7,8 +7,11 @@ its value (`TabSettings.check_numbers`). No Gradio here."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
+
+log = logging.getLogger(__name__)
 
 
 #: The menu label of the "baseline" method on both tabs: nearest-neighbour tracking and plain
@@ -28,8 +31,8 @@ class Setting:
     precision: decimals of a number box (0 = whole numbers; None = any).
     row: the settings panel's row the widget sits in (rows in increasing order, fields in order).
     cpu_default: the default without a GPU (None: the field's default everywhere).
-    recommended: the key a model's recommended settings use for it
-      (`DiffusionEditConfig.with_overrides` keys such as "lora.steps"; None: models do not set it).
+    recommended: the key a model's recommended settings use for it (the engine's `edit_config`
+      overrides: "lora.steps", "lr", "r_p", ...; None: models do not set it).
     follows_model: the widget is reset to the model's recommendation when another model is chosen.
     """
 
@@ -74,6 +77,7 @@ class TabSettings:
         out = {cls.OLD_FIELD_NAMES.get(k, k): v for k, v in values.items() if k in cls.OLD_FIELD_NAMES}
         out.update({k: v for k, v in values.items() if k not in cls.OLD_FIELD_NAMES})
         return out
+
     @classmethod
     def specs(cls) -> dict[str, Setting]:
         """The fields declared with `setting`, in UI order: `{field name: Setting}`."""
@@ -115,3 +119,64 @@ class TabSettings:
     def method_label(cls, key: str) -> str:
         """The menu label of a method key (the key itself when it has none)."""
         return next((label for label, k in cls.METHOD_LABELS.items() if k == key), key)
+
+    def ui_values(self) -> dict[str, Any]:
+        """Values for the UI inputs: the fields, the method as its menu label."""
+        d = dataclasses.asdict(self)
+        d["method"] = self.method_label(d["method"])
+        return d
+
+    # -- a model's recommended settings ---------------------------------------------------------
+    @classmethod
+    def recommended_fields(cls) -> dict[str, str]:
+        """Keys of a model's recommended settings (the engine's `edit_config` overrides, e.g.
+        "lora.steps", "lr", "r_p") -> the tab fields that show them."""
+        return {spec.recommended: name for name, spec in cls.specs().items() if spec.recommended}
+
+    @classmethod
+    def followed_fields(cls) -> tuple[str, ...]:
+        """The fields that follow the chosen model (`Setting.follows_model`), in UI order."""
+        return tuple(name for name, spec in cls.specs().items() if spec.follows_model)
+
+    @classmethod
+    def defaults_for(cls, device_type: str, recommended: Optional[dict[str, Any]] = None) -> Any:
+        """The tab's defaults on a `device_type` ("cuda", "cpu", ...) device: the fields' defaults,
+        their `cpu_default` without a GPU, and over both the chosen model's `recommended` settings
+        (the engine's `AppEngine.recommended`, keys of its `edit_config` overrides) for the fields
+        that show them (`recommended_fields`), since they were measured on that model. Keys the
+        tab has no field for are ignored here (`model_only` passes them to the engine), and so is
+        (logged) a value that is not a number within the field's range: a bad value in a model's
+        file must not stop the page."""
+        from ..errors import UserError
+        from ..limits import finite_number
+
+        specs = cls.specs()
+        cpu = {name: spec.cpu_default for name, spec in specs.items() if spec.cpu_default is not None}
+        s = cls() if device_type == "cuda" else cls(**cpu)
+        for key, value in (recommended or {}).items():
+            name = cls.recommended_fields().get(key)
+            if name is None:
+                continue
+            spec = specs[name]
+            try:
+                value = finite_number(value, spec.error_name, low=spec.low, high=spec.high, integer=spec.integer)
+            except UserError as e:
+                log.warning("ignoring the model's setting %s=%r: %s", key, value, e)
+                continue
+            setattr(s, name, int(value) if spec.integer else float(value))
+        return s
+
+    @classmethod
+    def model_values(cls, device_type: str, recommended: Optional[dict[str, Any]]) -> dict[str, Any]:
+        """The UI values of the fields that follow the model (`followed_fields`) when a model with
+        `recommended` settings is chosen: its values where it has them, else this device's defaults."""
+        values = cls.defaults_for(device_type, recommended).ui_values()
+        return {name: values[name] for name in cls.followed_fields()}
+
+    @classmethod
+    def model_only(cls, recommended: Optional[dict[str, Any]]) -> dict[str, Any]:
+        """The entries of a model's `recommended` settings that no tab field shows (e.g. the
+        diffusion engine's "lora.batch_size", the GAN's "stop_distance"): the tab passes them to
+        the engine's `edit_config` under its own fields' values."""
+        fields = cls.recommended_fields()
+        return {k: v for k, v in (recommended or {}).items() if k not in fields}

@@ -550,11 +550,13 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
     generates the first image when a model is available."""
     menu = engines.labels("gan")
     no_model = engines.no_model_message("gan")
-    g = gh.GanSettings()
+    # the defaults, with the first model's own recommended settings (its stabledrag_settings.json)
+    g = gh.GanSettings.defaults_for(engines.device.type, engines.recommended("gan", menu[0] if menu else None))
+    shown = g.ui_values()  # automatic radii (None) are shown as 0
     gan_specs = gh.GanSettings.specs()  # the declared settings: label, range, widget
     state = gr.State(None)
-    gr.Markdown(_status_markdown(engines, "GAN", menu[0] if menu else None) +
-                ("" if menu else f"\n\n⚠️ {no_model}"), elem_id="gan_info")
+    status_md = gr.Markdown(_status_markdown(engines, "GAN", menu[0] if menu else None) +
+                            ("" if menu else f"\n\n⚠️ {no_model}"), elem_id="gan_info")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             canvas = gr.Image(label="Click a handle, then its target (live while dragging)", type="numpy",
@@ -593,12 +595,15 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
                                         eraser=gr.Eraser(default_size=24), elem_id="gan_editor")
                 region_btn = gr.Button("Show painted region on the image", size="sm", elem_id="gan_region")
             with gr.Accordion("Advanced settings", open=False):
+                gr.Markdown("Step size, steps per Start and r_m / r_p follow the chosen model: a model folder's "
+                            "own recommended settings (the bundled toy GAN has them), else the defaults "
+                            "(0 = r_m / r_p scaled to the image size).", elem_id="gan_settings_note")
                 with gr.Row():
                     max_steps = widget(gan_specs["max_steps"], g.max_steps)
                     preview_every = widget(gan_specs["preview_every"], g.preview_every)
                 with gr.Row():
-                    r_m = widget(gan_specs["r_m"], 0)  # None (automatic) is shown as 0
-                    r_p = widget(gan_specs["r_p"], 0)
+                    r_m = widget(gan_specs["r_m"], shown["r_m"])
+                    r_p = widget(gan_specs["r_p"], shown["r_p"])
                 with gr.Row():
                     tau = widget(gan_specs["tau"], g.tau)
                     lambda_mask = widget(gan_specs["lambda_mask"], g.lambda_mask)
@@ -618,6 +623,7 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
     for name, comp in settings.items():
         comp.elem_id = comp.elem_id or f"gan_{name}"
     setting_names = list(settings)
+    followed_names = gh.GanSettings.followed_fields()  # the settings a chosen model resets
     out = Outputs({"state": state, "canvas": canvas, "editor": editor, "result": result, "points_text": points_text,
                    "status": status, "progress": progress, "download": download, "animation": animation,
                    "session_file": session_file, "compare": compare_img, "compare_table": compare_table,
@@ -655,7 +661,8 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
         def start(inputs, token, progress):
             s, ed, label, *values = inputs
             settings_ = gh.GanSettings.from_values(_settings_dict(setting_names, values))
-            return run(st(s), ed, settings_, gan_model(label), cancel=token, progress=progress)
+            return run(st(s), ed, settings_, gan_model(label), cancel=token, progress=progress,
+                       recommended=engines.recommended("gan", label, strict=True))
 
         return _streamed_job(tokens, "gan", out, ["s", "region", "model", *setting_names], start)
 
@@ -673,6 +680,13 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
         if session_zip is None:
             return [gr.skip()] * len(out.all)
         return _call(out, gh.import_session, st(s), session_zip, menu, gan_model)
+
+    def on_model_status(label):
+        return _status_markdown(engines, "GAN", label)
+
+    def on_model(label):
+        follow = gh.GanSettings.model_values(engines.device.type, engines.recommended("gan", label))
+        return [follow[name] for name in followed_names]
 
     def on_load(s, model, seed, psi):
         if not menu:
@@ -703,6 +717,11 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
                        concurrency_id=GPU_QUEUE, concurrency_limit=1, show_progress_on=[status])
     wire_photo_controls(photo_controls, state=state, model=model, outputs=out, call=_call, stream=_stream,
                         generator=gan_model, tokens=tokens, queue_id=GPU_QUEUE, gpu=gpu)
+    model.change(on_model_status, [model], [status_md], api_visibility="private", show_progress="hidden")
+    # a model the person picks resets the settings that follow the model; an imported session that
+    # names another model (a `change`, not an `input`) keeps the settings it carries
+    model.input(on_model, [model], [settings[name] for name in followed_names], api_visibility="private",
+                show_progress="hidden")
     return on_load, [state, model, seed, psi], out.all
 
 

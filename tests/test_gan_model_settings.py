@@ -1,0 +1,160 @@
+"""A GAN model folder carries its recommended drag settings (`stabledrag_settings.json`), read by
+the same reader as the diffusion engine's (`stabledrag.model_settings`), and the CLI, `bench toy`
+and the GAN tab apply them between the method's preset and the user's settings."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from stabledrag import model_settings
+from stabledrag.errors import UserError
+from stabledrag.gan.presets import gan_defaults, recommended_overrides
+from stabledrag.paths import TOY_GAN_DIR
+from stabledrag.testing import save_tiny_gan
+from stabledrag.webapp import gan_handlers as gh
+from stabledrag.webapp.args import parse_args
+from stabledrag.webapp.models import Engines
+from stabledrag.webapp.state import GanState
+
+#: A distinctive r_p (the tiny 32 px GAN's preset is 2) and a setting the GAN tab has no field for.
+MODEL_SETTINGS = {"r_p": 5.0, "stop_distance": 0.25}
+
+
+@pytest.fixture
+def gan_folder(tmp_path) -> Path:
+    """A tiny 32 px native GAN folder carrying `MODEL_SETTINGS`."""
+    folder = Path(save_tiny_gan(tmp_path / "models_src", resolution=32))
+    (folder / model_settings.SETTINGS_FILE).write_text(json.dumps({"about": "test", "edit": MODEL_SETTINGS}))
+    return folder
+
+
+def test_one_reader_for_both_engines(tmp_path):
+    from stabledrag.diffusion import recommended
+
+    assert recommended.read_settings is model_settings.read_settings
+    assert recommended.SETTINGS_FILE == model_settings.SETTINGS_FILE == "stabledrag_settings.json"
+    assert model_settings.folder_overrides(tmp_path) == {} and model_settings.folder_overrides(None) == {}
+    (tmp_path / "model.pkl").write_bytes(b"x")
+    assert recommended_overrides(tmp_path / "model.pkl") == {}  # a single-file model has no folder to carry it
+    (tmp_path / model_settings.SETTINGS_FILE).write_text('{"edit": {"r_m": 2}}')
+    assert model_settings.folder_overrides(tmp_path) == {"r_m": 2} == recommended_overrides(tmp_path)
+    assert recommended.recommended_overrides(tmp_path) == {"r_m": 2}  # the diffusion engine reads it alike
+
+
+def test_the_bundled_toy_gan_carries_the_settings_it_uses_today():
+    """The file holds the values the toy GAN's presets give at 128 px for every method, so the CLI,
+    the bench and the GAN tab drag exactly as before it existed."""
+    data = json.loads((TOY_GAN_DIR / model_settings.SETTINGS_FILE).read_text())
+    assert "bench toy --backend gan" in data["about"]
+    rec = recommended_overrides(None)  # None = the bundled toy GAN
+    assert rec == data["edit"] and rec["r_p"] == 3.0 and rec["r_m"] == 1.0
+    from stabledrag import engine
+
+    assert engine.get("gan").recommended(str(TOY_GAN_DIR)) == rec
+    for method in ("stabledrag", "baseline", "draggan"):
+        assert gan_defaults(method, 128, **rec) == gan_defaults(method, 128), method
+        before = dataclasses.replace(gh.GanSettings(), method=method)  # the tab's defaults so far
+        after = dataclasses.replace(gh.GanSettings.defaults_for("cpu", rec), method=method)
+        assert (after.r_m, after.r_p) == (1.0, 3.0)  # shown in the tab instead of 0 = automatic
+        assert after.edit_config((128, 128), rec) == before.edit_config((128, 128)), method
+
+
+def test_the_cli_edit_and_the_bench_apply_the_models_settings_under_the_users(gan_folder, tmp_path, capsys):
+    from stabledrag.cli import main
+    from stabledrag.gan.engine import GanEngine
+
+    def edit(*extra):
+        report = tmp_path / "r.json"
+        code = main(["edit", "--backend", "gan", "--model", str(gan_folder), "--seed", "3", "--device", "cpu",
+                     "--drag", "12,14:16,14", "--steps", "1", "--quiet", "--out", str(tmp_path / "e.png"),
+                     "--report", str(report), *extra])
+        return code, (json.loads(report.read_text()) if code == 0 else None)
+
+    code, report = edit()
+    assert code == 0 and report["model_settings"] == MODEL_SETTINGS
+    assert report["config"]["r_p"] == 5.0 and report["config"]["stop_distance"] == 0.25
+    assert report["config"]["lr"] == gan_defaults("stabledrag", 32).lr  # what the file leaves alone: the preset
+    code, report = edit("--set", "r_p=2.5")  # the user's setting wins
+    assert code == 0 and report["config"]["r_p"] == 2.5 and report["config"]["stop_distance"] == 0.25
+
+    _, _, meta = GanEngine().toy_runner("cpu", str(gan_folder), {"r_p": 4.0})
+    assert meta["model_settings"] == MODEL_SETTINGS  # `bench toy --backend gan` reports and uses them
+    from stabledrag.gan.checkpoints import load_generator
+    from stabledrag.gan.editor import GanEditor
+
+    ed = GanEditor(load_generator(str(gan_folder), "cpu"), recommended=MODEL_SETTINGS)
+    assert ed.default_config("baseline", r_p=4.0).r_p == 4.0 and ed.default_config("baseline").r_p == 5.0
+    assert ed.default_config("draggan").stop_distance == 0.25 and GanEditor(ed.G).default_config().r_p == 2.0
+
+    (gan_folder / model_settings.SETTINGS_FILE).unlink()  # no file: the presets as they are
+    code, report = edit()
+    assert code == 0 and report["model_settings"] == {}
+    assert report["config"]["r_p"] == gan_defaults("stabledrag", 32).r_p == 2.0
+    capsys.readouterr()
+    for bad, says in (('{"edit": ["r_p", 5]}', "expected"), ("{not json", "Could not read the model's settings"),
+                      ('{"edit": {"lora.steps": 3}}', "'lora.steps' is not a drag setting")):
+        (gan_folder / model_settings.SETTINGS_FILE).write_text(bad)
+        assert edit()[0] == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and says in err and model_settings.SETTINGS_FILE in err
+        assert err.count("\n") == 1  # one line, no traceback
+
+
+def test_the_gan_tab_fills_its_settings_from_the_chosen_model_and_the_run_uses_them(gan_folder, tmp_path,
+                                                                                      monkeypatch):
+    from stabledrag.gan.editor import GanEditor
+
+    engines = Engines(parse_args(["--gan-model", str(gan_folder), "--models-dir", str(tmp_path / "none"),
+                                  "--device", "cpu"]))
+    label = engines.labels("gan")[0]
+    assert "(--gan-model)" in label
+    rec = engines.recommended("gan", label)
+    assert rec == MODEL_SETTINGS
+    settings = gh.GanSettings.defaults_for("cpu", rec)
+    assert settings.r_p == 5.0 and settings.r_m is None  # the file's r_p; r_m stays automatic
+    assert gh.GanSettings.model_values("cpu", rec) == {"lr": 2e-3, "max_steps": 200, "r_m": 0, "r_p": 5.0}
+    assert gh.GanSettings.model_values("cpu", {})["r_p"] == 0  # another model: back to automatic
+
+    configs = []
+    session = GanEditor.session
+
+    def spy(self, points, config=None, **kw):
+        configs.append(config)
+        return session(self, points, config, **kw)
+
+    monkeypatch.setattr(GanEditor, "session", spy)
+    s = GanState()
+    generator = engines.model("gan", label)
+    gh.generate(s, label, 3, 0.7, generator)
+    s.clicks = [(8, 8), (14, 8)]
+    settings = dataclasses.replace(settings, max_steps=1, preview_every=1)
+    list(gh.run_drag(s, None, settings, generator, recommended=rec))
+    assert configs[-1].r_p == 5.0 and configs[-1].stop_distance == 0.25  # a key the tab has no field for too
+    mine = gh.GanSettings.from_values({**settings.ui_values(), "r_p": 2.5})  # the person's own value wins
+    list(gh.run_drag(s, None, mine, generator, recommended=rec))
+    assert configs[-1].r_p == 2.5 and configs[-1].stop_distance == 0.25
+
+    (gan_folder / model_settings.SETTINGS_FILE).write_text('{"edit": {"r_p": "wide"')
+    assert engines.recommended("gan", label) == {}  # the page still opens (logged)
+    with pytest.raises(UserError, match="Could not read the model's settings"):
+        engines.recommended("gan", label, strict=True)  # a run says what is wrong
+
+
+def test_the_gan_tab_widgets_follow_the_model(gan_folder, tmp_path):
+    import gradio as gr
+
+    from stabledrag.webapp import ui
+
+    options = parse_args(["--gan-model", str(gan_folder), "--models-dir", str(tmp_path / "none"), "--device", "cpu"])
+    with gr.Blocks() as demo:
+        ui.build_gan_tab(Engines(options), options, ui.CancelTokens())
+    blocks = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
+    assert blocks["gan_r_p"].value == 5.0 and blocks["gan_r_m"].value == 0
+    label = blocks["gan_model"].value
+    (on_model,) = [f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "on_model"
+                   and blocks["gan_r_p"] in f.outputs]
+    names = [o.elem_id for o in on_model.outputs]
+    assert dict(zip(names, on_model.fn(label))) == {"gan_lr": 2e-3, "gan_max_steps": 200, "gan_r_m": 0,
+                                                    "gan_r_p": 5.0}
