@@ -222,5 +222,8 @@ def test_bench_toy_rendered_reports_projection_with_and_without_pti(capsys):
     assert "left_eye" in face["pti"]["part_errors_px"]  # the rendered face's parts were all looked for
     assert out["projection"]["with_pti"]["n"] == 1 and out["projection"]["without_pti"]["n"] == 1
     assert out["settings"]["projection"]["pti_steps"] == 2
+    from stabledrag.gan.presets import recommended_overrides
+
+    assert out["model_settings"] == recommended_overrides(None) != {}  # the toy GAN's own settings file
     rc = main(["bench", "toy", "--backend", "diffusion", "--source", "rendered", "--cases", "1"])
     assert rc == 2

@@ -113,7 +113,10 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
         from ..errors import UserError
 
         raise UserError(f"Bad projection setting: {e}") from None
-    editor = GanEditor(G)
+    from ..gan.presets import recommended_overrides
+
+    recommended = recommended_overrides(model)
+    editor = GanEditor(G, recommended=recommended)
     overrides = dict(overrides or {})
     rng = np.random.default_rng(seed)
     face_rows: list[dict[str, Any]] = []
@@ -160,7 +163,7 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
     n_proj = max(1, len(face_rows))
     return {
         "benchmark": "toy_projected", "backend": "gan", "source": "rendered",
-        "model": model or "bundled toy GAN",
+        "model": model or "bundled toy GAN", "model_settings": recommended,
         "settings": {"faces": faces, "seed": seed, "part_tolerance_px": PART_TOLERANCE_PX,
                      "success_px": SUCCESS_PX, "projection": cfg_pti.to_dict(), "drag_overrides": overrides,
                      "kinds": list(kinds), "methods": list(methods)},
