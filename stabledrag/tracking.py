@@ -181,7 +181,7 @@ class DiscriminativeTracker:
         ridge: float = 0.1,
         hard_negative_weight: float = 4.0,
         fusion_weight: float = 0.5,
-        fusion_ridge_gain: float = 0.0,
+        fusion_ridge_gain: float = 40.0,
         metric: str = "l1",
         subpixel: bool = True,
     ) -> None:

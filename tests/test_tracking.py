@@ -276,5 +276,6 @@ def test_config_ridge_gain_reaches_the_tracker_and_is_checked():
     t = make_tracker(DragConfig(method="stabledrag", fusion_ridge_gain=7.0))
     assert t.fusion_ridge_gain == 7.0
     assert make_tracker(DragConfig(method="stabledrag")).fusion_ridge_gain == DragConfig.fusion_ridge_gain > 0
+    assert DiscriminativeTracker().fusion_ridge_gain == DragConfig.fusion_ridge_gain  # `bench tracking` builds it
     with pytest.raises(ValueError):
         DragConfig(method="stabledrag", fusion_ridge_gain=-1.0)
