@@ -703,7 +703,7 @@ def test_session_engine_names_come_from_the_registry():
     with pytest.raises(ValueError, match="engine must be one of"):
         session_io.session_bytes(session_io.SessionData(engine="texture", image=np.zeros((4, 4, 3), np.uint8)))
     from stabledrag.gan.engine import GanEngine
-    from stabledrag.webapp.abuse import session_zip
+    from stabledrag.testing import session_zip
 
     with pytest.raises(UserError, match="unknown engine 'sdxl'"):
         session_io.read_session(session_zip({}, engine="sdxl"))
