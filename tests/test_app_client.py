@@ -1,60 +1,17 @@
 """The app served in-process and driven through its API with gradio_client: a GAN drag and a Diff
 drag on tiny random models saved to a temporary folder (the app's model paths are arguments), and
-both again on the bundled toy models with the default menus (as `python app.py` starts)."""
+both again on the bundled toy models with the default menus (as `python app.py` starts).
+The `served` fixture (tiny models) is in conftest.py."""
 
-import contextlib
 import os
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
 
-
-@contextlib.contextmanager
-def _serve(args):
-    """Launch the app with command-line `args` in-process (one torch thread: the machine is shared);
-    yields a factory of gradio_client clients, all closed with the server afterwards."""
-    from stabledrag.webapp.args import parse_args
-    from stabledrag.webapp.ui import build_demo
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    demo = build_demo(parse_args(args))
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=None)
-    clients = []
-
-    def new_client():
-        c = gradio_client.Client(url, verbose=False, download_files=False)
-        clients.append(c)
-        return c
-
-    try:
-        yield new_client
-    finally:
-        for c in clients:
-            c.close()
-        demo.close()
-        torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """(client factory, folder) for an app on tiny models; one server for the module."""
-    from stabledrag.testing import save_tiny_gan, save_tiny_sd
-
-    root = tmp_path_factory.mktemp("app")
-    gan, sd = save_tiny_gan(root, resolution=32), save_tiny_sd(root, image_size=64)
-    with _serve(["--gan-model", gan, "--diffusion-model", sd, "--models-dir", str(root / "none"),
-                 "--lora-cache-dir", str(root / "lora"), "--device", "cpu"]) as new_client:
-        yield new_client, root
-
-
-def _index(client, endpoint, label):
-    returns = client.view_api(print_info=False, return_format="dict")["named_endpoints"][endpoint]["returns"]
-    return [r["label"] for r in returns].index(label)
+from app_server import output_index, serve  # noqa: E402  (tests/app_server.py)
 
 
 def _read(file_data):
@@ -67,8 +24,8 @@ def _read(file_data):
 def test_gan_drag_through_the_api(served):
     new_client, _ = served
     c = new_client()
-    status = _index(c, "/gan_start", "Status")
-    result = _index(c, "/gan_start", "Current image")
+    status = output_index(c, "/gan_start", "Status")
+    result = output_index(c, "/gan_start", "Current image")
     gen = c.predict(seed=3, psi=0.7, api_name="/gan_generate")
     assert gen[status].startswith("Generated seed 3")
     before = _read(gen[result])
@@ -92,9 +49,9 @@ def test_gan_drag_through_the_api(served):
 def test_diff_drag_through_the_api(served):
     new_client, root = served
     c = new_client()
-    status = _index(c, "/diff_run", "Status")
-    slider = _index(c, "/diff_run", "Before / after (live preview while dragging)")
-    download = _index(c, "/diff_run", "Download result (PNG)")
+    status = output_index(c, "/diff_run", "Status")
+    slider = output_index(c, "/diff_run", "Before / after (live preview while dragging)")
+    download = output_index(c, "/diff_run", "Download result (PNG)")
     rng = np.random.default_rng(0)
     src = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
     Image.fromarray(src).save(root / "input.png")
@@ -117,20 +74,20 @@ def test_diff_drag_through_the_api(served):
     assert np.array_equal(_read(updates[-1][download]), out)
 
     # the session (image, points, settings, result) survives an export / import into a new session
-    session = _index(c, "/diff_export", "Exported session")
+    session = output_index(c, "/diff_export", "Exported session")
     exported = c.predict(prompt="a photo", lora_steps=2, api_name="/diff_export")[session]
     other = new_client()
     imported = other.predict(gradio_client.handle_file(exported["path"]), api_name="/diff_import")
     assert imported[status].startswith("Session imported: 1 drag pair"), imported[status]
-    points = _index(other, "/diff_import", "handle x,y : target x,y (image pixels), pairs separated by spaces")
+    points = output_index(other, "/diff_import", "handle x,y : target x,y (image pixels), pairs separated by spaces")
     assert imported[points] == "20,30:40,30"
-    assert imported[_index(other, "/diff_import", "LoRA steps")] == 2
+    assert imported[output_index(other, "/diff_import", "LoRA steps")] == 2
 
 
 def test_api_mistakes_come_back_as_messages(served):
     new_client, root = served
     c = new_client()
-    status = _index(c, "/diff_run", "Status")
+    status = output_index(c, "/diff_run", "Status")
     r = c.predict(region=None, prompt="", api_name="/diff_run")
     assert "upload" in r[status].lower()
     (root / "notes.png").write_text("not really a png")
@@ -150,7 +107,7 @@ def served_bundled():
     from stabledrag.diffusion.engine import TOY_SD_LABEL
     from stabledrag.gan.engine import TOY_GAN_LABEL
 
-    with _serve(["--device", "cpu"]) as new_client:
+    with serve(["--device", "cpu"]) as new_client:
         yield new_client, TOY_GAN_LABEL, TOY_SD_LABEL
 
 
@@ -161,7 +118,7 @@ def test_gan_and_diff_drags_on_the_bundled_models(served_bundled):
 
     new_client, gan_label, sd_label = served_bundled
     c = new_client()
-    status, result = _index(c, "/gan_start", "Status"), _index(c, "/gan_start", "Current image")
+    status, result = output_index(c, "/gan_start", "Status"), output_index(c, "/gan_start", "Current image")
     gen = c.predict(model=gan_label, seed=0, psi=0.7, api_name="/gan_generate")
     before = _read(gen[result])
     k = 128 / before.shape[1]  # the page shows the 128 px image enlarged; points are in image pixels
@@ -175,8 +132,8 @@ def test_gan_and_diff_drags_on_the_bundled_models(served_bundled):
     moved = np.array(detect(_read(final[result])).right_eye) * k
     assert moved[1] < eye[1] - 2, (eye, moved)  # the eye went up
 
-    d_status = _index(c, "/diff_run", "Status")
-    slider = _index(c, "/diff_run", "Before / after (live preview while dragging)")
+    d_status = output_index(c, "/diff_run", "Status")
+    slider = output_index(c, "/diff_run", "Before / after (live preview while dragging)")
     face = os.path.join(os.path.dirname(__file__), "..", "assets", "examples", "toy_face_1.png")
     loaded = c.predict(gradio_client.handle_file(face), api_name="/diff_load_image")
     assert loaded[d_status].startswith("Loaded"), loaded[d_status]

@@ -377,13 +377,13 @@ def test_errors_become_sentences_without_tracebacks():
 def test_model_not_available_offline_is_reported_for_sd15(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     eng = Engines(parse_args(["--models-dir", str(tmp_path), "--device", "cpu"]))
-    assert SD15_LABEL in [c.label for c in eng.diffusion_menu]
+    assert SD15_LABEL in [c.label for c in eng.menu("diffusion")]
     s = loaded_diff_state(64, 64)
     s.clicks = [(10, 10), (20, 10)]
     with pytest.raises(ModelUnavailableError):
         list(dh.run_edit(s, None, "a photo", dh.DiffSettings(lora_steps=1, max_steps=1),
                          lambda: eng.diffusion_editor(SD15_LABEL)))
-    eng.diffusion_menu = [c for c in eng.diffusion_menu if c.label == SD15_LABEL]
+    eng.menus["diffusion"] = [c for c in eng.menu("diffusion") if c.label == SD15_LABEL]
     eng.preload()  # --preload / ZeroGPU: a model that cannot load is logged, the app still starts
 
 
@@ -403,14 +403,14 @@ def test_model_menus_offer_only_discovered_files(tmp_path, monkeypatch):
     (models / "sd_folder" / "model_index.json").write_text("{}")
     (models / "notes.txt").write_text("ignored")
     eng = Engines(parse_args(["--models-dir", str(models), "--device", "cpu"]))
-    assert [c.label for c in eng.gan_menu] == ["official.pkl (models folder)", "tiny_gan (models folder)"]
-    assert [c.label for c in eng.diffusion_menu] == ["sd_folder (models folder)", SD15_LABEL]
-    assert not any("notes" in c.label for c in eng.gan_menu + eng.diffusion_menu)
+    assert [c.label for c in eng.menu("gan")] == ["official.pkl (models folder)", "tiny_gan (models folder)"]
+    assert [c.label for c in eng.menu("diffusion")] == ["sd_folder (models folder)", SD15_LABEL]
+    assert not any("notes" in c.label for c in eng.menu("gan") + eng.menu("diffusion"))
     with pytest.raises(UserError, match="pick one from the model menu"):
         eng.generator("/etc/passwd")
     with pytest.raises(UserError):
         eng.diffusion_editor("../../secret")
-    assert isinstance(eng.gan_menu[0], ModelChoice)
+    assert isinstance(eng.menu("gan")[0], ModelChoice)
 
 
 def test_the_apps_menus_and_models_come_from_the_engine_registry(tmp_path):
@@ -472,7 +472,7 @@ def test_no_gan_model_gives_a_clear_message(tmp_path, monkeypatch):
 
     monkeypatch.setattr(gan_engine, "TOY_GAN_DIR", tmp_path / "missing")
     eng = Engines(parse_args(["--models-dir", str(tmp_path), "--device", "cpu"]))
-    assert eng.gan_menu == []
+    assert eng.menu("gan") == []
     with pytest.raises(ModelUnavailableError, match="--gan-model"):
         eng.generator(None)
 
@@ -703,7 +703,7 @@ def test_session_engine_names_come_from_the_registry():
     with pytest.raises(ValueError, match="engine must be one of"):
         session_io.session_bytes(session_io.SessionData(engine="texture", image=np.zeros((4, 4, 3), np.uint8)))
     from stabledrag.gan.engine import GanEngine
-    from stabledrag.webapp.abuse import session_zip
+    from stabledrag.testing import session_zip
 
     with pytest.raises(UserError, match="unknown engine 'sdxl'"):
         session_io.read_session(session_zip({}, engine="sdxl"))

@@ -262,8 +262,8 @@ def test_messages_and_exported_reports_hide_server_paths():
     assert report == {"model": "…/toy_sd", "drag": {"steps": 3}}
 
 
-def test_the_abuse_scripts_sessions_each_get_a_clear_message():
-    from stabledrag.webapp.abuse import corrupt_sessions
+def test_the_hostile_check_sessions_each_get_a_clear_message():
+    from stabledrag.testing import corrupt_sessions
 
     for what, (engine, blob) in corrupt_sessions().items():
         with pytest.raises(UserError) as e:

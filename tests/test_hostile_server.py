@@ -11,18 +11,7 @@ from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
 
-from test_app_client import _index, _serve  # noqa: E402  (same folder; one way to serve the app)
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    from stabledrag.testing import save_tiny_gan, save_tiny_sd
-
-    root = tmp_path_factory.mktemp("hostile")
-    gan, sd = save_tiny_gan(root, resolution=32), save_tiny_sd(root, image_size=64)
-    with _serve(["--gan-model", gan, "--diffusion-model", sd, "--models-dir", str(root / "none"),
-                 "--lora-cache-dir", str(root / "lora"), "--device", "cpu"]) as new_client:
-        yield new_client, root
+from app_server import output_index  # noqa: E402  (tests/app_server.py; `served` is in conftest.py)
 
 
 def _wait_for(job, status_index, prefix, timeout=60):
@@ -37,14 +26,23 @@ def _wait_for(job, status_index, prefix, timeout=60):
 
 
 def _session(client, endpoint, **kw):
-    exported = client.predict(api_name=endpoint, **kw)[_index(client, endpoint, "Exported session")]
+    exported = client.predict(api_name=endpoint, **kw)[output_index(client, endpoint, "Exported session")]
     return zipfile.ZipFile(exported["path"])
+
+
+def _gan_client_with_points(served, seed, points):
+    """A new client of the `served` app with GAN seed `seed` generated (psi 0.7) and the drag pairs
+    `points` ("hx,hy:tx,ty ...") set; returns (client, position of the Status output)."""
+    c = served[0]()
+    c.predict(seed=seed, psi=0.7, api_name="/gan_generate")
+    c.predict(points, api_name="/gan_points")
+    return c, output_index(c, "/gan_start", "Status")
 
 
 def test_cheap_actions_of_another_client_succeed_while_one_floods(served):
     new_client, _ = served
     a, b = new_client(), new_client()
-    status = _index(a, "/gan_start", "Status")
+    status = output_index(a, "/gan_start", "Status")
     a.predict(seed=3, psi=0.7, api_name="/gan_generate")
     b.predict(seed=4, psi=0.7, api_name="/gan_generate")
     a.predict("10,12:16,12", api_name="/gan_points")
@@ -69,11 +67,7 @@ def test_cheap_actions_of_another_client_succeed_while_one_floods(served):
 
 def test_stop_while_idle_does_not_stop_the_next_start(served):
     # issue 13 #16: a Stop sent while idle made the next Start stop at step 0
-    new_client, _ = served
-    c = new_client()
-    status = _index(c, "/gan_start", "Status")
-    c.predict(seed=5, psi=0.7, api_name="/gan_generate")
-    c.predict("10,12:16,12", api_name="/gan_points")
+    c, status = _gan_client_with_points(served, seed=5, points="10,12:16,12")
     c.predict(api_name="/gan_stop")
     c.predict(api_name="/gan_stop")
     r = c.predict(region=None, max_steps=4, preview_every=2, api_name="/gan_start")
@@ -82,11 +76,7 @@ def test_stop_while_idle_does_not_stop_the_next_start(served):
 
 def test_reset_during_a_gan_drag_stops_it_and_page_and_session_agree(served):
     # issue 13 #17: Reset during one's own drag let the drag continue with the old points
-    new_client, _ = served
-    c = new_client()
-    status = _index(c, "/gan_start", "Status")
-    c.predict(seed=6, psi=0.7, api_name="/gan_generate")
-    c.predict("10,12:20,12", api_name="/gan_points")
+    c, status = _gan_client_with_points(served, seed=6, points="10,12:20,12")
     job = c.submit(region=None, max_steps=600, preview_every=2, api_name="/gan_start")
     _wait_for(job, status, "Dragging: step 2 ")
     r = c.predict(api_name="/gan_reset")
@@ -107,7 +97,7 @@ def test_new_image_during_a_diff_run_drops_that_runs_result(served):
     # issue 13 #17: uploading image B while a run on A went on stored A's result beside B
     new_client, root = served
     c = new_client()
-    status = _index(c, "/diff_run", "Status")
+    status = output_index(c, "/diff_run", "Status")
     rng = np.random.default_rng(1)
     for name in ("a", "b"):
         Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(root / f"{name}.png")

@@ -45,13 +45,10 @@ def test_pyproject_declares_the_package_and_the_console_script():
 def test_no_script_or_cli_inside_library_modules():
     """Scripts (training, screenshots, grids) live in scripts/; no library module has a `__main__`
     block: the package's one command line is `python -m stabledrag` (its `__main__.py`)."""
-    # Two commands still inside the web app package (to move to scripts/ with the web app's own
-    # restructuring, issue 15): abuse.py (the hostile-input check against a running app) and the
-    # `python -m stabledrag.webapp.examples` block that remakes assets/examples.
-    exceptions = {ROOT / "stabledrag" / "webapp" / "abuse.py", ROOT / "stabledrag" / "webapp" / "examples.py"}
     for path in (ROOT / "stabledrag").rglob("*.py"):
-        if path.name == "__main__.py" or path in exceptions:
+        if path.name == "__main__.py":
             continue
         assert 'if __name__ == "__main__"' not in path.read_text(), path
-    assert not (ROOT / "stabledrag" / "webapp" / "screenshots.py").exists()
+    for moved in ("screenshots.py", "abuse.py"):  # now scripts/screenshots.py, scripts/hostile_check.py
+        assert not (ROOT / "stabledrag" / "webapp" / moved).exists()
     assert not list((ROOT / "stabledrag" / "toy").glob("train_*.py"))

@@ -10,7 +10,7 @@ Modules, one idea each:
   drawing       numbered handle/target markers, arrows, region overlay, drag animations
   masks         the editable region from a `gr.ImageEditor` value
   session_io    export / import of an editing session (a zip of JSON + PNGs)
-  examples      the example images (toy faces, scikit-image photos) and their making
+  examples      the example images (toy faces, scikit-image photos) listed in assets/examples
   messages      exceptions -> one sentence a person can act on
   runner        run blocking work in a thread and stream its progress reports
   diff_handlers / gan_handlers   the tabs' event handlers as plain, testable functions
@@ -18,5 +18,6 @@ Modules, one idea each:
   ui            the Gradio Blocks page (`build_demo`)
 
 Only the page modules import gradio (`ui`, `settings_widgets`, `gan_projection_ui`, `safe_editor`,
-`fair_queue`); the handlers do not (the screenshot scripts live in `scripts/`).
+`fair_queue`); the handlers do not. The programs around the app (screenshots, the hostile-input
+check, the examples maker) live in `scripts/`.
 """

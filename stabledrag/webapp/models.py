@@ -119,22 +119,6 @@ class Engines:
         """What the page says when engine `name` has no model."""
         return self.engine(name).no_model_message
 
-    @property
-    def gan_menu(self) -> list[ModelChoice]:
-        return self.menu("gan")
-
-    @gan_menu.setter
-    def gan_menu(self, value: list[ModelChoice]) -> None:
-        self.menus["gan"] = list(value)
-
-    @property
-    def diffusion_menu(self) -> list[ModelChoice]:
-        return self.menu("diffusion")
-
-    @diffusion_menu.setter
-    def diffusion_menu(self, value: list[ModelChoice]) -> None:
-        self.menus["diffusion"] = list(value)
-
     # -- models --------------------------------------------------------------------------------
     def _spec(self, name: str, label: Optional[str]) -> str:
         choice = self.choice(name, label)

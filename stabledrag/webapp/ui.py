@@ -195,6 +195,16 @@ class Outputs:
         return out
 
 
+def _tab_outputs(tab: str, settings: dict[str, gr.components.Component],
+                 **components: gr.components.Component) -> Outputs:
+    """The `Outputs` of tab `tab` ("diff" / "gan"): `components` by View field name, and its
+    `settings` widgets, each one without an `elem_id` given `<tab>_<setting name>` (the page's
+    tests and scripts find them by it)."""
+    for name, comp in settings.items():
+        comp.elem_id = comp.elem_id or f"{tab}_{name}"
+    return Outputs(components, settings)
+
+
 def _output(name: str, value: Any) -> Any:
     """A View field's value for Gradio: the download button is clickable only while it has a file."""
     if name == "download":
@@ -465,13 +475,11 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
 
     settings = {"method": method, **panel}
     assert list(settings) == dh.DiffSettings.names()
-    for name, comp in settings.items():
-        comp.elem_id = comp.elem_id or f"diff_{name}"
     setting_names = list(settings)
-    out = Outputs({"state": state, "canvas": canvas, "editor": editor, "result": result, "points_text": points_text,
-                   "status": status, "progress": progress, "download": download, "animation": animation,
-                   "session_file": session_file, "compare": compare_img, "compare_table": compare_table,
-                   "prompt": prompt}, settings)
+    out = _tab_outputs("diff", settings, state=state, canvas=canvas, editor=editor, result=result,
+                       points_text=points_text, status=status, progress=progress, download=download,
+                       animation=animation, session_file=session_file, compare=compare_img,
+                       compare_table=compare_table, prompt=prompt)
     max_side = options.max_image_side
 
     def st(s: Optional[DiffState]) -> DiffState:
@@ -620,14 +628,12 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
     settings = {"method": method, "latent_space": latent_space, "lr": lr, "max_steps": max_steps,
                 "r_m": r_m, "r_p": r_p, "tau": tau, "lambda_mask": lambda_mask, "preview_every": preview_every}
     assert set(settings) == set(gh.GanSettings.names())
-    for name, comp in settings.items():
-        comp.elem_id = comp.elem_id or f"gan_{name}"
     setting_names = list(settings)
     followed_names = gh.GanSettings.followed_fields()  # the settings a chosen model resets
-    out = Outputs({"state": state, "canvas": canvas, "editor": editor, "result": result, "points_text": points_text,
-                   "status": status, "progress": progress, "download": download, "animation": animation,
-                   "session_file": session_file, "compare": compare_img, "compare_table": compare_table,
-                   "seed": seed, "model": model}, settings)
+    out = _tab_outputs("gan", settings, state=state, canvas=canvas, editor=editor, result=result,
+                       points_text=points_text, status=status, progress=progress, download=download,
+                       animation=animation, session_file=session_file, compare=compare_img,
+                       compare_table=compare_table, seed=seed, model=model)
 
     def st(s: Optional[GanState]) -> GanState:
         return s if s is not None else GanState()

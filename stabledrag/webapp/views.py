@@ -263,31 +263,34 @@ def drag_marker(state: Any, drag: Any) -> View:
 
 
 def undo_point(state: Any) -> View:
-    """Undo the last point edit (a placement, move, deletion, clear, or points given as text)."""
-    require_image(state.image, state.NO_IMAGE)
-    history = _history(state)
-    if not history.undo:
-        raise UserError("There is no point edit to undo.")
-    history.redo = [*history.redo, as_clicks(state.clicks)]
-    state.clicks = history.undo[-1]
-    history.undo = history.undo[:-1]
-    history.clicks, state.selected = list(state.clicks), None
-    return points_view(state, "Undone. " + click_status(state.clicks, getattr(state, "RUN_BUTTON", "Run"),
-                                                         state.mask))
+    """Undo the last point edit (a placement, move, deletion, clear, or points given as text).
+    Raises `UserError` when there is none."""
+    return _step_history(state, back=True)
 
 
 def redo_point(state: Any) -> View:
-    """Redo the point edit last undone (until another edit is made)."""
+    """Redo the point edit last undone (until another edit is made). Raises `UserError` when
+    there is none."""
+    return _step_history(state, back=False)
+
+
+def _step_history(state: Any, back: bool) -> View:
+    """Undo (`back`) or Redo: the last points of one stack come back and the current points go
+    onto the other (the Undo stack keeps at most `MAX_UNDO`)."""
     require_image(state.image, state.NO_IMAGE)
     history = _history(state)
-    if not history.redo:
-        raise UserError("There is nothing to redo.")
-    history.undo = [*history.undo, as_clicks(state.clicks)][-MAX_UNDO:]
-    state.clicks = history.redo[-1]
-    history.redo = history.redo[:-1]
+    source = history.undo if back else history.redo
+    if not source:
+        raise UserError("There is no point edit to undo." if back else "There is nothing to redo.")
+    current = as_clicks(state.clicks)
+    if back:
+        history.undo, history.redo = source[:-1], [*history.redo, current]
+    else:
+        history.undo, history.redo = [*history.undo, current][-MAX_UNDO:], source[:-1]
+    state.clicks = source[-1]
     history.clicks, state.selected = list(state.clicks), None
-    return points_view(state, "Redone. " + click_status(state.clicks, getattr(state, "RUN_BUTTON", "Run"),
-                                                         state.mask))
+    return points_view(state, ("Undone. " if back else "Redone. ")
+                       + click_status(state.clicks, getattr(state, "RUN_BUTTON", "Run"), state.mask))
 
 
 def clear_points(state: Any) -> View:

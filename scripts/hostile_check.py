@@ -1,4 +1,4 @@
-"""`python -m stabledrag.webapp.abuse [--url URL --pid PID]`: send hostile input to a running app.
+"""`python -m scripts.hostile_check [--url URL --pid PID]`: send hostile input to a running app.
 
 A bounded check of issue 13: decompression bombs (1 MB session zips whose entry inflates to 1 GiB,
 13000x13000 PNGs in a session, in an upload and in a region-editor layer), near-limit uploads
@@ -13,138 +13,31 @@ an .npy claiming a huge shape), absurd settings (r_p = 1e6, NaN, 2**63 seeds, an
 and prints a JSON summary (RSS before / after / peak, answers). Without `--url` it starts
 `python app.py` itself on a free port with the bundled models (and its own Gradio cache folder),
 which also lets `--drag-cycles N` count the temporary files left after N drag cycles.
-Exit code 0 when every check passed, 1 otherwise.
+Exit code 0 when every check passed, 1 otherwise. The hostile files themselves are made by
+`stabledrag.testing` (shared with the tests); this program sends them. (It was
+`python -m stabledrag.webapp.abuse`.)
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import zipfile
-import zlib
 from pathlib import Path
 from typing import Any, Optional
 
 from stabledrag.paths import REPO_ROOT
+from stabledrag.testing import big_png, corrupt_sessions, inflation_bomb_zip, png_header_bomb
 
 BUG_TEXT = "Something went wrong inside the app"
 #: Gradio's answer to an exception that is not a gr.Error (no message reaches the person).
 GENERIC_TEXT = "has not enabled verbose error reporting"
-
-
-# -- hostile files ---------------------------------------------------------------------------------
-
-
-def png_header_bomb(w: int = 13000, h: int = 13000) -> bytes:
-    """A PNG of a few KB whose header claims `w x h` RGB pixels (rows of zeros)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    comp = zlib.compressobj(9)
-    row = b"\0" * (w * 3 + 1)
-    data = b"".join(comp.compress(row) for _ in range(64)) + comp.flush()
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", data) + chunk(b"IEND", b""))
-
-
-def big_png(side: int) -> bytes:
-    """A real, valid `side x side` grey PNG (compresses to little)."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (side, side), (128, 128, 128)).save(buf, format="PNG", compress_level=9)
-    return buf.getvalue()
-
-
-def _small_png(side: int = 32) -> bytes:
-    return big_png(side)
-
-
-def session_zip(files: dict[str, bytes], engine: str = "gan", **doc: Any) -> bytes:
-    """A session zip with a valid session.json (plus `doc` changes) and `files`."""
-    base = {"format": "stabledrag-session", "version": 1, "engine": engine, "image_size": [32, 32],
-            "points": [[4, 4], [9, 4]], "prompt": "", "settings": {}, "gan": {"model": "x", "seed": 0, "psi": 0.7}}
-    base.update(doc)
-    out = {"session.json": json.dumps(base).encode(), "image.png": _small_png()}
-    out.update(files)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in out.items():
-            z.writestr(name, data)
-    return buf.getvalue()
-
-
-def inflation_bomb_zip(inflated_mb: int = 1024) -> bytes:
-    """A session zip of about 1 MB whose image.png inflates to `inflated_mb` MB of zeros."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
-        z.writestr("session.json", json.dumps({"format": "stabledrag-session", "version": 1, "engine": "diffusion"}))
-        info = zipfile.ZipInfo("image.png")
-        info.compress_type = zipfile.ZIP_DEFLATED
-        info._compresslevel = 1
-        with z.open(info, "w", force_zip64=True) as f:
-            chunk = b"\0" * (16 << 20)
-            for _ in range(inflated_mb // 16):
-                f.write(chunk)
-    return buf.getvalue()
-
-
-def corrupt_sessions() -> dict[str, tuple[str, bytes]]:
-    """Malformed session files by name -> (engine tab, zip): bad CRC, encrypted entry, deep JSON,
-    NaN points, huge .npy, pixel bombs, EPS."""
-    good = session_zip({}, engine="gan")
-    stored = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(good)) as zin, zipfile.ZipFile(stored, "w", zipfile.ZIP_STORED) as zout:
-        for n in zin.namelist():
-            zout.writestr(n, zin.read(n))
-    bad_crc = bytearray(stored.getvalue())
-    i = bad_crc.find(b"IDAT")
-    bad_crc[i + 6] ^= 0xFF
-    enc = bytearray(good)
-    for sig, off in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
-        k = enc.find(sig)
-        while k >= 0:
-            enc[k + off] |= 1
-            k = enc.find(sig, k + 4)
-    npy = io.BytesIO()
-    import numpy as np
-
-    np.lib.format.write_array_header_1_0(npy, {"descr": "<f4", "fortran_order": False, "shape": (200000, 200000)})
-    deep = session_zip({})
-    with zipfile.ZipFile(io.BytesIO(deep)) as z:
-        files = {n: z.read(n) for n in z.namelist()}
-    files["session.json"] = b"[" * 200_000 + b"]" * 200_000
-    deep_buf = io.BytesIO()
-    with zipfile.ZipFile(deep_buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for n, d in files.items():
-            z.writestr(n, d)
-    nan_doc = json.dumps({"format": "stabledrag-session", "version": 1, "engine": "gan", "points": [[float("nan"), 1]]})
-    nan_buf = io.BytesIO()
-    with zipfile.ZipFile(nan_buf, "w") as z:
-        z.writestr("session.json", nan_doc)
-        z.writestr("image.png", _small_png())
-    return {
-        "bad CRC": ("gan", bytes(bad_crc)),
-        "encrypted entry": ("gan", bytes(enc)),
-        "deeply nested JSON": ("gan", deep_buf.getvalue()),
-        "NaN point": ("gan", nan_buf.getvalue()),
-        "npy with a huge shape": ("gan", session_zip({"latent0.npy": npy.getvalue() + b"\0" * 64,
-                                                      "latent.npy": npy.getvalue() + b"\0" * 64})),
-        "three 13000x13000 PNGs": ("diffusion", session_zip(
-            {"image.png": png_header_bomb(), "mask.png": png_header_bomb(), "result.png": png_header_bomb()},
-            engine="diffusion")),
-        "EPS named image.png": ("gan", session_zip({"image.png": b"%!PS-Adobe-3.0 EPSF-3.0\n"
-                                                                  b"%%BoundingBox: 0 0 9 9\n"})),
-    }
 
 
 # -- server and memory -----------------------------------------------------------------------------
@@ -330,8 +223,8 @@ def _status_of(out: Any) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Run the abuse suite; print the JSON summary; exit 0 when every check passed."""
-    p = argparse.ArgumentParser(prog="python -m stabledrag.webapp.abuse", description=__doc__.split("\n")[0])
+    """Run the hostile-input check; print the JSON summary; exit 0 when every check passed."""
+    p = argparse.ArgumentParser(prog="python -m scripts.hostile_check", description=__doc__.split("\n")[0])
     p.add_argument("--url", default=None, help="a running app (else one is started with the bundled models)")
     p.add_argument("--pid", type=int, default=None, help="its process id, to measure its memory (Linux)")
     p.add_argument("--max-growth-mb", type=float, default=1024.0)
@@ -365,7 +258,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             base = summary["rss_before_mb"]["rss"] if summary["peak_reset"] else summary["rss_before_mb"]["peak"]
             summary["peak_growth_mb"] = round(after["peak"] - base, 1)
         if args.drag_cycles:
-            from .views import _outputs_root
+            from stabledrag.webapp.views import _outputs_root
 
             folder = _outputs_root() / str(pid) if pid else None  # the app's temp files, Gradio's cache included
             counts: dict[str, Any] = {"cycles": args.drag_cycles, "before": count_files(folder) if folder else None}
