@@ -30,6 +30,20 @@ TRACKERS = ("discriminative", "nearest")
 SUPERVISIONS = ("confident", "plain")
 
 
+def _number_like(v: Any) -> bool:
+    """An int / float, or a string that reads as one (e.g. "nan" from `--set`: the limits check
+    names what is wrong with it); not a bool, None or other text."""
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, (int, float)):
+        return True
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(v, str)
+
+
 @dataclass
 class DragConfig(DictSettings):
     """Everything the drag loop needs besides the backend and the points.
@@ -108,6 +122,9 @@ class DragConfig(DictSettings):
     point_snap: str = "none"
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # numbers must be numbers (a `--set r_p=wide`, a bad settings file)
+            if type(f.default) in (int, float) and not _number_like(getattr(self, f.name)):
+                raise ValueError(f"{f.name} must be a number, got {getattr(self, f.name)!r}")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if not self.tracker:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from .errors import UserError
 
@@ -141,3 +141,16 @@ def check_drag_config(cfg: Any, limits: Limits = LIMITS) -> None:
         low, high = bounds.get(f.name, (None, None))
         integer = isinstance(f.default, int) and not isinstance(f.default, bool)
         finite_number(v, f.name, low=low, high=high, integer=integer)
+
+
+def checked_config(build: Callable[[], Any], where: str, limits: Limits = LIMITS) -> Any:
+    """The engine config `build()` returns, checked by `check_drag_config`. A TypeError / ValueError
+    from `build` (a setting of the wrong type, an unknown name) or a UserError from either becomes
+    one UserError "Bad drag setting in {where}: ..." (`where`: "--set", a settings file's path), so
+    a bad value fails before any model work with one line that says where it came from."""
+    try:
+        cfg = build()
+        check_drag_config(cfg, limits)
+    except (TypeError, ValueError, UserError) as e:
+        raise UserError(f"Bad drag setting in {where}: {e}") from None
+    return cfg

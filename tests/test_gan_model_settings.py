@@ -158,3 +158,40 @@ def test_the_gan_tab_widgets_follow_the_model(gan_folder, tmp_path):
     names = [o.elem_id for o in on_model.outputs]
     assert dict(zip(names, on_model.fn(label))) == {"gan_lr": 2e-3, "gan_max_steps": 200, "gan_r_m": 0,
                                                     "gan_r_p": 5.0}
+
+
+@pytest.mark.parametrize("bad", ['{"edit": {"r_p": "wide"}}', '{"edit": {"tau": "high"}}', '{"edit": {"lr": 1e9}}',
+                                 '{"edit": {"lr": null}}'])
+def test_a_bad_value_in_the_models_settings_file_is_one_line_naming_the_file_in_edit_and_the_benches(
+        gan_folder, tmp_path, capsys, bad):
+    """Valid JSON with a value DragConfig or the limits refuse: `edit` names the file (not --set), and
+    `bench toy` / `bench toy --source rendered` stop with the same line (exit 2) before any drag."""
+    from stabledrag.cli import main
+
+    (gan_folder / model_settings.SETTINGS_FILE).write_text(bad)
+    for argv in (["edit", "--backend", "gan", "--model", str(gan_folder), "--seed", "3", "--device", "cpu",
+                  "--drag", "12,14:16,14", "--max-steps", "1", "--quiet", "--out", str(tmp_path / "e.png")],
+                 ["bench", "toy", "--backend", "gan", "--model", str(gan_folder), "--cases", "1",
+                  "--methods", "stabledrag"],
+                 ["bench", "toy", "--backend", "gan", "--source", "rendered", "--model", str(gan_folder),
+                  "--cases", "1", "--methods", "stabledrag"]):
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: Bad drag setting in ") and model_settings.SETTINGS_FILE in err
+        assert "--set" not in err and err.count("\n") == 1
+
+
+def test_a_bad_set_value_in_bench_toy_is_one_line_not_a_traceback(capsys):
+    from stabledrag.cli import main
+
+    for argv in (["bench", "toy", "--backend", "gan", "--cases", "1", "--methods", "stabledrag", "--set", "r_p=wide"],
+                 ["bench", "toy", "--backend", "gan", "--cases", "1", "--methods", "stabledrag", "--set", "lr=1e9"],
+                 ["bench", "toy", "--backend", "gan", "--source", "rendered", "--cases", "1", "--methods",
+                  "stabledrag", "--set", "tau=2"]):
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: Bad drag setting in --set: ") and err.count("\n") == 1
+        if "r_p=wide" in argv:
+            assert "r_p must be a number, got 'wide'" in err

@@ -97,7 +97,9 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
     """
     from ..gan import load_generator
     from ..gan.editor import GanEditor
+    from ..gan.presets import recommended_overrides
     from ..gan.projection import TOY_PROJECTION, ProjectionConfig, project
+    from ..limits import checked_config
     from ..toy.render import render
     from ..toy.gan_model import face_from_z
 
@@ -113,11 +115,11 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
         from ..errors import UserError
 
         raise UserError(f"Bad projection setting: {e}") from None
-    from ..gan.presets import recommended_overrides
-
     recommended = recommended_overrides(model)
     editor = GanEditor(G, recommended=recommended)
     overrides = dict(overrides or {})
+    # checked before any projection work, so a bad --set fails in a second, not after minutes
+    configs = {m: checked_config(lambda: editor.default_config(m, **overrides), "--set") for m in methods}
     rng = np.random.default_rng(seed)
     face_rows: list[dict[str, Any]] = []
     drag_rows: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
@@ -149,7 +151,7 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
                 for method in methods:
                     editor.reset()
                     t = time.perf_counter()
-                    sess = editor.session(from_pairs(case.pairs()), editor.default_config(method, **overrides),
+                    sess = editor.session(from_pairs(case.pairs()), configs[method],
                                           mask=edit_mask(case, start.shape[0]))
                     res = sess.run()
                     row_d = score(case, start, editor.image(), time.perf_counter() - t, res.status)

@@ -93,6 +93,7 @@ class DiffusionEngine:
         from .editor import DiffusionEditor
 
         from ..bench.toy import edit_mask
+        from ..limits import checked_config
 
         editor = DiffusionEditor(model=model, device=device)
         faces = ToyFaces(seed=987_654)  # a dataset seed the bundled model never saw
@@ -103,7 +104,7 @@ class DiffusionEngine:
             return img
 
         def run(src: np.ndarray, case: Any, method: str) -> tuple[np.ndarray, str, dict[str, Any]]:
-            cfg = editor.default_config(method, overrides)
+            cfg = checked_config(lambda: editor.default_config(method, overrides), "--set or the model's settings")
             pts = from_pairs(case.pairs())
             res = editor.edit(Image.fromarray(src), pts, mask=edit_mask(case, src.shape[0]),
                               prompt=prompt["text"], config=cfg)

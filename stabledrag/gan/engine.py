@@ -73,11 +73,11 @@ class GanEngine:
     def edit(self, args: argparse.Namespace, progress: Any) -> EditOutcome:
         """See `Engine.edit`: the drag config is the method's preset (`gan_defaults`), then the
         model's own recommended settings (`presets.recommended_overrides` of `--model`, or of the
-        model a `--latent` file names; the bundled toy GAN when none), then `--steps` and `--set`
+        model a `--latent` file names; the bundled toy GAN when none), then `--max-steps` and `--set`
         (the user's win). UserError for bad points, seed, truncation, mask, setting or a malformed
         settings file."""
         from ..errors import UserError
-        from ..limits import check_drag_config, check_point_count
+        from ..limits import check_point_count, checked_config
         from ..overrides import parse_overrides
         from ..points import parse_drags, validate
         from ..imageio import read_mask
@@ -97,7 +97,7 @@ class GanEngine:
             latent = latent_file.load(args.latent)
             if not args.model and latent.model:
                 args.model = latent.model  # the model the photo was projected into
-        # the model's own settings (its folder's stabledrag_settings.json) under the user's --set / --steps
+        # the model's own settings (its folder's stabledrag_settings.json) under the user's --set / --max-steps
         recommended = recommended_overrides(args.model)
         editor = _editor(args, recommended)
         if latent is not None:
@@ -108,14 +108,7 @@ class GanEngine:
         mask = read_mask(args.mask, tuple(editor.image_size), require_some=True) if args.mask else None
         if args.max_steps is not None:
             overrides.setdefault("max_steps", int(args.max_steps))
-        try:
-            config = editor.default_config(args.method, **overrides)
-        except (TypeError, ValueError) as e:
-            raise UserError(f"Bad drag setting in --set: {e}") from None
-        try:
-            check_drag_config(config)
-        except UserError as e:
-            raise UserError(f"Bad drag setting in --set: {e}") from None
+        config = checked_config(lambda: editor.default_config(args.method, **overrides), "--set")
         if latent is not None and args.paste_back:  # fail before the drag, not after it
             if not args.image:
                 raise UserError("--paste-back with --latent needs --image: the photo that was projected.")
@@ -147,6 +140,7 @@ class GanEngine:
         the model's own recommended settings (`presets.recommended_overrides`), then `overrides`,
         with the tracking error measured at every step when `step_tracking`."""
         from ..bench.toy import edit_mask, tracking_error
+        from ..limits import checked_config
         from ..points import from_pairs
         from .checkpoints import load_generator
         from .editor import GanEditor
@@ -161,8 +155,9 @@ class GanEngine:
         def run(src: np.ndarray, case: Any, method: str) -> tuple[np.ndarray, str, dict[str, Any]]:
             editor.reset()
             pts = from_pairs(case.pairs())
-            sess = editor.session(pts, editor.default_config(method, **overrides),
-                                  mask=edit_mask(case, src.shape[0]), preview_every=1 if step_tracking else 0)
+            cfg = checked_config(lambda: editor.default_config(method, **overrides), "--set")
+            sess = editor.session(pts, cfg, mask=edit_mask(case, src.shape[0]),
+                                  preview_every=1 if step_tracking else 0)
             errors: list[Optional[float]] = []
             for rec in sess.frames(every=1):
                 if step_tracking:  # the preview is the image of the state the handles were tracked on

@@ -71,8 +71,8 @@ def recommended_overrides(model: Optional[str | os.PathLike] = None) -> dict[str
     its folder has no such file. Keys are `DragConfig` fields ("r_p", "lr", "max_steps", ...; radii
     and distances in image px of the model), values as `gan_defaults`' overrides.
 
-    Raises UserError naming the file when it is malformed or names a key that is not a
-    `DragConfig` field (or names "method")."""
+    Raises UserError naming the file when it is malformed, names a key that is not a
+    `DragConfig` field (or names "method"), or gives a value `DragConfig` or the limits refuse."""
     from ..errors import UserError
     from ..model_settings import folder_overrides, settings_path
     from ..paths import TOY_GAN_DIR
@@ -85,4 +85,8 @@ def recommended_overrides(model: Optional[str | os.PathLike] = None) -> dict[str
         raise UserError(f"{os.fspath(settings_path(folder))!r}: {', '.join(map(repr, unknown))} "
                         f"{'is not a drag setting' if len(unknown) == 1 else 'are not drag settings'} "
                         "(keys of the GAN engine's settings are DragConfig fields such as r_p, lr, max_steps)")
+    if rec:  # values checked here, so every caller (CLI, benches, app) names the file for a bad one
+        from ..limits import checked_config
+
+        checked_config(lambda: gan_defaults("stabledrag", **rec), repr(os.fspath(settings_path(folder))))
     return rec
