@@ -195,6 +195,8 @@ class DiscriminativeTracker:
         self.hard_negative_weight = float(hard_negative_weight)
         self.fusion_weight = float(fusion_weight)
         self.fusion_ridge_gain = float(fusion_ridge_gain)
+        if not (self.fusion_weight >= 0 and self.fusion_ridge_gain >= 0):
+            raise ValueError("fusion_weight and fusion_ridge_gain must be >= 0")
         self.metric = metric
         self.subpixel = bool(subpixel)
         self.filters: torch.Tensor | None = None  # N x C
@@ -351,6 +353,7 @@ class DiscriminativeTracker:
         Confidence = clamp(response / peak0) * clamp((margin + e) / (margin0 + e)), ~1 on a clean
         re-find, low when the handle's look is gone or a look-alike answers as strongly."""
         assert self.peak0 is not None and self.margin0 is not None and self.templates is not None
+        assert self.ridge_share is not None, "call fit() first"
         feat = feat.detach().float()
         handles = handles.to(feat.device).float()
         resp, valid, pos, raw = self._response(feat, handles)

@@ -247,7 +247,9 @@ def test_ridge_share_is_zero_on_a_blob_and_high_on_an_edge():
     t.fit(case.f0, case.handle)
     assert float(t.ridge_share[0]) < 0.02
     t.fit(_edge_map(), h)
-    assert float(t.ridge_share[0]) > 0.1  # the filter answers like the handle along the edge
+    # the filter answers like the handle along the edge: the 4 positions of the edge row beyond
+    # 1.5 px (x +-2, +-3) of the 40 such positions in the 7 x 7 search window
+    assert float(t.ridge_share[0]) == pytest.approx(4 / 40)
 
 
 def test_a_handle_on_an_edge_leans_on_its_template_instead_of_sliding_along_the_filter_plateau():
@@ -279,3 +281,5 @@ def test_config_ridge_gain_reaches_the_tracker_and_is_checked():
     assert DiscriminativeTracker().fusion_ridge_gain == DragConfig.fusion_ridge_gain  # `bench tracking` builds it
     with pytest.raises(ValueError):
         DragConfig(method="stabledrag", fusion_ridge_gain=-1.0)
+    with pytest.raises(ValueError):
+        DiscriminativeTracker(fusion_ridge_gain=-1.0)

@@ -35,6 +35,30 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 _META_KEY = "stabledrag_gan_config"
 
+
+def is_native_file(path: Path) -> bool:
+    """True for a `.safetensors` file written by `save_native` (its config in the metadata).
+    Never raises: an unreadable file or another format is False."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            return _META_KEY in (f.metadata() or {})
+    except Exception:
+        return False
+
+
+def is_native_dir(path: Path) -> bool:
+    """True for a folder with `model.safetensors` and a `config.json` of format `NATIVE_FORMAT`.
+    Never raises."""
+    cfg = path / "config.json"
+    if not (path / "model.safetensors").is_file() or not cfg.is_file():
+        return False
+    try:
+        return json.loads(cfg.read_text()).get("format") == NATIVE_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
 TOY_MODEL_DIR = TOY_GAN_DIR
 
 # Constructor arguments that change nothing in a float32 forward pass.

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import types
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -25,30 +24,6 @@ from ..engine import EditOutcome, ModelChoice, Option, Projection, ToyRunner
 from ..paths import TOY_GAN_DIR
 
 TOY_GAN_LABEL = "Toy faces (bundled)"
-#: The metadata key of a native `.safetensors` file written by `stabledrag.gan.save_native`.
-_GAN_META_KEY = "stabledrag_gan_config"
-
-
-def _is_native_gan_file(path: Path) -> bool:
-    """True for a `.safetensors` file written by `stabledrag.gan.save_native` (config in metadata)."""
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            return _GAN_META_KEY in (f.metadata() or {})
-    except Exception:  # unreadable or not safetensors: not offered as a GAN
-        return False
-
-
-def _is_native_gan_dir(path: Path) -> bool:
-    """True for a folder with `model.safetensors` and a `config.json` of format "stabledrag-gan"."""
-    cfg = path / "config.json"
-    if not (path / "model.safetensors").is_file() or not cfg.is_file():
-        return False
-    try:
-        return json.loads(cfg.read_text()).get("format") == "stabledrag-gan"
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 class GanEngine:
@@ -173,10 +148,12 @@ class GanEngine:
     # -- the web app (`AppEngine`) --------------------------------------------------------------
     def claim(self, path: Path) -> int:
         """2 for a native GAN folder or `.safetensors` file (by its config), 1 for a `.pkl`, else 0."""
+        from .checkpoints import is_native_dir, is_native_file
+
         if path.is_dir():
-            return 2 if _is_native_gan_dir(path) else 0
+            return 2 if is_native_dir(path) else 0
         if path.suffix == ".safetensors":
-            return 2 if _is_native_gan_file(path) else 0
+            return 2 if is_native_file(path) else 0
         return 1 if path.suffix == ".pkl" else 0
 
     def model_choices(self, named: Optional[str], found: Sequence[Path], on_gpu: bool) -> list[ModelChoice]:
