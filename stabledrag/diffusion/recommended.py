@@ -20,28 +20,20 @@ ids, single checkpoint files, SD 1.5 folders) get `{}`: the method presets as th
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Optional
 
-from ..model_settings import SETTINGS_FILE, read_settings
-from .. import model_settings
+from ..model_settings import SETTINGS_FILE, folder_overrides, read_settings
 
-__all__ = ["SETTINGS_FILE", "settings_path", "read_settings", "recommended_overrides"]
+__all__ = ["SETTINGS_FILE", "read_settings", "recommended_overrides"]
 
 
-def settings_path(model: Optional[str | os.PathLike]) -> Optional[Path]:
-    """The settings file of `model` (a diffusers folder; None = the default model), or None when
-    the model is not a local folder or the folder has no such file."""
+def recommended_overrides(model: Optional[str | os.PathLike] = None) -> dict[str, Any]:
+    """The recommended `with_overrides` settings of `model` (a diffusers folder; None = the
+    default model, `loading.default_model`): the folder's `stabledrag_settings.json` `edit` entry
+    (`model_settings.folder_overrides`), or `{}` when the model is not a local folder or has no
+    such file. Raises UserError for a malformed file."""
     if model is None:
         from .loading import default_model
 
         model = default_model()
-    return model_settings.settings_path(model)
-
-
-def recommended_overrides(model: Optional[str | os.PathLike] = None) -> dict[str, Any]:
-    """The recommended `with_overrides` settings of `model` (None = the default model): the
-    folder's `stabledrag_settings.json` `edit` entry, or `{}` when there is none.
-    Raises UserError for a malformed file."""
-    path = settings_path(model)
-    return read_settings(path) if path is not None else {}
+    return folder_overrides(model)
