@@ -696,6 +696,28 @@ def test_sessions_written_with_the_former_setting_names_still_import(tiny_genera
     assert w.settings["lr"] == 0.004 and "step_size" not in w.settings
 
 
+def test_session_version_2_is_written_1_and_2_are_read_and_later_ones_refused():
+    """The settings' renaming (`drag_steps` -> `max_steps`, ...) made the file version 2, so that an
+    app that reads only version 1 refuses a new file instead of silently dropping the renamed settings."""
+    from stabledrag.testing import session_zip
+
+    blob = session_io.session_bytes(session_io.SessionData(engine="gan", image=np.zeros((16, 16, 3), np.uint8)))
+    with zipfile.ZipFile(io.BytesIO(blob)) as z:
+        assert json.loads(z.read("session.json"))["version"] == 2
+    # version 1 (the former names): read, and the tab upgrades the names as before
+    v1 = session_io.read_session(session_zip({}, engine="diffusion", version=1,
+                                             settings={"drag_steps": 17, "drag_lr": 0.02}))
+    assert v1.settings == {"drag_steps": 17, "drag_lr": 0.02}
+    assert dh.DiffSettings.known_values(v1.settings) == {"max_steps": 17, "lr": 0.02}
+    assert session_io.read_session(session_zip({}, version=2, settings={"lr": 0.004})).settings == {"lr": 0.004}
+    for later in (3, 10**6):
+        with pytest.raises(UserError, match="written by a newer StableDrag Studio; please update the app"):
+            session_io.read_session(session_zip({}, version=later))
+    for bad in (0, -1, "2", None, True, 1.5):
+        with pytest.raises(UserError, match="version .* is not one this app reads"):
+            session_io.read_session(session_zip({}, version=bad))
+
+
 def test_session_engine_names_come_from_the_registry():
     from stabledrag import engine as registry
 
