@@ -995,12 +995,18 @@ def test_diff_drag_settings_follow_the_chosen_model(tmp_path):
     assert recommended_overrides(folder) == {}  # no file: the presets as they are
     (folder / SETTINGS_FILE).write_text('{"edit": {"lr": 0.03, "inversion.num_steps": 12, "lora.batch_size": 2}}')
     rec = recommended_overrides(folder)
-    mine = dh.settings_for_model("cpu", rec)
-    other = dh.settings_for_model("cpu", {})
+    mine = dh.DiffSettings.model_values("cpu", rec)
+    other = dh.DiffSettings.model_values("cpu", {})
     assert mine["lr"] == 0.03 and mine["ddim_steps"] == 12
     assert other == {"lora_steps": dh.CPU_LORA_STEPS, "ddim_steps": dh.CPU_DDIM_STEPS, "max_steps": dh.CPU_DRAG_STEPS,
                      "lr": dh.DiffSettings.lr, "stop_distance": dh.DiffSettings.stop_distance}
     assert dh.DiffSettings.defaults_for("cpu", {"lr": "fast"}).lr == dh.DiffSettings.lr  # page still opens
+    # picking a model changes only what it recommends, and puts back what only the previous one did
+    assert dh.DiffSettings.model_change("cpu", rec, {}) == {"ddim_steps": 12, "lr": 0.03}
+    assert dh.DiffSettings.model_change("cpu", {}, rec) == {"ddim_steps": dh.CPU_DDIM_STEPS, "lr": dh.DiffSettings.lr}
+    assert dh.DiffSettings.model_change("cpu", {"max_steps": 9}, rec) == {
+        "ddim_steps": dh.CPU_DDIM_STEPS, "max_steps": 9, "lr": dh.DiffSettings.lr}
+    assert dh.DiffSettings.model_change("cpu", {}, {}) == {}  # the person's LoRA / drag steps stay
     (folder / SETTINGS_FILE).write_text('{"edit": ["lr", 1]}')
     with pytest.raises(UserError, match="expected"):
         recommended_overrides(folder)

@@ -64,6 +64,9 @@ class DiffSettings(TabSettings):
     r_m / r_p: motion patch and tracking radii (feature px). tau: confidence threshold of confident
     supervision. lambda_mask: weight of the mask loss. seed: seeds LoRA training and the edit.
     preview_every: decode a live preview every k drag steps (0 = none).
+    Defaults (`defaults_for`): DragDiffusion's on a GPU; elsewhere fewer LoRA, DDIM and drag steps
+    (`cpu_default`: 20 / 25 / 40), so that a CPU edit takes minutes rather than a quarter hour; a
+    chosen model's own recommended settings win over both (the bundled toy model carries them).
     """
 
     METHOD_LABELS: ClassVar[dict[str, str]] = METHODS
@@ -108,14 +111,6 @@ class DiffSettings(TabSettings):
                                  low=0, high=LIMITS.max_steps, integer=True, slider=(0, 20, 1), row=5)
 
     @classmethod
-    def defaults_for(cls, device_type: str, recommended: Optional[dict[str, Any]] = None) -> "DiffSettings":
-        """DragDiffusion's defaults on a GPU. Elsewhere fewer LoRA, DDIM and drag steps (20 / 25 /
-        40), so that a CPU edit takes minutes rather than a quarter hour. `recommended`: the chosen
-        model's own settings, which win over both (`TabSettings.defaults_for`; the bundled toy
-        model carries them)."""
-        return super().defaults_for(device_type, recommended)
-
-    @classmethod
     def from_values(cls, values: dict[str, Any]) -> "DiffSettings":
         """From UI values; a method label ("StableDrag") is mapped to its key; bad values -> UserError."""
         known = cls.known_values(values)
@@ -127,10 +122,6 @@ class DiffSettings(TabSettings):
         if s.method not in METHODS.values():
             raise UserError(f"Unknown method {s.method!r}: choose {', '.join(METHODS)}.")
         return s
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (method as its key)."""
-        return dataclasses.asdict(self)
 
     def edit_config(self, recommended: Optional[dict[str, Any]] = None) -> Any:
         """The diffusion engine's config (`DiffusionEditConfig`, via `engine.get("diffusion").edit_config`)
@@ -148,15 +139,6 @@ class DiffSettings(TabSettings):
             raise UserError(str(e)) from None
 
 
-#: The tab fields that follow the chosen model (the Advanced settings a model may recommend).
-MODEL_FOLLOWED_FIELDS = DiffSettings.followed_fields()
-
-
-def settings_for_model(device_type: str, recommended: Optional[dict[str, Any]]) -> dict[str, Any]:
-    """The settings that follow the chosen model (`TabSettings.model_values`): the model's own
-    recommended values where it has them, else this device's defaults. `{field: value}` for
-    `MODEL_FOLLOWED_FIELDS`."""
-    return DiffSettings.model_values(device_type, recommended)
 
 
 def method_label(key: str) -> str:

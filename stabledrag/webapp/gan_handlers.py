@@ -110,10 +110,6 @@ class GanSettings(TabSettings):
             raise UserError("The step size must be above 0 and the steps at least 1.")
         return s
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (method as its key)."""
-        return dataclasses.asdict(self)
-
     def ui_values(self) -> dict[str, Any]:
         """Values for the UI inputs (method as its label, automatic radii as 0)."""
         d = super().ui_values()

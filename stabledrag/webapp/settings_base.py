@@ -174,6 +174,28 @@ class TabSettings:
         return {name: values[name] for name in cls.followed_fields()}
 
     @classmethod
+    def model_change(cls, device_type: str, recommended: Optional[dict[str, Any]],
+                     previous: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+        """The UI values to change when the person picks a model with `recommended` settings after
+        one with `previous` settings: of the fields that follow the model (`followed_fields`), those
+        the new model recommends get its value, those only the previous model recommended go back
+        to this device's default, and the others are left out (they keep the person's value: a
+        model without a settings file does not reset 500 steps to 200). `{field: UI value}`."""
+        fields = cls.recommended_fields()
+        followed = cls.followed_fields()
+
+        def set_by(rec: Optional[dict[str, Any]]) -> set[str]:
+            return {fields[key] for key in (rec or {}) if fields.get(key) in followed}
+
+        changed = set_by(recommended) | set_by(previous)
+        values = cls.defaults_for(device_type, recommended).ui_values()
+        return {name: values[name] for name in followed if name in changed}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields (the method as its key), as sessions store it."""
+        return dataclasses.asdict(self)
+
+    @classmethod
     def model_only(cls, recommended: Optional[dict[str, Any]]) -> dict[str, Any]:
         """The entries of a model's `recommended` settings that no tab field shows (e.g. the
         diffusion engine's "lora.batch_size", the GAN's "stop_distance"): the tab passes them to
