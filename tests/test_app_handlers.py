@@ -382,7 +382,7 @@ def test_model_not_available_offline_is_reported_for_sd15(tmp_path, monkeypatch)
     s.clicks = [(10, 10), (20, 10)]
     with pytest.raises(ModelUnavailableError):
         list(dh.run_edit(s, None, "a photo", dh.DiffSettings(lora_steps=1, max_steps=1),
-                         lambda: eng.diffusion_editor(SD15_LABEL)))
+                         lambda: eng.model("diffusion", SD15_LABEL)))
     eng.menus["diffusion"] = [c for c in eng.menu("diffusion") if c.label == SD15_LABEL]
     eng.preload()  # --preload / ZeroGPU: a model that cannot load is logged, the app still starts
 
@@ -407,9 +407,9 @@ def test_model_menus_offer_only_discovered_files(tmp_path, monkeypatch):
     assert [c.label for c in eng.menu("diffusion")] == ["sd_folder (models folder)", SD15_LABEL]
     assert not any("notes" in c.label for c in eng.menu("gan") + eng.menu("diffusion"))
     with pytest.raises(UserError, match="pick one from the model menu"):
-        eng.generator("/etc/passwd")
+        eng.model("gan", "/etc/passwd")
     with pytest.raises(UserError):
-        eng.diffusion_editor("../../secret")
+        eng.model("diffusion", "../../secret")
     assert isinstance(eng.menu("gan")[0], ModelChoice)
 
 
@@ -474,7 +474,7 @@ def test_no_gan_model_gives_a_clear_message(tmp_path, monkeypatch):
     eng = Engines(parse_args(["--models-dir", str(tmp_path), "--device", "cpu"]))
     assert eng.menu("gan") == []
     with pytest.raises(ModelUnavailableError, match="--gan-model"):
-        eng.generator(None)
+        eng.model("gan", None)
 
 
 # -- images, settings, arguments, examples ----------------------------------------------------------------
