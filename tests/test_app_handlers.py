@@ -467,6 +467,19 @@ def test_the_apps_menus_and_models_come_from_the_engine_registry(tmp_path):
     assert "stub" not in Engines(parse_args(["--models-dir", str(models), "--device", "cpu"])).menus
 
 
+def test_a_model_path_on_the_command_line_may_start_with_a_tilde(tmp_path, monkeypatch):
+    from stabledrag.diffusion.engine import DiffusionEngine
+    from stabledrag.gan.engine import GanEngine
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "g.pkl").write_bytes(b"x")
+    (tmp_path / "sd").mkdir()
+    gan = GanEngine().model_choices("~/g.pkl", [], False)[0]
+    assert (gan.label, gan.spec) == ("g.pkl (--gan-model)", str((tmp_path / "g.pkl").resolve()))
+    sd = DiffusionEngine().model_choices("~/sd", [], False)[0]
+    assert (sd.label, sd.spec) == ("sd (--diffusion-model)", str((tmp_path / "sd").resolve()))
+
+
 def test_no_gan_model_gives_a_clear_message(tmp_path, monkeypatch):
     import stabledrag.gan.engine as gan_engine
 
@@ -736,6 +749,13 @@ def test_session_engine_names_come_from_the_registry():
     registry.register(AnotherGan())
     try:
         assert session_io.read_session(session_zip({}, engine="gan2")).engine == "gan2"
+        # the message names the engine's own tab, not the GAN tab it derives from
+        with pytest.raises(UserError, match="belongs to the gan2 tab; import it there"):
+            session_io.read_session(session_zip({}, engine="gan2"), expect_engine="gan")
+        AnotherGan.title = "Texture lab"
+        with pytest.raises(UserError, match="belongs to the Texture lab tab; import it there"):
+            session_io.read_session(session_zip({}, engine="gan2"), expect_engine="diffusion")
+        assert registry.title("gan") == "StableDrag-GAN" and registry.title("diffusion") == "StableDrag-Diff"
     finally:
         registry.unregister("gan2")
     with pytest.raises(UserError, match="unknown engine 'gan2'"):

@@ -351,8 +351,7 @@ def _read_session(source: bytes | str | Path, expect_engine: Optional[str], limi
         if engine not in session_engines():
             raise UserError(f"The session names an unknown engine {str(engine)[:40]!r}.")
         if expect_engine is not None and engine != expect_engine:
-            tab = "StableDrag-Diff" if engine == "diffusion" else "StableDrag-GAN"
-            raise UserError(f"This session belongs to the {tab} tab; import it there.")
+            raise UserError(f"This session belongs to the {registry.title(engine)} tab; import it there.")
         image = _read_image(_read_member(z, "image.png", budget, limits), "image.png")
         h, w = image.shape[:2]
         clicks = _points(doc.get("points", []), (w, h), limits)

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import gradio as gr
 
+from ..engine import title as engine_title
 from ..progress import CancelToken
 from . import diff_handlers as dh
 from . import fair_queue, marker_drag
@@ -762,9 +763,9 @@ def build_demo(options: AppOptions, engines: Optional[Engines] = None) -> gr.Blo
         with gr.Accordion("How it works", open=False, elem_id="how_it_works"):
             gr.Markdown(HOW_IT_WORKS)
         with gr.Tabs():
-            with gr.Tab("StableDrag-Diff", id="diff", elem_id="tab_diff"):
+            with gr.Tab(engine_title("diffusion"), id="diff", elem_id="tab_diff"):
                 build_diff_tab(engines, options, tokens)
-            with gr.Tab("StableDrag-GAN", id="gan", elem_id="tab_gan"):
+            with gr.Tab(engine_title("gan"), id="gan", elem_id="tab_gan"):
                 on_load, load_inputs, load_outputs = build_gan_tab(engines, options, tokens)
         demo.load(None, None, None, js=marker_drag.MARKER_DRAG_JS)  # markers move by dragging
         demo.load(on_load, load_inputs, load_outputs, concurrency_id=GPU_QUEUE, concurrency_limit=1,
