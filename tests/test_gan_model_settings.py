@@ -224,3 +224,35 @@ def test_a_bad_set_value_in_bench_toy_is_one_line_not_a_traceback(capsys):
         assert err.startswith("error: Bad drag setting in --set: ") and err.count("\n") == 1
         if "r_p=wide" in argv:
             assert "r_p must be a number, got 'wide'" in err
+
+
+def test_the_tabs_check_the_whole_config_and_name_the_models_file_for_its_bad_values(gan_folder, tmp_path):
+    """A model's setting the tab has no field for (`stop_distance`, `sigma`) goes through the same
+    limits as the CLI's (`check_drag_config`), and a bad one is blamed on the model's file."""
+    from stabledrag.webapp import diff_handlers as dh
+
+    for rec in ({"stop_distance": 1e9}, {"stop_distance": "far"}, {"sigma": float("nan")}):
+        with pytest.raises(UserError, match=f"^Bad drag setting in the chosen model's {model_settings.SETTINGS_FILE}: "
+                                            f"{list(rec)[0]}"):
+            gh.GanSettings().edit_config((32, 32), rec)
+    from_file = f"^Bad drag setting in the chosen model's {model_settings.SETTINGS_FILE}: "
+    with pytest.raises(UserError, match=from_file + ".*sigma"):
+        dh.DiffSettings().edit_config({"sigma": "wide"})
+    with pytest.raises(UserError, match="^Bad drag setting in the tab's settings: stop_distance must be a number "
+                                       "between 0 and 10000") as e:
+        dh.DiffSettings(stop_distance=1e9).edit_config({"sigma": 1.0})  # the tab's own value: not the file's
+    assert model_settings.SETTINGS_FILE not in str(e.value)
+    assert gh.GanSettings().edit_config((32, 32), {"stop_distance": 0.5}).stop_distance == 0.5
+
+    # through the tab: the model folder's file sets an out-of-range stop distance
+    (gan_folder / model_settings.SETTINGS_FILE).write_text(json.dumps({"edit": {"stop_distance": 1e9}}))
+    engines = Engines(parse_args(["--gan-model", str(gan_folder), "--models-dir", str(tmp_path / "none"),
+                                  "--device", "cpu"]))
+    label = engines.labels("gan")[0]
+    s = GanState()
+    generator = engines.model("gan", label)
+    gh.generate(s, label, 3, 0.7, generator)
+    s.clicks = [(8, 8), (14, 8)]
+    with pytest.raises(UserError, match="stabledrag_settings.json.*stop_distance must be a number between 0"):
+        list(gh.run_drag(s, None, gh.GanSettings(max_steps=1), generator,
+                         recommended=engines.recommended("gan", label, strict=True)))

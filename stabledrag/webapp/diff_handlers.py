@@ -28,7 +28,7 @@ from .examples import Example, load_example
 from .masks import editor_value, mask_from_editor
 from .messages import STOPPED_MESSAGE
 from .runner import Finished, stream_work
-from .settings_base import BASELINE_LABEL, TabSettings, setting
+from .settings_base import BASELINE_LABEL, TabSettings, setting, tab_config
 from .session_io import SessionData, read_session, write_session
 from .state import DiffState, clicks_to_text, require_image
 from .views import (DISTANCE_NOTE, View, add_frame, canvas_for, check_handles_in_region, click_status, full_canvas,
@@ -127,16 +127,16 @@ class DiffSettings(TabSettings):
         """The diffusion engine's config (`DiffusionEditConfig`, via `engine.get("diffusion").edit_config`)
         for these settings: the method's preset and this seed, the model's `recommended` settings
         the tab has no field for (e.g. `lora.batch_size`), then this tab's values. UserError for
-        invalid values."""
-        overrides = {"seed": self.seed, **self.model_only(recommended)}
+        invalid values (every number of the config checked; named with the model's settings file when
+        they come from it, see `tab_config`)."""
+        from_model = self.model_only(recommended)
+        overrides = {"seed": self.seed, **from_model}
         mine = {key: getattr(self, name) for key, name in self.recommended_fields().items()}
         if self.method == "dragdiffusion" and self.stop_distance == DiffSettings.stop_distance:
             del mine["stop_distance"]  # keep DragDiffusion's own "< 2" stop (1.5 on whole cells)
         overrides.update(mine)
-        try:
-            return engines.get("diffusion").edit_config(self.method, overrides)
-        except ValueError as e:
-            raise UserError(str(e)) from None
+        return tab_config(lambda values: engines.get("diffusion").edit_config(self.method, values),
+                          overrides, from_model)
 
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 log = logging.getLogger(__name__)
 
@@ -202,3 +202,30 @@ class TabSettings:
         the engine's `edit_config` under its own fields' values."""
         fields = cls.recommended_fields()
         return {k: v for k, v in (recommended or {}).items() if k not in fields}
+
+
+def tab_config(build: Callable[[dict[str, Any]], Any], overrides: dict[str, Any],
+               from_model: dict[str, Any]) -> Any:
+    """`build(overrides)` (an engine's `edit_config` for a method and image) checked as the CLI's
+    (`stabledrag.limits.checked_config`: every number of the config finite and within its range,
+    the keys a tab has no field for, `from_model` (a model's `stop_distance`, `sigma`...), too).
+
+    UserError "Bad drag setting in ...: ..." naming where the bad value came from: the chosen
+    model's settings file (`stabledrag.model_settings.SETTINGS_FILE`) when the config builds and
+    checks without the `from_model` keys, else the tab's settings."""
+    from ..errors import UserError
+    from ..limits import checked_config
+    from ..model_settings import SETTINGS_FILE
+
+    try:
+        return checked_config(lambda: build(overrides), "the tab's settings")
+    except UserError as e:
+        error = e
+    model_keys = [k for k in from_model if k in overrides]
+    if model_keys:
+        try:
+            checked_config(lambda: build({k: v for k, v in overrides.items() if k not in model_keys}), "")
+        except UserError:
+            raise error from None
+        checked_config(lambda: build(overrides), f"the chosen model's {SETTINGS_FILE}")
+    raise error
