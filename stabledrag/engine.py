@@ -122,6 +122,7 @@ class AppEngine(Engine, Protocol):
     """What the web app needs of an engine on top of `Engine` (one tab per such engine).
 
     no_model_message: what the page says when the engine's menu is empty (how to get a model).
+    An engine may also set `title`, how the page names its tab (see `title`; default: its name).
     """
 
     no_model_message: str
@@ -201,6 +202,9 @@ class PhotoProjector(Protocol):
 
 
 _BUILTIN = {"diffusion": "stabledrag.diffusion.engine:DiffusionEngine", "gan": "stabledrag.gan.engine:GanEngine"}
+#: The web-app tab titles of the built-in engines (by registry name, so that an engine derived from
+#: a built-in one under another name does not take its title).
+_BUILTIN_TITLES = {"diffusion": "StableDrag-Diff", "gan": "StableDrag-GAN"}
 _REGISTRY: dict[str, Engine] = {}
 
 
@@ -230,6 +234,17 @@ def get(name: str) -> Engine:
     if name not in _REGISTRY:
         raise UserError(f"Unknown engine {name!r}; known: {', '.join(names())}.")
     return _REGISTRY[name]
+
+
+def title(name: str) -> str:
+    """How the web app names engine `name`'s tab ("StableDrag-GAN"): the engine's `title` attribute
+    when it has one (an engine registered from outside sets it), else the built-in engines' titles
+    (`_BUILTIN_TITLES`, by registry name: an engine derived from a built-in one under another name
+    does not take its title), else the name. UserError for an unknown name."""
+    own = getattr(get(name), "title", None)
+    if isinstance(own, str) and own.strip():
+        return own
+    return _BUILTIN_TITLES.get(name, name)
 
 
 def all_engines() -> list[Engine]:

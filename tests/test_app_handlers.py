@@ -382,7 +382,7 @@ def test_model_not_available_offline_is_reported_for_sd15(tmp_path, monkeypatch)
     s.clicks = [(10, 10), (20, 10)]
     with pytest.raises(ModelUnavailableError):
         list(dh.run_edit(s, None, "a photo", dh.DiffSettings(lora_steps=1, max_steps=1),
-                         lambda: eng.diffusion_editor(SD15_LABEL)))
+                         lambda: eng.model("diffusion", SD15_LABEL)))
     eng.menus["diffusion"] = [c for c in eng.menu("diffusion") if c.label == SD15_LABEL]
     eng.preload()  # --preload / ZeroGPU: a model that cannot load is logged, the app still starts
 
@@ -407,9 +407,9 @@ def test_model_menus_offer_only_discovered_files(tmp_path, monkeypatch):
     assert [c.label for c in eng.menu("diffusion")] == ["sd_folder (models folder)", SD15_LABEL]
     assert not any("notes" in c.label for c in eng.menu("gan") + eng.menu("diffusion"))
     with pytest.raises(UserError, match="pick one from the model menu"):
-        eng.generator("/etc/passwd")
+        eng.model("gan", "/etc/passwd")
     with pytest.raises(UserError):
-        eng.diffusion_editor("../../secret")
+        eng.model("diffusion", "../../secret")
     assert isinstance(eng.menu("gan")[0], ModelChoice)
 
 
@@ -467,6 +467,19 @@ def test_the_apps_menus_and_models_come_from_the_engine_registry(tmp_path):
     assert "stub" not in Engines(parse_args(["--models-dir", str(models), "--device", "cpu"])).menus
 
 
+def test_a_model_path_on_the_command_line_may_start_with_a_tilde(tmp_path, monkeypatch):
+    from stabledrag.diffusion.engine import DiffusionEngine
+    from stabledrag.gan.engine import GanEngine
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "g.pkl").write_bytes(b"x")
+    (tmp_path / "sd").mkdir()
+    gan = GanEngine().model_choices("~/g.pkl", [], False)[0]
+    assert (gan.label, gan.spec) == ("g.pkl (--gan-model)", str((tmp_path / "g.pkl").resolve()))
+    sd = DiffusionEngine().model_choices("~/sd", [], False)[0]
+    assert (sd.label, sd.spec) == ("sd (--diffusion-model)", str((tmp_path / "sd").resolve()))
+
+
 def test_no_gan_model_gives_a_clear_message(tmp_path, monkeypatch):
     import stabledrag.gan.engine as gan_engine
 
@@ -474,7 +487,7 @@ def test_no_gan_model_gives_a_clear_message(tmp_path, monkeypatch):
     eng = Engines(parse_args(["--models-dir", str(tmp_path), "--device", "cpu"]))
     assert eng.menu("gan") == []
     with pytest.raises(ModelUnavailableError, match="--gan-model"):
-        eng.generator(None)
+        eng.model("gan", None)
 
 
 # -- images, settings, arguments, examples ----------------------------------------------------------------
@@ -696,6 +709,28 @@ def test_sessions_written_with_the_former_setting_names_still_import(tiny_genera
     assert w.settings["lr"] == 0.004 and "step_size" not in w.settings
 
 
+def test_session_version_2_is_written_1_and_2_are_read_and_later_ones_refused():
+    """The settings' renaming (`drag_steps` -> `max_steps`, ...) made the file version 2, so that an
+    app that reads only version 1 refuses a new file instead of silently dropping the renamed settings."""
+    from stabledrag.testing import session_zip
+
+    blob = session_io.session_bytes(session_io.SessionData(engine="gan", image=np.zeros((16, 16, 3), np.uint8)))
+    with zipfile.ZipFile(io.BytesIO(blob)) as z:
+        assert json.loads(z.read("session.json"))["version"] == 2
+    # version 1 (the former names): read, and the tab upgrades the names as before
+    v1 = session_io.read_session(session_zip({}, engine="diffusion", version=1,
+                                             settings={"drag_steps": 17, "drag_lr": 0.02}))
+    assert v1.settings == {"drag_steps": 17, "drag_lr": 0.02}
+    assert dh.DiffSettings.known_values(v1.settings) == {"max_steps": 17, "lr": 0.02}
+    assert session_io.read_session(session_zip({}, version=2, settings={"lr": 0.004})).settings == {"lr": 0.004}
+    for later in (3, 10**6):
+        with pytest.raises(UserError, match="written by a newer StableDrag Studio; please update the app"):
+            session_io.read_session(session_zip({}, version=later))
+    for bad in (0, -1, "2", None, True, 1.5):
+        with pytest.raises(UserError, match="version .* is not one this app reads"):
+            session_io.read_session(session_zip({}, version=bad))
+
+
 def test_session_engine_names_come_from_the_registry():
     from stabledrag import engine as registry
 
@@ -714,6 +749,13 @@ def test_session_engine_names_come_from_the_registry():
     registry.register(AnotherGan())
     try:
         assert session_io.read_session(session_zip({}, engine="gan2")).engine == "gan2"
+        # the message names the engine's own tab, not the GAN tab it derives from
+        with pytest.raises(UserError, match="belongs to the gan2 tab; import it there"):
+            session_io.read_session(session_zip({}, engine="gan2"), expect_engine="gan")
+        AnotherGan.title = "Texture lab"
+        with pytest.raises(UserError, match="belongs to the Texture lab tab; import it there"):
+            session_io.read_session(session_zip({}, engine="gan2"), expect_engine="diffusion")
+        assert registry.title("gan") == "StableDrag-GAN" and registry.title("diffusion") == "StableDrag-Diff"
     finally:
         registry.unregister("gan2")
     with pytest.raises(UserError, match="unknown engine 'gan2'"):
@@ -973,12 +1015,18 @@ def test_diff_drag_settings_follow_the_chosen_model(tmp_path):
     assert recommended_overrides(folder) == {}  # no file: the presets as they are
     (folder / SETTINGS_FILE).write_text('{"edit": {"lr": 0.03, "inversion.num_steps": 12, "lora.batch_size": 2}}')
     rec = recommended_overrides(folder)
-    mine = dh.settings_for_model("cpu", rec)
-    other = dh.settings_for_model("cpu", {})
+    mine = dh.DiffSettings.model_values("cpu", rec)
+    other = dh.DiffSettings.model_values("cpu", {})
     assert mine["lr"] == 0.03 and mine["ddim_steps"] == 12
     assert other == {"lora_steps": dh.CPU_LORA_STEPS, "ddim_steps": dh.CPU_DDIM_STEPS, "max_steps": dh.CPU_DRAG_STEPS,
                      "lr": dh.DiffSettings.lr, "stop_distance": dh.DiffSettings.stop_distance}
     assert dh.DiffSettings.defaults_for("cpu", {"lr": "fast"}).lr == dh.DiffSettings.lr  # page still opens
+    # picking a model changes only what it recommends, and puts back what only the previous one did
+    assert dh.DiffSettings.model_change("cpu", rec, {}) == {"ddim_steps": 12, "lr": 0.03}
+    assert dh.DiffSettings.model_change("cpu", {}, rec) == {"ddim_steps": dh.CPU_DDIM_STEPS, "lr": dh.DiffSettings.lr}
+    assert dh.DiffSettings.model_change("cpu", {"max_steps": 9}, rec) == {
+        "ddim_steps": dh.CPU_DDIM_STEPS, "max_steps": 9, "lr": dh.DiffSettings.lr}
+    assert dh.DiffSettings.model_change("cpu", {}, {}) == {}  # the person's LoRA / drag steps stay
     (folder / SETTINGS_FILE).write_text('{"edit": ["lr", 1]}')
     with pytest.raises(UserError, match="expected"):
         recommended_overrides(folder)

@@ -115,7 +115,12 @@ def test_the_gan_tab_fills_its_settings_from_the_chosen_model_and_the_run_uses_t
     settings = gh.GanSettings.defaults_for("cpu", rec)
     assert settings.r_p == 5.0 and settings.r_m is None  # the file's r_p; r_m stays automatic
     assert gh.GanSettings.model_values("cpu", rec) == {"lr": 2e-3, "max_steps": 200, "r_m": 0, "r_p": 5.0}
-    assert gh.GanSettings.model_values("cpu", {})["r_p"] == 0  # another model: back to automatic
+    # picking this model changes only what its file sets (r_p); the step size and the steps per
+    # Start, which no model's file sets, keep the person's values (500 steps stay 500)
+    assert gh.GanSettings.model_change("cpu", rec, {}) == {"r_p": 5.0}
+    assert gh.GanSettings.model_change("cpu", {}, rec) == {"r_p": 0}  # another model: back to automatic
+    assert gh.GanSettings.model_change("cpu", {}, {}) == {}
+    assert gh.GanSettings.model_change("cpu", {"max_steps": 300}, rec) == {"max_steps": 300, "r_p": 0}
 
     configs = []
     session = GanEditor.session
@@ -156,8 +161,32 @@ def test_the_gan_tab_widgets_follow_the_model(gan_folder, tmp_path):
     (on_model,) = [f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "on_model"
                    and blocks["gan_r_p"] in f.outputs]
     names = [o.elem_id for o in on_model.outputs]
-    assert dict(zip(names, on_model.fn(label))) == {"gan_lr": 2e-3, "gan_max_steps": 200, "gan_r_m": 0,
-                                                    "gan_r_p": 5.0}
+    # picked after a model without settings: only the file's r_p changes; the step size, the steps
+    # per Start and r_m keep the person's values; the panel now shows this model's settings
+    assert dict(zip(names, on_model.fn(label, None))) == {"gan_lr": gr.skip(), "gan_max_steps": gr.skip(),
+                                                          "gan_r_m": gr.skip(), "gan_r_p": 5.0, None: label}
+
+
+def test_a_model_pick_in_the_page_skips_the_settings_no_model_sets():
+    """`ui._model_change`: the outputs of a model pick keep (gr.skip) what neither model recommends."""
+    import gradio as gr
+
+    from stabledrag.webapp import diff_handlers as dh
+    from stabledrag.webapp.ui import _model_change
+
+    class FakeEngines:
+        device = type("Device", (), {"type": "cpu"})()
+
+        def recommended(self, name, label):
+            return {"with file": dict(MODEL_SETTINGS)}.get(label, {})
+
+    followed = gh.GanSettings.followed_fields()
+    out = _model_change(FakeEngines(), "gan", gh.GanSettings, "plain", "with file")
+    assert len(out) == len(followed) + 1 and out[-1] == "plain"  # the new shown model
+    values = dict(zip(followed, out))
+    assert values["r_p"] == 0 and all(values[n] == gr.skip() for n in followed if n != "r_p")
+    out = _model_change(FakeEngines(), "diffusion", dh.DiffSettings, "other plain", "plain")
+    assert all(v == gr.skip() for v in out[:-1]) and out[-1] == "other plain"
 
 
 @pytest.mark.parametrize("bad", ['{"edit": {"r_p": "wide"}}', '{"edit": {"tau": "high"}}', '{"edit": {"lr": 1e9}}',
@@ -195,3 +224,35 @@ def test_a_bad_set_value_in_bench_toy_is_one_line_not_a_traceback(capsys):
         assert err.startswith("error: Bad drag setting in --set: ") and err.count("\n") == 1
         if "r_p=wide" in argv:
             assert "r_p must be a number, got 'wide'" in err
+
+
+def test_the_tabs_check_the_whole_config_and_name_the_models_file_for_its_bad_values(gan_folder, tmp_path):
+    """A model's setting the tab has no field for (`stop_distance`, `sigma`) goes through the same
+    limits as the CLI's (`check_drag_config`), and a bad one is blamed on the model's file."""
+    from stabledrag.webapp import diff_handlers as dh
+
+    for rec in ({"stop_distance": 1e9}, {"stop_distance": "far"}, {"sigma": float("nan")}):
+        with pytest.raises(UserError, match=f"^Bad drag setting in the chosen model's {model_settings.SETTINGS_FILE}: "
+                                            f"{list(rec)[0]}"):
+            gh.GanSettings().edit_config((32, 32), rec)
+    from_file = f"^Bad drag setting in the chosen model's {model_settings.SETTINGS_FILE}: "
+    with pytest.raises(UserError, match=from_file + ".*sigma"):
+        dh.DiffSettings().edit_config({"sigma": "wide"})
+    with pytest.raises(UserError, match="^Bad drag setting in the tab's settings: stop_distance must be a number "
+                                       "between 0 and 10000") as e:
+        dh.DiffSettings(stop_distance=1e9).edit_config({"sigma": 1.0})  # the tab's own value: not the file's
+    assert model_settings.SETTINGS_FILE not in str(e.value)
+    assert gh.GanSettings().edit_config((32, 32), {"stop_distance": 0.5}).stop_distance == 0.5
+
+    # through the tab: the model folder's file sets an out-of-range stop distance
+    (gan_folder / model_settings.SETTINGS_FILE).write_text(json.dumps({"edit": {"stop_distance": 1e9}}))
+    engines = Engines(parse_args(["--gan-model", str(gan_folder), "--models-dir", str(tmp_path / "none"),
+                                  "--device", "cpu"]))
+    label = engines.labels("gan")[0]
+    s = GanState()
+    generator = engines.model("gan", label)
+    gh.generate(s, label, 3, 0.7, generator)
+    s.clicks = [(8, 8), (14, 8)]
+    with pytest.raises(UserError, match="stabledrag_settings.json.*stop_distance must be a number between 0"):
+        list(gh.run_drag(s, None, gh.GanSettings(max_steps=1), generator,
+                         recommended=engines.recommended("gan", label, strict=True)))

@@ -74,7 +74,7 @@ def test_a_models_recommendation_reaches_the_declared_field_and_the_engine_confi
     cfg = s.edit_config()
     assert cfg.lora.steps == changed["lora.steps"] and cfg.inversion.num_steps == changed["inversion.num_steps"]
     assert cfg.drag.max_steps == changed["max_steps"] and cfg.drag.lr == changed["lr"]
-    assert dh.MODEL_FOLLOWED_FIELDS == tuple(n for n, spec in SPECS.items() if spec.follows_model)
+    assert dh.DiffSettings.followed_fields() == tuple(n for n, spec in SPECS.items() if spec.follows_model)
 
 
 def test_a_declaration_whose_widget_offers_refused_values_is_an_error():

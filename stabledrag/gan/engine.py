@@ -157,10 +157,12 @@ class GanEngine:
         return 1 if path.suffix == ".pkl" else 0
 
     def model_choices(self, named: Optional[str], found: Sequence[Path], on_gpu: bool) -> list[ModelChoice]:
-        """`named` (`--gan-model`), the bundled toy model (if built), then the models-folder entries."""
+        """`named` (`--gan-model`, `~` expanded), the bundled toy model (if built), then the
+        models-folder entries."""
         out = []
         if named:
-            out.append(ModelChoice(f"{Path(named).name} (--gan-model)", str(Path(named).resolve())))
+            path = Path(named).expanduser()
+            out.append(ModelChoice(f"{path.name} (--gan-model)", str(path.resolve())))
         if (TOY_GAN_DIR / "model.safetensors").is_file():
             out.append(ModelChoice(TOY_GAN_LABEL, str(TOY_GAN_DIR), toy=True))
         out += [ModelChoice(f"{p.name} (models folder)", str(p.resolve())) for p in found]

@@ -28,7 +28,7 @@ from .examples import Example, load_example
 from .masks import editor_value, mask_from_editor
 from .messages import STOPPED_MESSAGE
 from .runner import Finished, stream_work
-from .settings_base import BASELINE_LABEL, TabSettings, setting
+from .settings_base import BASELINE_LABEL, TabSettings, setting, tab_config
 from .session_io import SessionData, read_session, write_session
 from .state import DiffState, clicks_to_text, require_image
 from .views import (DISTANCE_NOTE, View, add_frame, canvas_for, check_handles_in_region, click_status, full_canvas,
@@ -64,6 +64,9 @@ class DiffSettings(TabSettings):
     r_m / r_p: motion patch and tracking radii (feature px). tau: confidence threshold of confident
     supervision. lambda_mask: weight of the mask loss. seed: seeds LoRA training and the edit.
     preview_every: decode a live preview every k drag steps (0 = none).
+    Defaults (`defaults_for`): DragDiffusion's on a GPU; elsewhere fewer LoRA, DDIM and drag steps
+    (`cpu_default`: 20 / 25 / 40), so that a CPU edit takes minutes rather than a quarter hour; a
+    chosen model's own recommended settings win over both (the bundled toy model carries them).
     """
 
     METHOD_LABELS: ClassVar[dict[str, str]] = METHODS
@@ -108,14 +111,6 @@ class DiffSettings(TabSettings):
                                  low=0, high=LIMITS.max_steps, integer=True, slider=(0, 20, 1), row=5)
 
     @classmethod
-    def defaults_for(cls, device_type: str, recommended: Optional[dict[str, Any]] = None) -> "DiffSettings":
-        """DragDiffusion's defaults on a GPU. Elsewhere fewer LoRA, DDIM and drag steps (20 / 25 /
-        40), so that a CPU edit takes minutes rather than a quarter hour. `recommended`: the chosen
-        model's own settings, which win over both (`TabSettings.defaults_for`; the bundled toy
-        model carries them)."""
-        return super().defaults_for(device_type, recommended)
-
-    @classmethod
     def from_values(cls, values: dict[str, Any]) -> "DiffSettings":
         """From UI values; a method label ("StableDrag") is mapped to its key; bad values -> UserError."""
         known = cls.known_values(values)
@@ -128,35 +123,22 @@ class DiffSettings(TabSettings):
             raise UserError(f"Unknown method {s.method!r}: choose {', '.join(METHODS)}.")
         return s
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (method as its key)."""
-        return dataclasses.asdict(self)
-
     def edit_config(self, recommended: Optional[dict[str, Any]] = None) -> Any:
         """The diffusion engine's config (`DiffusionEditConfig`, via `engine.get("diffusion").edit_config`)
         for these settings: the method's preset and this seed, the model's `recommended` settings
         the tab has no field for (e.g. `lora.batch_size`), then this tab's values. UserError for
-        invalid values."""
-        overrides = {"seed": self.seed, **self.model_only(recommended)}
+        invalid values (every number of the config checked; named with the model's settings file when
+        they come from it, see `tab_config`)."""
+        from_model = self.model_only(recommended)
+        overrides = {"seed": self.seed, **from_model}
         mine = {key: getattr(self, name) for key, name in self.recommended_fields().items()}
         if self.method == "dragdiffusion" and self.stop_distance == DiffSettings.stop_distance:
             del mine["stop_distance"]  # keep DragDiffusion's own "< 2" stop (1.5 on whole cells)
         overrides.update(mine)
-        try:
-            return engines.get("diffusion").edit_config(self.method, overrides)
-        except ValueError as e:
-            raise UserError(str(e)) from None
+        return tab_config(lambda values: engines.get("diffusion").edit_config(self.method, values),
+                          overrides, from_model)
 
 
-#: The tab fields that follow the chosen model (the Advanced settings a model may recommend).
-MODEL_FOLLOWED_FIELDS = DiffSettings.followed_fields()
-
-
-def settings_for_model(device_type: str, recommended: Optional[dict[str, Any]]) -> dict[str, Any]:
-    """The settings that follow the chosen model (`TabSettings.model_values`): the model's own
-    recommended values where it has them, else this device's defaults. `{field: value}` for
-    `MODEL_FOLLOWED_FIELDS`."""
-    return DiffSettings.model_values(device_type, recommended)
 
 
 def method_label(key: str) -> str:

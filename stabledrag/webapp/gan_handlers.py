@@ -24,7 +24,7 @@ from ..progress import CancelToken
 from . import compare, drawing
 from .compare import COMPARE_METHODS, CompareRun, drag_numbers
 from .masks import editor_value, mask_from_editor
-from .settings_base import BASELINE_LABEL, TabSettings, setting
+from .settings_base import BASELINE_LABEL, TabSettings, setting, tab_config
 from .session_io import SessionData, read_session, write_session
 from .state import GanState, clicks_from_pairs, clicks_to_text, require_image
 from .views import (DISTANCE_NOTE, KEEP, View, add_frame, canvas_for, check_handles_in_region, click_status,
@@ -110,10 +110,6 @@ class GanSettings(TabSettings):
             raise UserError("The step size must be above 0 and the steps at least 1.")
         return s
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (method as its key)."""
-        return dataclasses.asdict(self)
-
     def ui_values(self) -> dict[str, Any]:
         """Values for the UI inputs (method as its label, automatic radii as 0)."""
         d = super().ui_values()
@@ -125,8 +121,9 @@ class GanSettings(TabSettings):
         `image_size` `(W, H)` px: the method's preset, the model's `recommended` settings that the
         tab has no field for (e.g. "stop_distance"), then this tab's values (automatic radii and,
         for "draggan", a step size left at the tab's default keep the preset's). UserError for
-        invalid values."""
-        overrides: dict[str, Any] = {**self.model_only(recommended), "lr": self.lr, "max_steps": self.max_steps,
+        invalid values, named with the model's settings file when they come from it (`tab_config`)."""
+        from_model = self.model_only(recommended)
+        overrides: dict[str, Any] = {**from_model, "lr": self.lr, "max_steps": self.max_steps,
                                      "tau": self.tau, "lambda_mask": self.lambda_mask}
         if self.method == "draggan" and self.lr == GanSettings.lr:
             del overrides["lr"]  # the tab's default is our tuned step; DragGAN's own is 1e-3
@@ -134,10 +131,8 @@ class GanSettings(TabSettings):
             overrides["r_m"] = float(self.r_m)
         if self.r_p:
             overrides["r_p"] = float(self.r_p)
-        try:
-            return engines.get("gan").edit_config(self.method, overrides, image_size)
-        except (TypeError, ValueError) as e:
-            raise UserError(f"Bad drag setting: {e}") from None
+        return tab_config(lambda values: engines.get("gan").edit_config(self.method, values, image_size),
+                          overrides, from_model)
 
 
 def method_label(key: str) -> str:

@@ -156,18 +156,6 @@ class Engines:
             log.warning("ignoring the settings of %s: %s", choice.spec, e)
             return {}
 
-    def generator(self, label: Optional[str]) -> Any:
-        """The GAN engine's model (a StyleGAN2 `Generator`) for menu `label`."""
-        return self.model("gan", label)
-
-    def diffusion_editor(self, label: Optional[str]) -> Any:
-        """The diffusion engine's model (a `DiffusionEditor`) for menu `label`."""
-        return self.model("diffusion", label)
-
-    def diffusion_recommended(self, label: Optional[str]) -> dict[str, Any]:
-        """`recommended("diffusion", label)`."""
-        return self.recommended("diffusion", label)
-
     def preload(self) -> None:
         """Load the first model of each menu now (a missing one is logged, not raised: the page
         still starts and says what is missing when the model is used)."""

@@ -1,7 +1,7 @@
 """Export and import of an editing session, so work is never lost.
 
 A session file is a zip holding:
-  session.json   {"format": "stabledrag-session", "version": 1, "engine": "diffusion" | "gan" (a
+  session.json   {"format": "stabledrag-session", "version": 2, "engine": "diffusion" | "gan" (a
                   registered app engine's name, `stabledrag.engine.app_engines()`),
                   "image_size": [W, H], "points": [[x, y], ...] (handle, target, handle, ...),
                   "prompt": str, "settings": {...}, "gan": {"model", "seed", "psi"}}
@@ -44,7 +44,13 @@ from .masks import mask_to_png_array
 from .messages import hide_paths_in
 
 FORMAT = "stabledrag-session"
-VERSION = 1
+#: The version written. 2: the settings use today's names (`max_steps`, `lr`); 1: the former ones
+#: (`drag_steps`, `drag_lr`, GAN `step_size`), which the tabs upgrade on import
+#: (`TabSettings.OLD_FIELD_NAMES`). The version changed with the names so that an app that knows
+#: only version 1 (and ignores unknown keys) refuses a new file instead of dropping those settings.
+VERSION = 2
+#: The versions this app reads.
+READ_VERSIONS = (1, 2)
 #: A latent holds num_ws x w_dim values (18 x 512 at 1024 px); more is not a latent of any model.
 MAX_LATENT_VALUES = 64 * 1024
 _KNOWN = {"session.json", "image.png", "mask.png", "result.png", "latent0.npy", "latent.npy", "report.json",
@@ -335,14 +341,17 @@ def _read_session(source: bytes | str | Path, expect_engine: Optional[str], limi
         doc = _load_json(_read_member(z, "session.json", budget, limits), "session.json", limits)
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise UserError("That zip is not a StableDrag session (unknown format).")
-        if not isinstance(doc.get("version"), int) or doc["version"] > VERSION:
-            raise UserError("The session was written by a newer StableDrag Studio; please update the app.")
+        version = doc.get("version")
+        if not isinstance(version, int) or isinstance(version, bool) or version not in READ_VERSIONS:
+            if isinstance(version, int) and not isinstance(version, bool) and version > max(READ_VERSIONS):
+                raise UserError("The session was written by a newer StableDrag Studio; please update the app.")
+            raise UserError(f"The session's version {str(version)[:20]!r} is not one this app reads "
+                            f"({', '.join(map(str, READ_VERSIONS))}).")
         engine = doc.get("engine")
         if engine not in session_engines():
             raise UserError(f"The session names an unknown engine {str(engine)[:40]!r}.")
         if expect_engine is not None and engine != expect_engine:
-            tab = "StableDrag-Diff" if engine == "diffusion" else "StableDrag-GAN"
-            raise UserError(f"This session belongs to the {tab} tab; import it there.")
+            raise UserError(f"This session belongs to the {registry.title(engine)} tab; import it there.")
         image = _read_image(_read_member(z, "image.png", budget, limits), "image.png")
         h, w = image.shape[:2]
         clicks = _points(doc.get("points", []), (w, h), limits)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 log = logging.getLogger(__name__)
 
@@ -174,9 +174,58 @@ class TabSettings:
         return {name: values[name] for name in cls.followed_fields()}
 
     @classmethod
+    def model_change(cls, device_type: str, recommended: Optional[dict[str, Any]],
+                     previous: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+        """The UI values to change when the person picks a model with `recommended` settings after
+        one with `previous` settings: of the fields that follow the model (`followed_fields`), those
+        the new model recommends get its value, those only the previous model recommended go back
+        to this device's default, and the others are left out (they keep the person's value: a
+        model without a settings file does not reset 500 steps to 200). `{field: UI value}`."""
+        fields = cls.recommended_fields()
+        followed = cls.followed_fields()
+
+        def set_by(rec: Optional[dict[str, Any]]) -> set[str]:
+            return {fields[key] for key in (rec or {}) if fields.get(key) in followed}
+
+        changed = set_by(recommended) | set_by(previous)
+        values = cls.defaults_for(device_type, recommended).ui_values()
+        return {name: values[name] for name in followed if name in changed}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields (the method as its key), as sessions store it."""
+        return dataclasses.asdict(self)
+
+    @classmethod
     def model_only(cls, recommended: Optional[dict[str, Any]]) -> dict[str, Any]:
         """The entries of a model's `recommended` settings that no tab field shows (e.g. the
         diffusion engine's "lora.batch_size", the GAN's "stop_distance"): the tab passes them to
         the engine's `edit_config` under its own fields' values."""
         fields = cls.recommended_fields()
         return {k: v for k, v in (recommended or {}).items() if k not in fields}
+
+
+def tab_config(build: Callable[[dict[str, Any]], Any], overrides: dict[str, Any],
+               from_model: dict[str, Any]) -> Any:
+    """`build(overrides)` (an engine's `edit_config` for a method and image) checked as the CLI's
+    (`stabledrag.limits.checked_config`: every number of the config finite and within its range,
+    the keys a tab has no field for, `from_model` (a model's `stop_distance`, `sigma`...), too).
+
+    UserError "Bad drag setting in ...: ..." naming where the bad value came from: the chosen
+    model's settings file (`stabledrag.model_settings.SETTINGS_FILE`) when the config builds and
+    checks without the `from_model` keys, else the tab's settings."""
+    from ..errors import UserError
+    from ..limits import checked_config
+    from ..model_settings import SETTINGS_FILE
+
+    try:
+        return checked_config(lambda: build(overrides), "the tab's settings")
+    except UserError as e:
+        error = e
+    model_keys = [k for k in from_model if k in overrides]
+    if model_keys:
+        try:
+            checked_config(lambda: build({k: v for k, v in overrides.items() if k not in model_keys}), "")
+        except UserError:
+            raise error from None
+        checked_config(lambda: build(overrides), f"the chosen model's {SETTINGS_FILE}")
+    raise error

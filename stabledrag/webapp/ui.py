@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import gradio as gr
 
+from ..engine import title as engine_title
 from ..progress import CancelToken
 from . import diff_handlers as dh
 from . import fair_queue, marker_drag
@@ -279,6 +280,17 @@ def _gallery_items(examples: list) -> list:
     return [(load_example(e), e.name) for e in examples]
 
 
+def _model_change(engines: Engines, name: str, settings_cls: Any, label: Optional[str],
+                  previous: Optional[str]) -> list[Any]:
+    """The outputs of a model pick on engine `name`'s tab: one per field that follows the model
+    (`settings_cls.followed_fields()`), the new value where `TabSettings.model_change` changes it
+    (the fields the new model recommends, and those only the `previous` model recommended back to
+    the default), else `gr.skip()` (the person's value stays); then `label`, the new shown model."""
+    change = settings_cls.model_change(engines.device.type, engines.recommended(name, label),
+                                       engines.recommended(name, previous))
+    return [change[f] if f in change else gr.skip() for f in settings_cls.followed_fields()] + [label]
+
+
 # -- StableDrag-Diff --------------------------------------------------------------------------------------
 
 
@@ -413,6 +425,7 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
     examples = shown_examples(menu[0] if menu else None)
     d = dh.DiffSettings.defaults_for(engines.device.type, engines.recommended("diffusion", menu[0] if menu else None))
     state = gr.State(None)
+    shown_model = gr.State(menu[0] if menu else None)  # the model whose settings the panel shows
     status_md = gr.Markdown(_status_markdown(engines, "Diffusion", menu[0] if menu else None), elem_id="diff_info")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1):
@@ -522,12 +535,11 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
             return [gr.skip()] * len(out.all)
         return _call(out, dh.import_session, st(s), session_zip, max_side)
 
-    def on_model(label):
+    def on_model(label, previous):
         shown = shown_examples(label)
-        follow = dh.settings_for_model(engines.device.type, engines.recommended("diffusion", label))
         return (_status_markdown(engines, "Diffusion", label),
                 gr.update(value=_gallery_items(shown), columns=max(3, len(shown)), visible=bool(shown)),
-                examples_note(label), *(follow[name] for name in dh.MODEL_FOLLOWED_FIELDS))
+                examples_note(label), *_model_change(engines, "diffusion", dh.DiffSettings, label, previous))
 
     upload.upload(on_upload, [state, upload], out.all, api_name="diff_load_image", show_progress_on=[status])
     gallery.select(on_example, [state, model], out.all, api_visibility="undocumented", show_progress="hidden")
@@ -543,8 +555,8 @@ def build_diff_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) 
     export_btn.click(on_export, [state, prompt, *settings.values()], out.all, api_name="diff_export",
                      show_progress_on=[status])
     import_file.upload(on_import, [state, import_file], out.all, api_name="diff_import", show_progress_on=[status])
-    followed = [settings[name] for name in dh.MODEL_FOLLOWED_FIELDS]
-    model.change(on_model, [model], [status_md, gallery, photo_note, *followed],
+    followed = [settings[name] for name in dh.DiffSettings.followed_fields()]
+    model.change(on_model, [model, shown_model], [status_md, gallery, photo_note, *followed, shown_model],
                  api_visibility="private",
                  show_progress="hidden")
 
@@ -560,6 +572,7 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
     no_model = engines.no_model_message("gan")
     # the defaults, with the first model's own recommended settings (its stabledrag_settings.json)
     g = gh.GanSettings.defaults_for(engines.device.type, engines.recommended("gan", menu[0] if menu else None))
+    shown_model = gr.State(menu[0] if menu else None)  # the model last picked, whose settings the panel took
     shown = g.ui_values()  # automatic radii (None) are shown as 0
     gan_specs = gh.GanSettings.specs()  # the declared settings: label, range, widget
     state = gr.State(None)
@@ -690,9 +703,8 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
     def on_model_status(label):
         return _status_markdown(engines, "GAN", label)
 
-    def on_model(label):
-        follow = gh.GanSettings.model_values(engines.device.type, engines.recommended("gan", label))
-        return [follow[name] for name in followed_names]
+    def on_model(label, previous):
+        return _model_change(engines, "gan", gh.GanSettings, label, previous)
 
     def on_load(s, model, seed, psi):
         if not menu:
@@ -726,8 +738,8 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
     model.change(on_model_status, [model], [status_md], api_visibility="private", show_progress="hidden")
     # a model the person picks resets the settings that follow the model; an imported session that
     # names another model (a `change`, not an `input`) keeps the settings it carries
-    model.input(on_model, [model], [settings[name] for name in followed_names], api_visibility="private",
-                show_progress="hidden")
+    model.input(on_model, [model, shown_model], [*(settings[name] for name in followed_names), shown_model],
+                api_visibility="private", show_progress="hidden")
     return on_load, [state, model, seed, psi], out.all
 
 
@@ -751,9 +763,9 @@ def build_demo(options: AppOptions, engines: Optional[Engines] = None) -> gr.Blo
         with gr.Accordion("How it works", open=False, elem_id="how_it_works"):
             gr.Markdown(HOW_IT_WORKS)
         with gr.Tabs():
-            with gr.Tab("StableDrag-Diff", id="diff", elem_id="tab_diff"):
+            with gr.Tab(engine_title("diffusion"), id="diff", elem_id="tab_diff"):
                 build_diff_tab(engines, options, tokens)
-            with gr.Tab("StableDrag-GAN", id="gan", elem_id="tab_gan"):
+            with gr.Tab(engine_title("gan"), id="gan", elem_id="tab_gan"):
                 on_load, load_inputs, load_outputs = build_gan_tab(engines, options, tokens)
         demo.load(None, None, None, js=marker_drag.MARKER_DRAG_JS)  # markers move by dragging
         demo.load(on_load, load_inputs, load_outputs, concurrency_id=GPU_QUEUE, concurrency_limit=1,
