@@ -79,3 +79,26 @@ def test_cli_bad_files(model_dir, files, capsys):
     assert main([*base, "--model", model_dir, "--image", str(files / "in.png"), "--set", "bogus=1"]) == 2
     assert "unknown setting" in capsys.readouterr().err
     assert not (files / "o.png").exists()
+
+
+@pytest.mark.parametrize("bad, says", [({"lr": 1e9}, "lr must be a number between 0 and 1"),
+                                       ({"lr": "wide"}, "lr must be a number, got 'wide'"),
+                                       ({"lora.bogus": 1}, "bogus")])
+def test_a_bad_value_in_the_models_settings_file_is_one_line_naming_the_file(model_dir, files, capsys, bad, says):
+    """As on the GAN engine: a value the config or the limits refuse, in a model folder's
+    `stabledrag_settings.json`, is refused where the file is read, naming the file, in `edit` (exit 2)."""
+    import json
+    import shutil
+
+    from stabledrag.model_settings import SETTINGS_FILE
+
+    folder = files / "model_with_settings"
+    shutil.copytree(model_dir, folder)
+    (folder / SETTINGS_FILE).write_text(json.dumps({"edit": bad}))
+    argv = ["edit", "--backend", "diffusion", "--model", str(folder), "--image", str(files / "in.png"),
+            "--drag", "30,30:42,30", "--out", str(files / "o.png"), *FAST]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Bad drag setting in ") and SETTINGS_FILE in err and says in err
+    assert err.count("\n") == 1 and not (files / "o.png").exists()

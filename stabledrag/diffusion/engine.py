@@ -104,7 +104,7 @@ class DiffusionEngine:
             return img
 
         def run(src: np.ndarray, case: Any, method: str) -> tuple[np.ndarray, str, dict[str, Any]]:
-            cfg = checked_config(lambda: editor.default_config(method, overrides), "--set or the model's settings")
+            cfg = checked_config(lambda: editor.default_config(method, overrides), "--set")
             pts = from_pairs(case.pairs())
             res = editor.edit(Image.fromarray(src), pts, mask=edit_mask(case, src.shape[0]),
                               prompt=prompt["text"], config=cfg)

@@ -31,9 +31,19 @@ def recommended_overrides(model: Optional[str | os.PathLike] = None) -> dict[str
     """The recommended `with_overrides` settings of `model` (a diffusers folder; None = the
     default model, `loading.default_model`): the folder's `stabledrag_settings.json` `edit` entry
     (`model_settings.folder_overrides`), or `{}` when the model is not a local folder or has no
-    such file. Raises UserError for a malformed file."""
+    such file. Raises UserError naming the file when it is malformed or gives a key or value
+    `DiffusionEditConfig.with_overrides` or the limits refuse (checked here, as the GAN engine's
+    `presets.recommended_overrides` does, so the CLI, the benches and the app all name the file)."""
     if model is None:
         from .loading import default_model
 
         model = default_model()
-    return folder_overrides(model)
+    rec = folder_overrides(model)
+    if rec:
+        from ..limits import checked_config
+        from ..model_settings import settings_path
+        from .editor import edit_config_for
+
+        checked_config(lambda: edit_config_for("stabledrag").with_overrides(rec),
+                       repr(os.fspath(settings_path(model))))
+    return rec
