@@ -50,6 +50,17 @@ def _add_drag_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _shard(text: str) -> tuple[int, int]:
+    """`--shard K/N` -> (K, N); UserError unless 0 <= K < N."""
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise UserError(f"--shard needs K/N (e.g. 0/2), got {text!r}") from None
+    if not 0 <= k < n:
+        raise UserError(f"--shard K/N needs 0 <= K < N, got {text!r}")
+    return k, n
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for all sub-commands."""
     parser = argparse.ArgumentParser(prog="python -m stabledrag", description=__doc__.split("\n")[0])
@@ -146,7 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     by.add_argument("--project-set", action="append", default=[], metavar="KEY=VALUE",
                     help="--source rendered: a projection setting, e.g. --project-set pti_steps=200")
     by.add_argument("--projection-only", action="store_true", help="--source rendered: no drags")
-    by.add_argument("--jsonl", default=None, help="--source rendered: append each face's scores here as it finishes")
+    by.add_argument("--jsonl", default=None,
+                    help="--source rendered: append each face's scores here as it finishes; faces already there "
+                         "(same settings) are read back, not run again (resume)")
+    by.add_argument("--shard", default=None, metavar="K/N",
+                    help="--source rendered: run only faces i %% N == K (processes sharing one --jsonl)")
     return parser
 
 
@@ -214,6 +229,8 @@ def _dispatch(args: argparse.Namespace) -> Optional[int]:
             extra: dict[str, Any] = {"methods": tuple(m for m in args.methods.split(",") if m)}
             if args.kinds:
                 extra["kinds"] = tuple(k for k in args.kinds.split(",") if k)
+            if args.shard:
+                extra["shard"] = _shard(args.shard)
             emit_json(projected_toy_bench(faces=args.cases or 10, seed=args.seed, device=args.device, model=args.model,
                                           projection=parse_overrides(args.project_set),
                                           overrides=parse_overrides(args.set), drags=not args.projection_only,

@@ -181,8 +181,10 @@ class PhotoProjector(Protocol):
         that crop again. UserError when the model cannot take photos."""
         ...
 
-    def projection_config(self, pti: bool = True, steps_scale: float = 1.0) -> Any:
-        """The projection settings (phase steps times `steps_scale`; `pti` False: no pivotal tuning)."""
+    def projection_config(self, spec: Optional[str] = None, pti: bool = True, steps_scale: float = 1.0) -> Any:
+        """The projection settings of the model at `spec` (a menu entry's spec; its own recommended
+        ones over the defaults), phase steps times `steps_scale`; `pti` False: no pivotal tuning.
+        UserError when the model's settings file is malformed."""
         ...
 
     def refine_config(self, config: Any, pti: bool) -> Any:

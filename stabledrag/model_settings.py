@@ -9,10 +9,13 @@ only reads the file; which keys are valid is the engine's business (its `edit_co
 File format (JSON object):
 
     {"about": "free text: where the values come from",
-     "edit": {"lr": 0.05, "stop_distance": 1.0}}
+     "edit": {"lr": 0.05, "stop_distance": 1.0},
+     "project": {"pti_steps": 600}}
 
-`edit` maps a setting name (str) to a number, string, bool or null. Other top-level keys are
-ignored. Models that are not a local folder (hub ids, single files) have no such file.
+Each section maps a setting name (str) to a number, string, bool or null: `edit` holds drag
+settings (every engine), `project` photo-projection settings (`stabledrag.gan.projection.
+ProjectionConfig` fields; GAN models only). Other top-level keys are ignored. Models that are not
+a local folder (hub ids, single files) have no such file.
 """
 
 from __future__ import annotations
@@ -37,24 +40,25 @@ def settings_path(folder: Optional[str | os.PathLike]) -> Optional[Path]:
     return path if root.is_dir() and path.is_file() else None
 
 
-def read_settings(path: str | os.PathLike) -> dict[str, Any]:
-    """The `edit` mapping of the settings file at `path` (`{}` when it has none).
+def read_settings(path: str | os.PathLike, section: str = "edit") -> dict[str, Any]:
+    """The `section` mapping ("edit" or "project") of the settings file at `path` (`{}` when it
+    has none).
 
     Raises UserError naming the file when it cannot be read, is not valid JSON, not an object, or
-    its `edit` entry is not an object of setting -> number/str/bool/null."""
+    its `section` entry is not an object of setting -> number/str/bool/null."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UserError(f"Could not read the model's settings {os.fspath(path)!r}: {e}") from None
-    edit = data.get("edit", {}) if isinstance(data, dict) else None
-    if not isinstance(edit, dict) or not all(
-            isinstance(k, str) and (v is None or isinstance(v, (int, float, str, bool))) for k, v in edit.items()):
-        raise UserError(f"{os.fspath(path)!r}: expected {{\"edit\": {{setting: value, ...}}}}")
-    return dict(edit)
+    entry = data.get(section, {}) if isinstance(data, dict) else None
+    if not isinstance(entry, dict) or not all(
+            isinstance(k, str) and (v is None or isinstance(v, (int, float, str, bool))) for k, v in entry.items()):
+        raise UserError(f"{os.fspath(path)!r}: expected {{\"{section}\": {{setting: value, ...}}}}")
+    return dict(entry)
 
 
-def folder_overrides(folder: Optional[str | os.PathLike]) -> dict[str, Any]:
-    """The recommended settings in `folder`'s `stabledrag_settings.json` (`read_settings`), or `{}`
-    when there is no such file. Raises UserError for a malformed file."""
+def folder_overrides(folder: Optional[str | os.PathLike], section: str = "edit") -> dict[str, Any]:
+    """The recommended `section` settings in `folder`'s `stabledrag_settings.json`
+    (`read_settings`), or `{}` when there is no such file. Raises UserError for a malformed file."""
     path = settings_path(folder)
-    return read_settings(path) if path is not None else {}
+    return read_settings(path, section) if path is not None else {}

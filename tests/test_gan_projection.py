@@ -227,3 +227,33 @@ def test_bench_toy_rendered_reports_projection_with_and_without_pti(capsys):
     assert out["model_settings"] == recommended_overrides(None) != {}  # the toy GAN's own settings file
     rc = main(["bench", "toy", "--backend", "diffusion", "--source", "rendered", "--cases", "1"])
     assert rc == 2
+
+
+def test_bench_toy_rendered_shards_and_resumes_from_its_jsonl(tmp_path, capsys):
+    """Faces written by an earlier run with the same settings are read back, not run again; a
+    shard runs only its faces; a run with other settings ignores them."""
+    import json
+
+    jsonl = tmp_path / "faces.jsonl"
+    fast = ["--project-set", "w_steps=2", "--project-set", "wplus_steps=1", "--project-set", "pti_steps=1",
+            "--project-set", "init_candidates=2", "--project-set", "w_avg_samples=8", "--set", "max_steps=1",
+            "--methods", "stabledrag", "--kinds", "eye_short", "--jsonl", str(jsonl)]
+
+    def bench(*extra):
+        assert main(["bench", "toy", "--backend", "gan", "--source", "rendered", "--cases", "2", *fast, *extra]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    first = bench("--shard", "1/2")
+    assert [f["face"] for f in first["faces"]] == [1] and first["faces_reused"] == []
+    assert len(jsonl.read_text().splitlines()) == 1
+    both = bench()
+    assert [f["face"] for f in both["faces"]] == [0, 1] and both["faces_reused"] == [1]
+    assert both["faces"][1] == first["faces"][0]  # read back as written
+    assert len(jsonl.read_text().splitlines()) == 2
+    again = bench()
+    assert again["faces_reused"] == [0, 1] and again["faces"] == both["faces"]
+    assert again["drags"]["overall"] == both["drags"]["overall"]
+    assert len(jsonl.read_text().splitlines()) == 2
+    other = bench("--project-set", "pti_steps=2")  # other settings: nothing reused
+    assert other["faces_reused"] == [] and len(jsonl.read_text().splitlines()) == 4
+    assert main(["bench", "toy", "--backend", "gan", "--source", "rendered", "--shard", "2/2"]) == 2

@@ -27,7 +27,7 @@ def G() -> Generator:
 
 @pytest.fixture(autouse=True)
 def fast_projection(monkeypatch):
-    def cfg(pti: bool = True, steps_scale: float = 1.0):
+    def cfg(spec=None, pti: bool = True, steps_scale: float = 1.0):
         return ProjectionConfig(w_steps=max(1, int(20 * steps_scale)), wplus_steps=int(20 * steps_scale),
                                 pti_steps=int(10 * steps_scale) if pti else 0, pti_lr=3e-3, init_candidates=8,
                                 w_avg_samples=64)

@@ -18,6 +18,7 @@ and case, settings and timings.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -82,90 +83,133 @@ def summarise_projection(rows: list[dict[str, Any]], key: str) -> dict[str, Any]
     }
 
 
+def _earlier_rows(jsonl: str, run_key: dict[str, Any]) -> dict[int, tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Faces of `jsonl` written by a run with the settings `run_key`: face index -> (row, drags).
+    A missing file gives {}; unreadable lines are skipped with a warning."""
+    out: dict[int, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    try:
+        lines = open(jsonl).read().splitlines()
+    except FileNotFoundError:
+        return out
+    key = json.loads(json.dumps(run_key))  # as it reads back (tuples -> lists)
+    for n, line in enumerate(lines, 1):
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError:
+            log.warning("%s line %d is not JSON; skipped", jsonl, n)
+            continue
+        if isinstance(data, dict) and data.get("run") == key and isinstance(data.get("face"), int):
+            row = {k: v for k, v in data.items() if k not in ("drags", "run")}
+            out[data["face"]] = (row, list(data.get("drags") or []))
+    return out
+
+
+def _face(G: Any, editor: Any, configs: dict[str, Any], cfgs: tuple[Any, Any, Any], seed: int, i: int,
+          kinds: Sequence[str], drags: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Face `i`: render, project without then with PTI, score both, drag its cases. Returns
+    (the face's row, its drag rows each with "method")."""
+    from ..gan.projection import project
+    from ..toy.gan_model import face_from_z
+    from ..toy.render import render
+
+    cfg_plain, cfg_tune, cfg_pti = cfgs
+    z = np.random.default_rng([seed, i]).standard_normal(G.z_dim)
+    src, _ = render(face_from_z(z), G.img_resolution)
+    t0 = time.perf_counter()
+    plain = project(G, src, cfg_plain, use_cache=False)
+    t1 = time.perf_counter()
+    tuned = project(G, src, cfg_tune, init=plain, use_cache=False) if cfg_pti.pti_steps > 0 else plain
+    t2 = time.perf_counter()
+    row: dict[str, Any] = {"face": i, "z_seed": [seed, i], "seconds_no_pti": round(t1 - t0, 2),
+                           "seconds_pti": round(t2 - t1, 2)}
+    for key, res, img in (("no_pti", plain, plain.image_before_pti), ("pti", tuned, tuned.image)):
+        errs = part_errors(src, img)
+        row[key] = {"psnr": round(res.psnr if key == "pti" else res.psnr_before_pti, 3),
+                    "ssim": round(res.ssim if key == "pti" else res.ssim_before_pti, 4),
+                    "part_errors_px": errs, "worst_part_px": _max_error(errs), "fits": _fits(errs)}
+    log.info("face %d: PSNR %.2f / %.2f dB (no PTI / PTI)", i, row["no_pti"]["psnr"], row["pti"]["psnr"])
+    face_drags: list[dict[str, Any]] = []
+    if drags:
+        editor.set_projection(tuned)
+        start = tuned.image
+        rng = np.random.default_rng([seed, i, 1])  # the face's own cases: independent of the others
+        for case in make_cases(detect(start), i, rng, start):
+            if case.kind not in kinds:
+                continue
+            for method, config in configs.items():
+                editor.reset()
+                t = time.perf_counter()
+                sess = editor.session(from_pairs(case.pairs()), config, mask=edit_mask(case, start.shape[0]))
+                res_d = sess.run()
+                face_drags.append({"method": method,
+                                   **score(case, start, editor.image(), time.perf_counter() - t, res_d.status)})
+    return row, face_drags
+
+
 def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[str] = None,
                         model: Optional[str] = None, projection: Optional[dict[str, Any]] = None,
                         overrides: Optional[dict[str, Any]] = None, kinds: Sequence[str] = DEFAULT_KINDS,
                         methods: Sequence[str] = ("stabledrag",), drags: bool = True,
-                        jsonl: Optional[str] = None) -> dict[str, Any]:
+                        jsonl: Optional[str] = None, shard: Optional[tuple[int, int]] = None) -> dict[str, Any]:
     """Run the benchmark on `faces` rendered faces; see the module docstring.
 
-    projection: `ProjectionConfig` fields over `TOY_PROJECTION` (its `pti_steps` is the PTI run's).
+    projection: `ProjectionConfig` fields over the model's recommended ones
+    (`projection.projection_config`; its `pti_steps` is the PTI run's).
     overrides: drag settings for `methods`' defaults (`stabledrag.config.METHODS` names; the CLI
     passes `--methods`, default all). kinds: drag case kinds to run (of `bench.toy.make_cases`);
-    drags=False measures the projection only. jsonl: also append each
-    face's row (with its drag scores) to this file as it finishes. Returns a JSON-ready dict.
+    drags=False measures the projection only. jsonl: also append each face's row (with its drag
+    scores and the run's settings) to this file as it finishes; a face already there from a run
+    with the same settings is not run again but read back (resume after a stop; the summary
+    covers it). shard `(k, n)`: run only faces `i % n == k` (several processes or machines sharing
+    one `jsonl`; a last run without `shard` then summarises all). Every face's projection and
+    drag cases depend only on `(seed, i)`. Returns a JSON-ready dict.
     """
     from ..gan import load_generator
     from ..gan.editor import GanEditor
     from ..gan.presets import recommended_overrides
-    from ..gan.projection import TOY_PROJECTION, ProjectionConfig, project
+    from ..gan.projection import projection_config, recommended_projection
     from ..limits import checked_config
-    from ..toy.render import render
-    from ..toy.gan_model import face_from_z
 
     torch.manual_seed(0)
     G = load_generator(model, device=device)
-    values = {**TOY_PROJECTION, **(projection or {})}
-    try:
-        cfg_pti = ProjectionConfig(**values)
-        cfg_plain = ProjectionConfig(**{**values, "pti_steps": 0})
-        # PTI continues from the plain projection (the W phase is skipped when continuing).
-        cfg_tune = ProjectionConfig(**{**values, "w_steps": 1, "wplus_steps": 0})
-    except (TypeError, ValueError) as e:
-        from ..errors import UserError
-
-        raise UserError(f"Bad projection setting: {e}") from None
+    cfg_pti = projection_config(model, "--project-set", **(projection or {}))
+    cfg_plain = dataclasses.replace(cfg_pti, pti_steps=0)
+    # PTI continues from the plain projection (the W phase is skipped when continuing).
+    cfg_tune = dataclasses.replace(cfg_pti, w_steps=1, wplus_steps=0)
     recommended = recommended_overrides(model)
     editor = GanEditor(G, recommended=recommended)
     overrides = dict(overrides or {})
     # checked before any projection work, so a bad --set fails in a second, not after minutes
     configs = {m: checked_config(lambda: editor.default_config(m, **overrides), "--set") for m in methods}
-    rng = np.random.default_rng(seed)
+    run_key = {"model": model, "seed": seed, "projection": cfg_pti.to_dict(), "drags": bool(drags),
+               "kinds": list(kinds), "methods": list(methods), "drag_overrides": overrides,
+               "model_settings": recommended}
+    earlier = _earlier_rows(jsonl, run_key) if jsonl else {}
+    if earlier:
+        log.info("%s: %d face(s) of this run already done; reused", jsonl, len(earlier))
     face_rows: list[dict[str, Any]] = []
     drag_rows: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     t_all = time.perf_counter()
     for i in range(faces):
-        z = np.random.default_rng([seed, i]).standard_normal(G.z_dim)
-        src, _ = render(face_from_z(z), G.img_resolution)
-        t0 = time.perf_counter()
-        plain = project(G, src, cfg_plain, use_cache=False)
-        t1 = time.perf_counter()
-        tuned = project(G, src, cfg_tune, init=plain, use_cache=False) if cfg_pti.pti_steps > 0 else plain
-        t2 = time.perf_counter()
-        row: dict[str, Any] = {"face": i, "z_seed": [seed, i], "seconds_no_pti": round(t1 - t0, 2),
-                               "seconds_pti": round(t2 - t1, 2)}
-        for key, res, img in (("no_pti", plain, plain.image_before_pti), ("pti", tuned, tuned.image)):
-            errs = part_errors(src, img)
-            row[key] = {"psnr": round(res.psnr if key == "pti" else res.psnr_before_pti, 3),
-                        "ssim": round(res.ssim if key == "pti" else res.ssim_before_pti, 4),
-                        "part_errors_px": errs, "worst_part_px": _max_error(errs), "fits": _fits(errs)}
+        if i in earlier:
+            row, face_drags = earlier[i]
+        elif shard is not None and i % shard[1] != shard[0]:
+            continue
+        else:
+            row, face_drags = _face(G, editor, configs, (cfg_plain, cfg_tune, cfg_pti), seed, i, kinds, drags)
+            if jsonl:
+                with open(jsonl, "a") as f:
+                    f.write(json.dumps({**row, "drags": face_drags, "run": run_key}) + "\n")
         face_rows.append(row)
-        log.info("face %d: PSNR %.2f / %.2f dB (no PTI / PTI)", i, row["no_pti"]["psnr"], row["pti"]["psnr"])
-        face_drags: list[dict[str, Any]] = []
-        if drags:
-            editor.set_projection(tuned)
-            start = tuned.image
-            for case in make_cases(detect(start), i, rng, start):
-                if case.kind not in kinds:
-                    continue
-                for method in methods:
-                    editor.reset()
-                    t = time.perf_counter()
-                    sess = editor.session(from_pairs(case.pairs()), configs[method],
-                                          mask=edit_mask(case, start.shape[0]))
-                    res = sess.run()
-                    row_d = score(case, start, editor.image(), time.perf_counter() - t, res.status)
-                    drag_rows[method].append(row_d)
-                    face_drags.append({"method": method, **row_d})
-        if jsonl:
-            with open(jsonl, "a") as f:
-                f.write(json.dumps({**row, "drags": face_drags}) + "\n")
+        for d in face_drags:
+            drag_rows[d["method"]].append({k: v for k, v in d.items() if k != "method"})
 
     kinds_seen = sorted({r["kind"] for rows in drag_rows.values() for r in rows})
     n_proj = max(1, len(face_rows))
     return {
         "benchmark": "toy_projected", "backend": "gan", "source": "rendered",
         "model": model or "bundled toy GAN", "model_settings": recommended,
+        "model_projection_settings": recommended_projection(model),
         "settings": {"faces": faces, "seed": seed, "part_tolerance_px": PART_TOLERANCE_PX,
                      "success_px": SUCCESS_PX, "projection": cfg_pti.to_dict(), "drag_overrides": overrides,
                      "kinds": list(kinds), "methods": list(methods)},
@@ -178,7 +222,7 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
         "drags": {"overall": {m: summarise(drag_rows[m]) for m in methods},
                   "by_kind": {k: {m: summarise([r for r in drag_rows[m] if r["kind"] == k]) for m in methods}
                               for k in kinds_seen}},
-        "faces": face_rows,
+        "faces": face_rows, "faces_reused": sorted(earlier),
         "cases": drag_rows,
         "machine": {"platform": platform.platform(), "torch": torch.__version__,
                     "threads": torch.get_num_threads(),

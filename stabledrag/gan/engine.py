@@ -221,16 +221,18 @@ class GanEngine:
         aligned, box = align_image(photo, model.img_resolution)
         return aligned, box.to_list()
 
-    def projection_config(self, pti: bool = True, steps_scale: float = 1.0) -> Any:
-        """The toy-tuned defaults (`TOY_PROJECTION`, Z start) with the phase steps times `steps_scale`."""
-        from .projection import TOY_PROJECTION, ProjectionConfig
+    def projection_config(self, spec: Optional[str] = None, pti: bool = True, steps_scale: float = 1.0) -> Any:
+        """`projection.projection_config(spec)` (defaults < the model's recommended `project`
+        settings, e.g. the toy GAN's Z start) with the phase steps times `steps_scale`; `pti=False`
+        skips pivotal tuning. UserError naming the model's settings file when it is malformed."""
+        from .projection import projection_config
 
-        values = dict(TOY_PROJECTION)
-        for k in ("w_steps", "wplus_steps", "pti_steps"):
-            values[k] = max(0, int(round(values[k] * steps_scale)))
+        cfg = projection_config(spec)
+        scaled = {k: max(0, int(round(getattr(cfg, k) * steps_scale)))
+                  for k in ("w_steps", "wplus_steps", "pti_steps")}
         if not pti:
-            values["pti_steps"] = 0
-        return ProjectionConfig(**values)
+            scaled["pti_steps"] = 0
+        return dataclasses.replace(cfg, **scaled)
 
     def refine_config(self, config: Any, pti: bool) -> Any:
         """Continue gently: with PTI only the weights are tuned further around the fixed pivot

@@ -40,18 +40,17 @@ def read_photo(path: str) -> Any:
 
 
 def projection_config(args: argparse.Namespace) -> Any:
-    """`ProjectionConfig` from `--set KEY=VALUE` and the step options (UserError when invalid)."""
+    """`ProjectionConfig` for `args.model`: the defaults, the model's recommended `project` settings
+    (`projection.projection_config`), then `--set KEY=VALUE` and the step options (UserError when
+    invalid, naming the model's settings file or the option)."""
     from ..overrides import parse_overrides
-    from .projection import ProjectionConfig
+    from .projection import projection_config as config_for
 
     values: dict[str, Any] = parse_overrides(args.set)
     for name in ("w_steps", "wplus_steps", "pti_steps"):
         if getattr(args, name, None) is not None:
             values[name] = int(getattr(args, name))
-    try:
-        return ProjectionConfig(**values)
-    except (TypeError, ValueError) as e:
-        raise UserError(f"Bad projection setting: {e}") from None
+    return config_for(args.model, "projection setting (--set / --*-steps)", **values)
 
 
 def project_command(args: argparse.Namespace) -> int:

@@ -37,6 +37,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -117,11 +118,41 @@ class ProjectionConfig(DictSettings):
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
 
-# Settings measured on the bundled toy GAN (see `python -m stabledrag bench toy --backend gan --source
-# rendered`): its W has wide regions that draw faces without eyes, so phase 1 searches Z; the
-# steps are what a shared CPU affords per photo.
-TOY_PROJECTION: dict[str, Any] = dict(start_space="z", w_steps=100, wplus_steps=50, pti_steps=300, pti_lr=0.02,
-                                      init_candidates=64)
+def recommended_projection(model: Optional[str | os.PathLike] = None) -> dict[str, Any]:
+    """The projection settings recommended for the GAN `model` (a native model folder; None = the
+    bundled toy GAN, `assets/models/toy_gan/`): the `project` entry of its `stabledrag_settings.json`
+    (`stabledrag.model_settings`), `{}` for a single-file model (`.pkl`, `.safetensors`) or a folder
+    without one. Keys are `ProjectionConfig` fields. (The toy GAN's: phase 1 in Z, because its W has
+    wide regions that draw faces without eyes, and the pivotal tuning that its 50-face benchmark
+    needs; see `python -m stabledrag bench toy --backend gan --source rendered`.)
+
+    Raises UserError naming the file when it is malformed or a key / value is not a valid
+    `ProjectionConfig` setting."""
+    from ..model_settings import folder_overrides, settings_path
+    from ..paths import TOY_GAN_DIR
+
+    folder = TOY_GAN_DIR if model is None or str(model) == "" else model
+    rec = folder_overrides(folder, "project")
+    if rec:  # checked here, so every caller (CLI, bench, app) names the file for a bad value
+        try:
+            ProjectionConfig(**rec)
+        except (TypeError, ValueError) as e:
+            raise UserError(f"{os.fspath(settings_path(folder))!r}: bad projection setting: {e}") from None
+    return rec
+
+
+def projection_config(model: Optional[str | os.PathLike] = None, source: str = "projection setting",
+                      **overrides: Any) -> ProjectionConfig:
+    """`ProjectionConfig` for `model`: the defaults (the StyleGAN2 projector's shape), then the
+    model's recommended settings (`recommended_projection`), then `overrides` (the user's).
+
+    Raises UserError for a malformed model settings file (naming it) or a bad override (naming
+    `source`, e.g. "--set")."""
+    values = {**recommended_projection(model), **overrides}
+    try:
+        return ProjectionConfig(**values)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"Bad {source}: {e}") from None
 
 
 @dataclass(frozen=True)

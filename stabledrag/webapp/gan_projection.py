@@ -40,10 +40,11 @@ def projector() -> PhotoProjector:
     return eng
 
 
-def projection_config(pti: bool = True, steps_scale: float = 1.0) -> Any:
-    """The app's projection settings (`PhotoProjector.projection_config`: the toy-tuned defaults,
-    Z start) with the phase steps multiplied by `steps_scale`; `pti=False` skips pivotal tuning."""
-    return projector().projection_config(pti, steps_scale)
+def projection_config(spec: Optional[str] = None, pti: bool = True, steps_scale: float = 1.0) -> Any:
+    """The projection settings of the model at `spec` (`PhotoProjector.projection_config`: the
+    defaults under the model's own recommended ones, e.g. the toy GAN's Z start) with the phase
+    steps multiplied by `steps_scale`; `pti=False` skips pivotal tuning."""
+    return projector().projection_config(spec, pti, steps_scale)
 
 
 def quality_text(state: GanState) -> str:
@@ -150,14 +151,15 @@ def _run(state: GanState, generator: Any, image: np.ndarray, crop: list[int], co
 
 
 def project_photo(state: GanState, model: str, photo: Any, generator: Any, pti: bool = True,
-                  cancel: Optional[CancelToken] = None, progress: Optional[Callable[..., Any]] = None
-                  ) -> Iterator[View]:
+                  cancel: Optional[CancelToken] = None, progress: Optional[Callable[..., Any]] = None,
+                  spec: Optional[str] = None) -> Iterator[View]:
     """Crop `photo` (`H x W x 3/4` uint8 array, any size) to a centred square at the generator's
-    resolution and project it (with pivotal tuning when `pti`); live Views, then the result."""
+    resolution and project it (with pivotal tuning when `pti`) with the settings of the model at
+    `spec` (menu label `model`); live Views, then the result."""
     arr = _read_photo(photo)
     aligned, crop = projector().align_photo(generator, arr)
     new = GanState(model=model, photo=arr, crop=crop)
-    views = _run(new, generator, aligned, crop, projection_config(pti), None, cancel, progress)
+    views = _run(new, generator, aligned, crop, projection_config(spec, pti), None, cancel, progress)
     for view in views:
         if view.state is not None and view.state is new:
             state.__dict__.update(vars(new))  # only a finished projection replaces the tab's image
@@ -166,16 +168,17 @@ def project_photo(state: GanState, model: str, photo: Any, generator: Any, pti: 
 
 
 def more_steps(state: GanState, generator: Any, cancel: Optional[CancelToken] = None,
-               progress: Optional[Callable[..., Any]] = None) -> Iterator[View]:
-    """Refine the current projection from where it is, with half the default steps again: more
-    pivotal tuning when it had PTI, else more W+ steps; the drag on it (if any) is dropped."""
+               progress: Optional[Callable[..., Any]] = None, spec: Optional[str] = None) -> Iterator[View]:
+    """Refine the current projection from where it is, with half the default steps (of the model
+    at `spec`) again: more pivotal tuning when it had PTI, else more W+ steps; the drag on it (if
+    any) is dropped."""
     if state.photo is None or state.crop is None or state.w0 is None or not state.projection:
         raise UserError("Upload a photo first: 'More steps' refines a projected photo.")
     eng = projector()
     aligned, crop = eng.align_photo(generator, state.photo, state.crop)
     pti = bool(state.projection.get("pti"))
     # continue gently from where it is (`PhotoProjector.refine_config`)
-    cfg = eng.refine_config(projection_config(pti, steps_scale=0.5), pti)
+    cfg = eng.refine_config(projection_config(spec, pti, steps_scale=0.5), pti)
     start = Projection(latent=state.w0, image=state.image0, weight_delta=dict(state.weight_delta),
                        metrics=dict(state.projection))
     new = GanState(model=state.model, photo=state.photo, crop=state.crop)

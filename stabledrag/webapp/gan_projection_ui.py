@@ -46,12 +46,14 @@ def build_photo_controls() -> PhotoControls:
 
 
 def wire_photo_controls(c: PhotoControls, *, state: Any, model: Any, outputs: Any, call: Callable, stream: Callable,
-                        generator: Callable[[str], Any], tokens: Any, queue_id: str,
+                        generator: Callable[[str], Any], spec: Callable[[str], Optional[str]], tokens: Any,
+                        queue_id: str,
                         gpu: Optional[Callable] = None) -> None:
     """Connect the controls: upload -> project (live), More steps, Accept, Stop.
 
     outputs: the tab's `ui.Outputs`; call / stream: `ui._call` / `ui._stream`; generator(label) ->
-    the loaded model; tokens: the app's per-session `CancelTokens`; queue_id: the GPU queue id.
+    the loaded model; spec(label) -> its path (for its recommended projection settings); tokens:
+    the app's per-session `CancelTokens`; queue_id: the GPU queue id.
     """
     outs = outputs.all + [c.quality]
 
@@ -68,7 +70,8 @@ def wire_photo_controls(c: PhotoControls, *, state: Any, model: Any, outputs: An
         s = st(s)
         try:
             for values in stream(outputs, lambda: gp.project_photo(s, label, photo, generator(label), bool(pti),
-                                                                   cancel=token, progress=progress)):
+                                                                   cancel=token, progress=progress,
+                                                                   spec=spec(label))):
                 yield with_quality(values, s)
         finally:
             tokens.end(request, "gan_photo", token)
@@ -78,7 +81,7 @@ def wire_photo_controls(c: PhotoControls, *, state: Any, model: Any, outputs: An
         s = st(s)
         try:
             for values in stream(outputs, lambda: gp.more_steps(s, generator(label), cancel=token,
-                                                                progress=progress)):
+                                                                progress=progress, spec=spec(label))):
                 yield with_quality(values, s)
         finally:
             tokens.end(request, "gan_photo", token)

@@ -120,7 +120,9 @@ class Engines:
         return self.engine(name).no_model_message
 
     # -- models --------------------------------------------------------------------------------
-    def _spec(self, name: str, label: Optional[str]) -> str:
+    def spec(self, name: str, label: Optional[str]) -> str:
+        """Engine `name`'s model spec (path or id) for menu `label`. ModelUnavailableError when the
+        engine has no model; UserError for a label not in its menu."""
         choice = self.choice(name, label)
         if choice is not None:
             return choice.spec
@@ -132,7 +134,7 @@ class Engines:
         """Engine `name`'s model for menu `label` (`AppEngine.load`, once per label: e.g. the GAN's
         `Generator`, or a `DiffusionEditor` that loads its pipeline on first use and keeps LoRA /
         inversion caches across requests)."""
-        spec = self._spec(name, label)
+        spec = self.spec(name, label)
         with self._lock:
             key = (name, str(label))
             if key not in self._models:

@@ -734,7 +734,8 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
     import_file.upload(on_import, [state, import_file], out.all, api_name="gan_import",
                        concurrency_id=GPU_QUEUE, concurrency_limit=1, show_progress_on=[status])
     wire_photo_controls(photo_controls, state=state, model=model, outputs=out, call=_call, stream=_stream,
-                        generator=gan_model, tokens=tokens, queue_id=GPU_QUEUE, gpu=gpu)
+                        generator=gan_model, spec=lambda label: engines.spec("gan", label), tokens=tokens,
+                        queue_id=GPU_QUEUE, gpu=gpu)
     model.change(on_model_status, [model], [status_md], api_visibility="private", show_progress="hidden")
     # a model the person picks resets the settings that follow the model; an imported session that
     # names another model (a `change`, not an `input`) keeps the settings it carries
