@@ -79,6 +79,13 @@ class DragConfig(DictSettings):
     subpixel: refine each tracked handle to sub-pixel precision by a parabola through the score's
       peak (`tracking.subpixel_peak`); None = on for the discriminative tracker, off for nearest
       neighbour (DragGAN / DragDiffusion move handles in whole feature pixels).
+    plateau_level: discriminative tracker: the handle is the centroid of the score's top plateau
+      joined to the peak (positions within this fraction of the window's score range below the
+      peak, weighted by their height above that floor; `tracking.plateau_centroid`) instead of the
+      peak alone. A part being dragged smears towards its target, and the peak sits at its leading
+      edge (the motion loss copies the handle's feature one step ahead); the plateau's centroid
+      stays with the part. 0 = the peak. Only with `subpixel` (a whole-pixel tracker stays on
+      the lattice); the confidence is the peak's either way.
     tau: confidence threshold below which confident supervision uses the template patch.
     template_weight: weight of the template-patch loss when it is used (scaled by the mix).
     template_blend: below tau, mix template and current patch by confidence (template share
@@ -114,6 +121,7 @@ class DragConfig(DictSettings):
     fusion_weight: float = 0.5
     fusion_ridge_gain: float = 40.0
     subpixel: bool | None = None
+    plateau_level: float = 0.2
     tau: float = 0.6
     template_weight: float = 1.0
     template_blend: bool = True
@@ -150,6 +158,8 @@ class DragConfig(DictSettings):
             raise ValueError("r_m, max_steps, stop_distance and lambda_mask must be >= 0")
         if not self.fusion_weight >= 0 or not self.fusion_ridge_gain >= 0:
             raise ValueError("fusion_weight and fusion_ridge_gain must be >= 0")
+        if not 0 <= self.plateau_level < 1:
+            raise ValueError(f"plateau_level must be in [0, 1), got {self.plateau_level}")
 
     @property
     def push_distance(self) -> float:

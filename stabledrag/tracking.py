@@ -169,7 +169,9 @@ class DiscriminativeTracker:
     2 sigma from the handle that look like it. fusion_weight, fusion_ridge_gain: beta in
     `score = response + beta * nn_similarity`, per handle `beta = fusion_weight + fusion_ridge_gain
     * ridge_share` (`_ridge_share`, measured at fit time). metric: distance for the nearest-neighbour term.
-    subpixel: refine the score's peak to sub-pixel precision (`subpixel_peak`).
+    subpixel: refine the score's peak to sub-pixel precision (`subpixel_peak`). plateau_level:
+    > 0 (with `subpixel`): the handle is the centroid of the score's top plateau
+    (`plateau_centroid`), not its peak; the confidence stays the peak's.
     """
 
     def __init__(
@@ -184,6 +186,7 @@ class DiscriminativeTracker:
         fusion_ridge_gain: float = 40.0,
         metric: str = "l1",
         subpixel: bool = True,
+        plateau_level: float = 0.2,
     ) -> None:
         self.radius = float(radius)
         self.train_radius = float(train_radius if train_radius is not None else 3 * radius)
@@ -199,6 +202,9 @@ class DiscriminativeTracker:
             raise ValueError("fusion_weight and fusion_ridge_gain must be >= 0")
         self.metric = metric
         self.subpixel = bool(subpixel)
+        self.plateau_level = float(plateau_level)
+        if not 0 <= self.plateau_level < 1:
+            raise ValueError("plateau_level must be in [0, 1)")
         self.filters: torch.Tensor | None = None  # N x C
         self.means: torch.Tensor | None = None  # N x C
         self.scales: torch.Tensor | None = None  # N
@@ -372,18 +378,63 @@ class DiscriminativeTracker:
         best = pos[ar, idx]
         if self.subpixel:
             best = best + subpixel_peak(score, idx, _side(self.radius))
-        # Confidence: the capped response at the new handle times its margin over the strongest
+        # Confidence: the capped response at the peak times its margin over the strongest
         # response elsewhere in a training-size window around it (a search window can be too
         # small to hold any sidelobe once the label is wide).
         wide, valid_w, pos_w, _ = self._response(feat, best, self.train_radius)
         wide = (wide / self.peak0[:, None]).clamp_max(1.0)
         margin = self._margin(wide, valid_w, pos_w, best)
+        if self.subpixel and self.plateau_level > 0:  # the location only; the confidence is the peak's
+            best = plateau_centroid(score, valid, pos, idx, best, self.plateau_level,
+                                    (feat.shape[2], feat.shape[1]))
         # The margin counts relative to the handle's own margin at step 0, softened by
         # MARGIN_SOFTENING: a handle on an elongated part (a mouth corner on its band) has almost no
         # margin to begin with, and a raw ratio of two tiny numbers is noise.
         eps = MARGIN_SOFTENING
         conf = resp[ar, idx].clamp(0, 1) * ((margin + eps) / (self.margin0 + eps)).clamp(0, 1)
         return best, conf
+
+
+def plateau_centroid(score: torch.Tensor, valid: torch.Tensor, pos: torch.Tensor, idx: torch.Tensor,
+                     best: torch.Tensor, level: float, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Handles `N x 2` (x, y feature px) at the centroid of each score's top plateau.
+
+    score: `N x M` on the square row-major lattice of the search window (`M = side^2`), valid:
+    `N x M` bool, pos: `N x M x 2` the lattice positions, idx: `N` argmax indices, best: `N x 2` the
+    peak positions (returned where the plateau is the peak alone). The plateau: positions whose
+    score is at least `peak - level * (peak - lowest valid score)`, joined to the peak through
+    8-neighbours on the lattice (a look-alike elsewhere in the window, separated by lower scores,
+    is not part of it), and - with the map's `size` (W, H) - whose mirror through the peak is on
+    the map (a window clipped by the border does not pull the handle inwards); each weighted by
+    its height above that floor. The plateau may reach farther behind the peak than ahead of it:
+    that is the smear it is there for. A correlation tracker's
+    centre-of-mass refinement (as in mean-shift / centroid trackers), restricted to the peak's own
+    blob. Raises nothing; `level` in (0, 1)."""
+    n, m = score.shape
+    side = int(round(math.sqrt(m)))
+    s = score.masked_fill(~valid, -math.inf)
+    peak = s.amax(1, keepdim=True)
+    low = torch.where(valid, score, peak).amin(1, keepdim=True)
+    floor = peak - level * (peak - low)
+    high = (s >= floor) & valid
+    if size is not None:  # near the map's border, only positions whose mirror through the peak is
+        # on the map count, so a window clipped by the border does not pull the handle inwards
+        mirror = 2 * pos[torch.arange(n), idx][:, None, :] - pos
+        high = high & inside(mirror, size)
+    grid = high.view(n, 1, side, side).float()
+    reach = torch.zeros_like(grid).view(n, m)
+    reach[torch.arange(n), idx] = 1.0
+    reach = reach.view(n, 1, side, side)
+    for _ in range(side):
+        grown = torch.nn.functional.max_pool2d(reach, 3, stride=1, padding=1) * grid
+        if torch.equal(grown, reach):
+            break
+        reach = grown
+    w = reach.view(n, m) * (s - floor).clamp_min(0).nan_to_num(0.0)
+    tot = w.sum(1, keepdim=True)
+    cen = (w[..., None] * pos).sum(1) / tot.clamp_min(1e-12)
+    single = (reach.view(n, m).sum(1) <= 1)[:, None] | (tot <= 0)
+    return torch.where(single, best, cen)
 
 
 def _ridge_from_centre(high: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -419,4 +470,5 @@ def make_tracker(config: DragConfig) -> Tracker:
         fusion_ridge_gain=config.fusion_ridge_gain,
         metric=config.nn_metric,
         subpixel=config.effective_subpixel,
+        plateau_level=config.plateau_level,
     )

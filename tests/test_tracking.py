@@ -5,7 +5,8 @@ from stabledrag.bench.synthetic import add_object, make_case, shifted_field, smo
 from stabledrag.sampling import sample_features
 from stabledrag.config import DragConfig
 from stabledrag.sampling import square_offsets
-from stabledrag.tracking import DiscriminativeTracker, NearestNeighbourTracker, make_tracker, subpixel_peak
+from stabledrag.tracking import (DiscriminativeTracker, NearestNeighbourTracker, make_tracker, plateau_centroid,
+                                 subpixel_peak)
 
 # Whole-pixel trackers: a whole-pixel shift is recovered exactly (the sub-pixel refinement of
 # the discriminative tracker is tested below, on fractional shifts).
@@ -283,3 +284,75 @@ def test_config_ridge_gain_reaches_the_tracker_and_is_checked():
         DragConfig(method="stabledrag", fusion_ridge_gain=-1.0)
     with pytest.raises(ValueError):
         DiscriminativeTracker(fusion_ridge_gain=-1.0)
+
+
+def _lattice_score(values: dict[tuple[int, int], float], radius: float = 3.0, base: float = 0.0):
+    """A 1-handle score on the square lattice of `radius`: `base` everywhere, `values` at (x, y)."""
+    off = square_offsets(radius)
+    score = torch.full((1, len(off)), base)
+    for (x, y), v in values.items():
+        score[0, ((off[:, 0] == x) & (off[:, 1] == y)).nonzero()[0, 0]] = v
+    return score, off[None], torch.ones_like(score, dtype=torch.bool)
+
+
+def test_plateau_centroid_takes_the_middle_of_a_smeared_peak_and_ignores_a_separate_lookalike():
+    # a part smeared over x = -1..1 (peak at its leading edge x = 1), a look-alike at x = -3
+    score, pos, valid = _lattice_score({(-1, 0): 0.95, (0, 0): 0.97, (1, 0): 1.0, (-3, 0): 1.0 - 1e-3})
+    idx = score.argmax(1)
+    peak = pos[0, idx]
+    assert peak[0, 0].item() == 1.0
+    got = plateau_centroid(score, valid, pos, idx, peak, 0.2)
+    w = torch.tensor([0.15, 0.17, 0.2])  # heights above the floor 1.0 - 0.2 * (1.0 - 0.0)
+    assert torch.allclose(got[0], torch.tensor([(w * torch.tensor([-1.0, 0.0, 1.0])).sum() / w.sum(), 0.0]))
+    # the plateau may reach farther behind the peak than ahead: the same smear seen at the
+    # window's edge (peak x = 2) keeps all three positions
+    edge, _, _ = _lattice_score({(0, 0): 0.95, (1, 0): 0.97, (2, 0): 1.0})
+    e_idx = edge.argmax(1)
+    got = plateau_centroid(edge, valid, pos, e_idx, pos[0, e_idx], 0.2)
+    assert torch.allclose(got[0], torch.tensor([(0.17 * 1 + 0.2 * 2) / 0.52, 0.0]))
+    # ... but near the map's border a position whose mirror through the peak is off the map does
+    # not count: window centred at x = 1 on a 5 px wide map, peak at x = 3: x = 1 (mirror 5) is out
+    shifted = pos + torch.tensor([1.0, 5.0])
+    got = plateau_centroid(edge, valid, shifted, e_idx, shifted[0, e_idx], 0.2, size=(5, 10))
+    assert torch.allclose(got[0], torch.tensor([1 + (0.17 * 1 + 0.2 * 2) / 0.37, 5.0]))
+    # a plateau of one position is the peak itself; so is any level below the first neighbour's gap
+    assert torch.equal(plateau_centroid(score, valid, pos, idx, peak, 0.02), peak)
+    # invalid positions never join the plateau
+    valid[0, ((pos[0, :, 0] == 0) & (pos[0, :, 1] == 0)).nonzero()[0, 0]] = False
+    assert torch.equal(plateau_centroid(score.clone(), valid, pos, idx, peak, 0.2), peak)
+
+
+def test_plateau_level_reaches_the_tracker_is_checked_and_keeps_a_clean_blob_where_it_is():
+    assert make_tracker(DragConfig(method="stabledrag", plateau_level=0.3)).plateau_level == 0.3
+    assert DiscriminativeTracker().plateau_level == DragConfig.plateau_level  # `bench tracking` builds it
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError):
+            DragConfig(method="stabledrag", plateau_level=bad)
+        with pytest.raises(ValueError):
+            DiscriminativeTracker(plateau_level=bad)
+    # a whole-pixel shift of a textured field: the plateau is the peak's own blob, so the handle
+    # lands within a fraction of a pixel of where the content went, confidently
+    g = torch.Generator().manual_seed(0)
+    f0 = smooth_field(32, 48, g, scale=4) + 0.3 * torch.randn(32, 48, 48, generator=g)
+    handles = torch.tensor([[20.0, 24.0], [30.0, 17.0]])
+    t = DiscriminativeTracker(radius=3.0, plateau_level=0.3)
+    t.fit(f0, handles)
+    found, conf = t.track(shifted_field(f0, 2, -1), handles)
+    assert (found - (handles + torch.tensor([2.0, -1.0]))).norm(dim=1).max() < 0.35 and (conf > 0.85).all()
+
+
+def test_the_plateau_moves_the_handle_only_and_only_for_a_subpixel_tracker():
+    g = torch.Generator().manual_seed(5)
+    f0 = smooth_field(32, 48, g, scale=4) + 0.3 * torch.randn(32, 48, 48, generator=g)
+    handles = torch.tensor([[20.0, 24.0], [30.0, 17.0], [0.0, 0.0]])
+    moved = shifted_field(f0, 1, 2) + 0.2 * torch.randn(32, 48, 48, generator=g)
+    out = {}
+    for level in (0.0, 0.3):
+        for sub in (False, True):
+            t = DiscriminativeTracker(radius=3.0, plateau_level=level, subpixel=sub)
+            t.fit(f0, handles)
+            out[level, sub] = t.track(moved, handles)
+    assert torch.equal(out[0.0, False][0], out[0.3, False][0])  # whole-pixel: on the lattice
+    assert not torch.equal(out[0.0, True][0], out[0.3, True][0])  # sub-pixel: the plateau's centroid
+    for sub in (False, True):
+        assert torch.equal(out[0.0, sub][1], out[0.3, sub][1])  # the confidence is the peak's
