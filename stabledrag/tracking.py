@@ -407,7 +407,8 @@ def plateau_centroid(score: torch.Tensor, valid: torch.Tensor, pos: torch.Tensor
     is not part of it), and - with the map's `size` (W, H) - whose mirror through the peak is on
     the map (a window clipped by the border does not pull the handle inwards); each weighted by
     its height above that floor. The plateau may reach farther behind the peak than ahead of it:
-    that is the smear it is there for. A correlation tracker's
+    that is the smear it is there for; but a peak on the window's edge is kept as it is (what lies
+    beyond it is unseen, and a one-sided plateau would pull the handle back). A correlation tracker's
     centre-of-mass refinement (as in mean-shift / centroid trackers), restricted to the peak's own
     blob. Raises nothing; `level` in (0, 1)."""
     n, m = score.shape
@@ -419,35 +420,43 @@ def plateau_centroid(score: torch.Tensor, valid: torch.Tensor, pos: torch.Tensor
     high = (s >= floor) & valid
     if size is not None:  # near the map's border, only positions whose mirror through the peak is
         # on the map count, so a window clipped by the border does not pull the handle inwards
-        mirror = 2 * pos[torch.arange(n), idx][:, None, :] - pos
+        mirror = 2 * pos[torch.arange(n, device=idx.device), idx][:, None, :] - pos
         high = high & inside(mirror, size)
-    grid = high.view(n, 1, side, side).float()
-    reach = torch.zeros_like(grid).view(n, m)
-    reach[torch.arange(n), idx] = 1.0
-    reach = reach.view(n, 1, side, side)
-    for _ in range(side):
-        grown = torch.nn.functional.max_pool2d(reach, 3, stride=1, padding=1) * grid
-        if torch.equal(grown, reach):
-            break
-        reach = grown
-    w = reach.view(n, m) * (s - floor).clamp_min(0).nan_to_num(0.0)
+    reach = _connected_from(high, idx).float()
+    w = reach * (s - floor).clamp_min(0).nan_to_num(0.0)
     tot = w.sum(1, keepdim=True)
     cen = (w[..., None] * pos).sum(1) / tot.clamp_min(1e-12)
-    single = (reach.view(n, m).sum(1) <= 1)[:, None] | (tot <= 0)
-    return torch.where(single, best, cen)
+    # a peak on the window's edge: the part may reach on beyond it, unseen, so its plateau would be
+    # one-sided (pulled back towards the old handle); the peak is kept there
+    row, col = idx // side, idx % side
+    on_edge = (row == 0) | (row == side - 1) | (col == 0) | (col == side - 1)
+    keep = (reach.sum(1) <= 1) | (tot[:, 0] <= 0) | on_edge
+    return torch.where(keep[:, None], best, cen)
 
 
 def _ridge_from_centre(high: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """`N x M` bool: the positions of the square row-major lattice (`M = side^2`, handle at the
     centre) that `high` connects to the centre through 8-neighbours that are all `high`."""
     n, m = high.shape
+    centre = torch.full((n,), m // 2, dtype=torch.long, device=high.device)
+    return _connected_from(high & valid, centre)
+
+
+def _connected_from(high: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
+    """`N x M` bool: the positions of the square row-major lattice (`M = side^2`) joined to
+    position `seed[i]` (`N` indices, always included) through 8-neighbours that are all `high`
+    (`N x M` bool); grown until nothing changes."""
+    n, m = high.shape
     side = int(round(math.sqrt(m)))
-    grid = (high & valid).view(n, 1, side, side).float()
-    reach = torch.zeros_like(grid)
-    reach[:, :, side // 2, side // 2] = 1.0
-    for _ in range(side):  # grow until stable (at most one lattice side)
-        grown = torch.nn.functional.max_pool2d(reach, 3, stride=1, padding=1) * grid
-        grown[:, :, side // 2, side // 2] = 1.0
+    grid = high.view(n, 1, side, side).float()
+    ar = torch.arange(n, device=high.device)
+    reach = torch.zeros(n, m, device=high.device)
+    reach[ar, seed] = 1.0
+    reach = reach.view(n, 1, side, side)
+    for _ in range(m):
+        grown = (torch.nn.functional.max_pool2d(reach, 3, stride=1, padding=1) * grid).view(n, m)
+        grown[ar, seed] = 1.0
+        grown = grown.view(n, 1, side, side)
         if torch.equal(grown, reach):
             break
         reach = grown

@@ -356,3 +356,18 @@ def test_the_plateau_moves_the_handle_only_and_only_for_a_subpixel_tracker():
     assert not torch.equal(out[0.0, True][0], out[0.3, True][0])  # sub-pixel: the plateau's centroid
     for sub in (False, True):
         assert torch.equal(out[0.0, sub][1], out[0.3, sub][1])  # the confidence is the peak's
+
+
+def test_a_peak_on_the_window_edge_is_not_pulled_back_by_a_one_sided_plateau():
+    """A 3 px move with r_p 3: the peak lands on the window's edge, where the part's far side is
+    out of sight; the centroid of what is seen would drag the handle back towards its old place."""
+    g = torch.Generator().manual_seed(1)
+    f0 = smooth_field(32, 48, g, scale=8)
+    handles = torch.tensor([[20.0, 24.0], [26.0, 20.0]])
+    found = {}
+    for level in (0.0, 0.2):
+        t = DiscriminativeTracker(radius=3.0, plateau_level=level)
+        t.fit(f0, handles)
+        found[level], _ = t.track(shifted_field(f0, 3, 0), handles)
+    assert torch.allclose(found[0.0], handles + torch.tensor([3.0, 0.0]), atol=0.15)
+    assert torch.equal(found[0.2], found[0.0])
