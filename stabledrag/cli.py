@@ -221,6 +221,12 @@ def _dispatch(args: argparse.Namespace) -> Optional[int]:
                                      round_trip_faces=args.round_trip_faces, timing_images=args.timing_images,
                                      overrides=parse_overrides(args.set)), args.out)
             return 0
+        if args.bench == "toy" and args.source != "rendered":
+            only = [flag for flag, given in (("--jsonl", args.jsonl), ("--shard", args.shard),
+                                             ("--project-set", args.project_set),
+                                             ("--projection-only", args.projection_only)) if given]
+            if only:
+                raise UserError(f"{', '.join(only)}: only with --source rendered (projected faces).")
         if args.bench == "toy" and args.source == "rendered":
             if args.backend != "gan":
                 raise UserError("--source rendered projects faces into a GAN: use it with --backend gan.")

@@ -254,6 +254,16 @@ def test_bench_toy_rendered_shards_and_resumes_from_its_jsonl(tmp_path, capsys):
     assert again["faces_reused"] == [0, 1] and again["faces"] == both["faces"]
     assert again["drags"]["overall"] == both["drags"]["overall"]
     assert len(jsonl.read_text().splitlines()) == 2
+    assert bench("--cases", "1")["faces_reused"] == [0]  # only the faces this run asks for
     other = bench("--project-set", "pti_steps=2")  # other settings: nothing reused
     assert other["faces_reused"] == [] and len(jsonl.read_text().splitlines()) == 4
+    assert bench("--set", "max_steps=2")["faces_reused"] == []  # another drag config, too
+    # a row cut short by a process that died mid-write is skipped, and the next row is not glued to it
+    jsonl.write_text(jsonl.read_text() + '{"face": 0, "trunc')
+    assert bench()["faces_reused"] == [0, 1]
+    lines = jsonl.read_text().splitlines()
+    assert lines[-1].startswith('{"face": 0, "trunc') and len(lines) == 7  # nothing new was needed
+    assert bench("--project-set", "pti_steps=3", "--cases", "1")["faces_reused"] == []
+    assert json.loads(jsonl.read_text().splitlines()[-1])["face"] == 0  # its own line after the cut one
     assert main(["bench", "toy", "--backend", "gan", "--source", "rendered", "--shard", "2/2"]) == 2
+    assert main(["bench", "toy", "--backend", "gan", "--jsonl", str(jsonl)]) == 2  # not without --source rendered

@@ -76,3 +76,21 @@ def test_a_bad_project_entry_is_refused_naming_the_file(gan_folder, tmp_path, ca
                "--out", str(tmp_path / "l.npz"), "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and str(path) in err and err.count("\n") == 1
+
+
+def test_the_gan_tabs_photo_upload_projects_with_the_chosen_models_settings(gan_folder):
+    from stabledrag.gan.checkpoints import load_generator
+    from stabledrag.gan.projection import clear_cache
+    from stabledrag.webapp import gan_projection as gp
+    from stabledrag.webapp.state import GanState
+
+    clear_cache()
+    G = load_generator(str(gan_folder), "cpu")
+    photo = np.full((40, 48, 3), 90, np.uint8)
+    s = GanState()
+    views = list(gp.project_photo(s, "tiny", photo, G, spec=str(gan_folder)))
+    assert views[-1].state is s
+    used = s.projection["config"]
+    assert {k: used[k] for k in PROJECT} == PROJECT  # the folder's `project` entry, not the defaults
+    more = list(gp.more_steps(s, G, spec=str(gan_folder)))
+    assert more[-1].state is s and s.projection["config"]["pti_steps"] == 4  # half of the model's 8 again

@@ -24,6 +24,7 @@ import logging
 import math
 import platform
 import time
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -88,7 +89,7 @@ def _earlier_rows(jsonl: str, run_key: dict[str, Any]) -> dict[int, tuple[dict[s
     A missing file gives {}; unreadable lines are skipped with a warning."""
     out: dict[int, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
     try:
-        lines = open(jsonl).read().splitlines()
+        lines = Path(jsonl).read_text().splitlines()
     except FileNotFoundError:
         return out
     key = json.loads(json.dumps(run_key))  # as it reads back (tuples -> lists)
@@ -102,6 +103,19 @@ def _earlier_rows(jsonl: str, run_key: dict[str, Any]) -> dict[int, tuple[dict[s
             row = {k: v for k, v in data.items() if k not in ("drags", "run")}
             out[data["face"]] = (row, list(data.get("drags") or []))
     return out
+
+
+def _append_line(path: str, line: str) -> None:
+    """Append `line` to the file at `path` as a line of its own (a file left without its final
+    newline by a process that died mid-write gets one first, so this row is not glued to it)."""
+    p = Path(path)
+    with open(p, "ab+") as f:
+        f.seek(0, 2)
+        if f.tell() > 0:
+            f.seek(-1, 2)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.write((line + "\n").encode())
 
 
 def _face(G: Any, editor: Any, configs: dict[str, Any], cfgs: tuple[Any, Any, Any], seed: int, i: int,
@@ -160,14 +174,17 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
     drags=False measures the projection only. jsonl: also append each face's row (with its drag
     scores and the run's settings) to this file as it finishes; a face already there from a run
     with the same settings is not run again but read back (resume after a stop; the summary
-    covers it). shard `(k, n)`: run only faces `i % n == k` (several processes or machines sharing
-    one `jsonl`; a last run without `shard` then summarises all). Every face's projection and
-    drag cases depend only on `(seed, i)`. Returns a JSON-ready dict.
+    covers it; "same settings": the model's weights, the projection settings and each method's
+    resolved drag config). shard `(k, n)`: run only faces `i % n == k` (several processes or
+    machines sharing one `jsonl`; the summary also covers the other shards' faces already in it, so
+    a last run without `shard` summarises all). Every face's projection and drag cases depend only
+    on `(seed, i)`. Returns a JSON-ready dict. Raises UserError for a bad shard or setting.
     """
     from ..gan import load_generator
     from ..gan.editor import GanEditor
     from ..gan.presets import recommended_overrides
-    from ..gan.projection import projection_config, recommended_projection
+    from ..errors import UserError
+    from ..gan.projection import model_fingerprint, projection_config, recommended_projection
     from ..limits import checked_config
 
     torch.manual_seed(0)
@@ -181,10 +198,14 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
     overrides = dict(overrides or {})
     # checked before any projection work, so a bad --set fails in a second, not after minutes
     configs = {m: checked_config(lambda: editor.default_config(m, **overrides), "--set") for m in methods}
-    run_key = {"model": model, "seed": seed, "projection": cfg_pti.to_dict(), "drags": bool(drags),
-               "kinds": list(kinds), "methods": list(methods), "drag_overrides": overrides,
-               "model_settings": recommended}
-    earlier = _earlier_rows(jsonl, run_key) if jsonl else {}
+    if shard is not None and not (0 <= shard[0] < shard[1]):
+        raise UserError(f"shard (k, n) needs 0 <= k < n, got {shard}")
+    # what decides a face's numbers: the model's weights, the projection and the drag settings as
+    # resolved (so a changed default or a retrained model is not mistaken for this run)
+    run_key = {"model_sha1": model_fingerprint(G), "seed": seed, "projection": cfg_pti.to_dict(),
+               "drags": bool(drags), "kinds": list(kinds),
+               "configs": {m: configs[m].to_dict() for m in methods}}
+    earlier = {i: v for i, v in (_earlier_rows(jsonl, run_key) if jsonl else {}).items() if i < faces}
     if earlier:
         log.info("%s: %d face(s) of this run already done; reused", jsonl, len(earlier))
     face_rows: list[dict[str, Any]] = []
@@ -198,8 +219,7 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
         else:
             row, face_drags = _face(G, editor, configs, (cfg_plain, cfg_tune, cfg_pti), seed, i, kinds, drags)
             if jsonl:
-                with open(jsonl, "a") as f:
-                    f.write(json.dumps({**row, "drags": face_drags, "run": run_key}) + "\n")
+                _append_line(jsonl, json.dumps({**row, "drags": face_drags, "run": run_key}))
         face_rows.append(row)
         for d in face_drags:
             drag_rows[d["method"]].append({k: v for k, v in d.items() if k != "method"})
@@ -210,7 +230,8 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
         "benchmark": "toy_projected", "backend": "gan", "source": "rendered",
         "model": model or "bundled toy GAN", "model_settings": recommended,
         "model_projection_settings": recommended_projection(model),
-        "settings": {"faces": faces, "seed": seed, "part_tolerance_px": PART_TOLERANCE_PX,
+        "settings": {"faces": faces, "seed": seed, "shard": None if shard is None else list(shard),
+                     "part_tolerance_px": PART_TOLERANCE_PX,
                      "success_px": SUCCESS_PX, "projection": cfg_pti.to_dict(), "drag_overrides": overrides,
                      "kinds": list(kinds), "methods": list(methods)},
         "projection": {

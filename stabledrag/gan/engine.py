@@ -230,6 +230,8 @@ class GanEngine:
         cfg = projection_config(spec)
         scaled = {k: max(0, int(round(getattr(cfg, k) * steps_scale)))
                   for k in ("w_steps", "wplus_steps", "pti_steps")}
+        if scaled["w_steps"] + scaled["wplus_steps"] == 0:  # a 1-step phase scaled to 0: keep one step
+            scaled["w_steps" if cfg.w_steps else "wplus_steps"] = 1
         if not pti:
             scaled["pti_steps"] = 0
         return dataclasses.replace(cfg, **scaled)

@@ -64,6 +64,14 @@ def draggan_defaults(image_height: int = 512, **overrides: Any) -> DragConfig:
     return DragConfig(**base)
 
 
+def settings_folder(model: Optional[str | os.PathLike] = None) -> str | os.PathLike:
+    """Where GAN `model`'s `stabledrag_settings.json` would be: the model itself (a native folder;
+    a single file has none), or the bundled toy GAN's folder for None / ""."""
+    from ..paths import TOY_GAN_DIR
+
+    return TOY_GAN_DIR if model is None or str(model) == "" else model
+
+
 def recommended_overrides(model: Optional[str | os.PathLike] = None) -> dict[str, Any]:
     """The drag settings recommended for the GAN `model` (a native model folder; None = the
     bundled toy GAN, `assets/models/toy_gan/`): its `stabledrag_settings.json` `edit` entry
@@ -75,9 +83,8 @@ def recommended_overrides(model: Optional[str | os.PathLike] = None) -> dict[str
     `DragConfig` field (or names "method"), or gives a value `DragConfig` or the limits refuse."""
     from ..errors import UserError
     from ..model_settings import folder_overrides, settings_path
-    from ..paths import TOY_GAN_DIR
 
-    folder = TOY_GAN_DIR if model is None or str(model) == "" else model
+    folder = settings_folder(model)
     rec = folder_overrides(folder)
     known = {f.name for f in dataclasses.fields(DragConfig)} - {"method"}
     unknown = sorted(set(rec) - known)

@@ -129,9 +129,9 @@ def recommended_projection(model: Optional[str | os.PathLike] = None) -> dict[st
     Raises UserError naming the file when it is malformed or a key / value is not a valid
     `ProjectionConfig` setting."""
     from ..model_settings import folder_overrides, settings_path
-    from ..paths import TOY_GAN_DIR
+    from .presets import settings_folder
 
-    folder = TOY_GAN_DIR if model is None or str(model) == "" else model
+    folder = settings_folder(model)
     rec = folder_overrides(folder, "project")
     if rec:  # checked here, so every caller (CLI, bench, app) names the file for a bad value
         try:
