@@ -155,8 +155,10 @@ def _face(G: Any, editor: Any, configs: dict[str, Any], cfgs: tuple[Any, Any, An
                 t = time.perf_counter()
                 sess = editor.session(from_pairs(case.pairs()), config, mask=edit_mask(case, start.shape[0]))
                 res_d = sess.run()
-                face_drags.append({"method": method,
-                                   **score(case, start, editor.image(), time.perf_counter() - t, res_d.status)})
+                outcome = {"handles": res_d.handles.tolist(), "steps": res_d.steps,
+                           "pushed_steps": res_d.pushed_steps}  # final tracker handles: tracking error
+                face_drags.append({"method": method, **score(case, start, editor.image(), time.perf_counter() - t,
+                                                             res_d.status, outcome)})
     return row, face_drags
 
 
