@@ -30,9 +30,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from ..points import from_pairs
 from ..toy.detect import detect
-from .toy import SUCCESS_PX, edit_mask, make_cases, score, summarise
+from .toy import SUCCESS_PX, make_cases, score, summarise
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +121,7 @@ def _face(G: Any, editor: Any, configs: dict[str, Any], cfgs: tuple[Any, Any, An
           kinds: Sequence[str], drags: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Face `i`: render, project without then with PTI, score both, drag its cases. Returns
     (the face's row, its drag rows each with "method")."""
+    from ..gan.engine import drag_toy_case
     from ..gan.projection import project
     from ..toy.gan_model import face_from_z
     from ..toy.render import render
@@ -151,14 +151,10 @@ def _face(G: Any, editor: Any, configs: dict[str, Any], cfgs: tuple[Any, Any, An
             if case.kind not in kinds:
                 continue
             for method, config in configs.items():
-                editor.reset()
                 t = time.perf_counter()
-                sess = editor.session(from_pairs(case.pairs()), config, mask=edit_mask(case, start.shape[0]))
-                res_d = sess.run()
-                outcome = {"handles": res_d.handles.tolist(), "steps": res_d.steps,
-                           "pushed_steps": res_d.pushed_steps}  # final tracker handles: tracking error
-                face_drags.append({"method": method, **score(case, start, editor.image(), time.perf_counter() - t,
-                                                             res_d.status, outcome)})
+                out, status, outcome = drag_toy_case(editor, case, config, step_tracking=False)
+                face_drags.append({"method": method, **score(case, start, out, time.perf_counter() - t,
+                                                             status, outcome)})
     return row, face_drags
 
 

@@ -26,6 +26,31 @@ from ..paths import TOY_GAN_DIR
 TOY_GAN_LABEL = "Toy faces (bundled)"
 
 
+def drag_toy_case(editor: Any, case: Any, config: Any, step_tracking: bool = True
+                  ) -> tuple[np.ndarray, str, dict[str, Any]]:
+    """One `bench toy` case (`bench.toy.ToyCase`) dragged by `editor` (a `GanEditor`, reset to its
+    start image first) with `config` (`DragConfig`), inside the case's editable capsule.
+
+    Returns (the edited image `H x W x 3` uint8, the drag's status, the outcome for
+    `bench.toy.score`: final tracker handles in image px, steps, pushed steps and, with
+    `step_tracking`, the tracking error at every step (tracker vs detector on the previewed image
+    of the state the handles were tracked on; costs a preview per step)."""
+    from ..bench.toy import edit_mask, tracking_error
+    from ..points import from_pairs
+
+    editor.reset()
+    sess = editor.session(from_pairs(case.pairs()), config, mask=edit_mask(case, editor.image_size[1]),
+                          preview_every=1 if step_tracking else 0)
+    errors: list[Optional[float]] = []
+    for rec in sess.frames(every=1):
+        if step_tracking:
+            errors.append(tracking_error(case, rec.handles, sess.last_preview))
+    res = sess.run()
+    return editor.image(), res.status, {"handles": res.handles.tolist(), "steps": res.steps,
+                                        "pushed_steps": res.pushed_steps,
+                                        "step_tracking_error_px": errors if step_tracking else None}
+
+
 class GanEngine:
     """`--backend gan`: drag points on a StyleGAN2 sample (by seed) or a projected photo."""
 
@@ -114,9 +139,7 @@ class GanEngine:
         """Generated samples (seed + i, psi 0.7); each case one drag session from the method's preset,
         the model's own recommended settings (`presets.recommended_overrides`), then `overrides`,
         with the tracking error measured at every step when `step_tracking`."""
-        from ..bench.toy import edit_mask, tracking_error
         from ..limits import checked_config
-        from ..points import from_pairs
         from .checkpoints import load_generator
         from .editor import GanEditor
         from .presets import recommended_overrides
@@ -128,19 +151,8 @@ class GanEngine:
             return editor.generate(seed + i, truncation_psi=0.7)
 
         def run(src: np.ndarray, case: Any, method: str) -> tuple[np.ndarray, str, dict[str, Any]]:
-            editor.reset()
-            pts = from_pairs(case.pairs())
             cfg = checked_config(lambda: editor.default_config(method, **overrides), "--set")
-            sess = editor.session(pts, cfg, mask=edit_mask(case, src.shape[0]),
-                                  preview_every=1 if step_tracking else 0)
-            errors: list[Optional[float]] = []
-            for rec in sess.frames(every=1):
-                if step_tracking:  # the preview is the image of the state the handles were tracked on
-                    errors.append(tracking_error(case, rec.handles, sess.last_preview))
-            res = sess.run()
-            return editor.image(), res.status, {"handles": res.handles.tolist(), "steps": res.steps,
-                                                "pushed_steps": res.pushed_steps,
-                                                "step_tracking_error_px": errors if step_tracking else None}
+            return drag_toy_case(editor, case, cfg, step_tracking)
 
         return source, run, {"model": model or "bundled toy GAN", "truncation_psi": 0.7,
                              "model_settings": recommended}
