@@ -1,10 +1,11 @@
 """A model's own recommended settings: `stabledrag_settings.json` in the model's folder.
 
-A model folder of any engine may carry the drag settings that give good results on it (both
-bundled toy models do), and a GAN folder its photo-projection settings. The engines read it (`stabledrag.diffusion.recommended`,
-`stabledrag.gan.presets.recommended_overrides`) and the CLI, the benchmarks and the web app apply
-it between the method's preset and the user's own settings: preset < model < user. This module
-only reads the file; which keys are valid is the engine's business (its `edit_config` overrides).
+A model folder of any engine may carry the drag settings that give good results on it (both bundled
+toy models do), and a GAN folder its photo-projection settings. The engines read it
+(`stabledrag.diffusion.recommended`, `stabledrag.gan.presets.recommended_overrides`) and the CLI,
+the benchmarks and the web app apply it between the method's preset and the user's own settings:
+preset < model < user. This module only reads the file; which keys are valid is the engine's
+business (its `edit_config` overrides).
 
 File format (JSON object):
 
