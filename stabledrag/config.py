@@ -86,6 +86,13 @@ class DragConfig(DictSettings):
       edge (the motion loss copies the handle's feature one step ahead); the plateau's centroid
       stays with the part. 0 = the peak. Only with `subpixel` (a whole-pixel tracker stays on
       the lattice); the confidence is the peak's either way.
+    context_weight: discriminative tracker: weight of the context term for handles inside a flat
+      part (an eye's interior, where every 1 x 1 feature looks alike and the handle's own feature,
+      copied ahead by the motion loss, runs ahead of the part): the features on a ring around each
+      window position, as wide as the handle's own extent, are matched against the step-0 ring,
+      which sees the part's outline. Scaled per handle by its flat share (the directions in which
+      its look fills half the training window: 1 for an eye, ~0 on texture, where it is skipped).
+      0 = off (the paper's 1 x 1 tracker).
     tau: confidence threshold below which confident supervision uses the template patch.
     template_weight: weight of the template-patch loss when it is used (scaled by the mix).
     template_blend: below tau, mix template and current patch by confidence (template share
@@ -122,6 +129,7 @@ class DragConfig(DictSettings):
     fusion_ridge_gain: float = 40.0
     subpixel: bool | None = None
     plateau_level: float = 0.2
+    context_weight: float = 1.0
     tau: float = 0.6
     template_weight: float = 1.0
     template_blend: bool = True
@@ -160,6 +168,8 @@ class DragConfig(DictSettings):
             raise ValueError("fusion_weight and fusion_ridge_gain must be >= 0")
         if not 0 <= self.plateau_level < 1:
             raise ValueError(f"plateau_level must be in [0, 1), got {self.plateau_level}")
+        if not self.context_weight >= 0:
+            raise ValueError(f"context_weight must be >= 0, got {self.context_weight}")
 
     @property
     def push_distance(self) -> float:

@@ -16,7 +16,9 @@ pixels. `confidence` is `N` values in [0, 1].
   handles on an outline or band, where the filter answers alike along the ridge); the calibrated
   peak response (times a peak-to-sidelobe margin) is the confidence. The winning position is
   refined to sub-pixel precision (`subpixel_peak`), so a handle follows a part that moves by
-  fractions of a pixel per step instead of jumping between whole pixels.
+  fractions of a pixel per step instead of jumping between whole pixels. A handle inside a flat part
+  (an eye) is also matched by the ring of features around it (its context), which sees the part's
+  outline where its 1 x 1 features all look alike.
 
 Everything is vectorised over handles and window positions.
 """
@@ -46,6 +48,8 @@ RIDGE_COSINE = 0.95
 # from the handle whose filter response reaches this fraction of the trained peak.
 RIDGE_SHARE_MIN_PX = 1.5
 RIDGE_SHARE_LEVEL = 0.9
+# Points of a handle's context ring (see DiscriminativeTracker._fit_context): centre + 2 x 8.
+CONTEXT_POINTS = 17
 
 
 class Tracker(Protocol):
@@ -171,7 +175,16 @@ class DiscriminativeTracker:
     * ridge_share` (`_ridge_share`, measured at fit time). metric: distance for the nearest-neighbour term.
     subpixel: refine the score's peak to sub-pixel precision (`subpixel_peak`). plateau_level:
     > 0 (with `subpixel`): the handle is the centroid of the score's top plateau
-    (`plateau_centroid`), not its peak; the confidence stays the peak's.
+    (`plateau_centroid`), not its peak; the confidence stays the peak's. context_weight: gamma in
+    `score += gamma * flat_share_i * context_similarity`: a handle inside a flat part (an eye, whose
+    interior looks alike 1 x 1 everywhere) is also matched by a ring of `CONTEXT_POINTS` features
+    around it, as wide as its own extent, against the same ring at step 0 (`_fit_context`,
+    `_context_sim`). The motion loss copies the handle's feature one step ahead of the part; on a
+    long drag every 1 x 1 match follows that copy and the handle runs ahead of the part (the toy
+    GAN's eyes: 3 px by the end of an 11 px drag); the ring sees the part's outline and keeps the
+    handle on it. `flat_share_i` (the directions in which the handle's look fills half the training
+    window) is ~0 on texture, where the term and its cost are skipped. The ring is a sparse k x k
+    template, as in classic patch trackers; the paper's tracker is 1 x 1 (context_weight 0).
     """
 
     def __init__(
@@ -187,6 +200,7 @@ class DiscriminativeTracker:
         metric: str = "l1",
         subpixel: bool = True,
         plateau_level: float = 0.2,
+        context_weight: float = 1.0,
     ) -> None:
         self.radius = float(radius)
         self.train_radius = float(train_radius if train_radius is not None else 3 * radius)
@@ -205,6 +219,9 @@ class DiscriminativeTracker:
         self.plateau_level = float(plateau_level)
         if not 0 <= self.plateau_level < 1:
             raise ValueError("plateau_level must be in [0, 1)")
+        self.context_weight = float(context_weight)
+        if not self.context_weight >= 0:
+            raise ValueError("context_weight must be >= 0")
         self.filters: torch.Tensor | None = None  # N x C
         self.means: torch.Tensor | None = None  # N x C
         self.scales: torch.Tensor | None = None  # N
@@ -213,6 +230,10 @@ class DiscriminativeTracker:
         self.margin0: torch.Tensor | None = None  # N
         self.sigmas: torch.Tensor | None = None  # N, label widths used (>= sigma)
         self.ridge_share: torch.Tensor | None = None  # N, see _ridge_share
+        self.flat_share: torch.Tensor | None = None  # N, see _label_shape
+        self.ctx_offsets: torch.Tensor | None = None  # N x K x 2, see _fit_context
+        self.ctx_templates: torch.Tensor | None = None  # N x K x C
+        self.ctx_valid: torch.Tensor | None = None  # N x K
 
     # -- learning ----------------------------------------------------------------------------
     def _normalise(self, x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -275,6 +296,35 @@ class DiscriminativeTracker:
         self.peak0 = centre.clamp_min(1e-3)
         self.margin0 = self._margin(resp / self.peak0[:, None], valid_w, pos_w, handles).clamp_min(1e-3)
         self.ridge_share = self._ridge_share(f0, handles)
+        self._fit_context(f0, handles)
+
+    def _fit_context(self, f0: torch.Tensor, handles: torch.Tensor) -> None:
+        """The context ring of each handle: `CONTEXT_POINTS` offsets `N x K x 2` (the centre, and 8
+        directions at rho / 2 and rho, with rho = the handle's own extent `1.18 sigma_i + 1` feature
+        px, within [2, train_radius]) and the step-0 features there (`N x K x C`), with their
+        validity `N x K` (on the map)."""
+        rho = (self.sigmas * 1.18 + 1.0).clamp(min=2.0, max=self.train_radius)  # N
+        ang = torch.arange(8, device=f0.device, dtype=torch.float32) * (2 * math.pi / 8)
+        unit = torch.stack([ang.cos(), ang.sin()], 1)  # 8 x 2
+        base = torch.cat([torch.zeros(1, 2, device=f0.device), 0.5 * unit, unit], 0)  # K x 2
+        assert base.shape == (CONTEXT_POINTS, 2)
+        self.ctx_offsets = base[None] * rho[:, None, None]
+        pts = handles[:, None, :] + self.ctx_offsets
+        self.ctx_valid = inside(pts, (f0.shape[2], f0.shape[1]))
+        self.ctx_templates = sample_features(f0, pts)
+
+    def _context_sim(self, feat: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor,
+                     rows: torch.Tensor) -> torch.Tensor:
+        """Context similarity `R x M` in [0, 1] of the handles `rows` (`R` indices) at their window
+        positions `pos[rows]`: 1 - (mean L2 distance between the ring's features there and at step 0,
+        over ring points on the map both times) / (its largest value in the window)."""
+        offs, tmpl, ok0 = self.ctx_offsets[rows], self.ctx_templates[rows], self.ctx_valid[rows]
+        pts = pos[rows][:, :, None, :] + offs[:, None]  # R x M x K x 2
+        ok = inside(pts, (feat.shape[2], feat.shape[1])) & ok0[:, None]
+        d = (sample_features(feat, pts) - tmpl[:, None]).norm(dim=-1)
+        d = (d * ok).sum(-1) / ok.sum(-1).clamp_min(1)
+        dmax = d.masked_fill(~valid[rows], 0).amax(1, keepdim=True).clamp_min(1e-8)
+        return 1 - d / dmax
 
     def _ridge_share(self, f0: torch.Tensor, handles: torch.Tensor) -> torch.Tensor:
         """`N` in [0, 1]: the share of each handle's search window (positions farther than
@@ -316,6 +366,9 @@ class DiscriminativeTracker:
         cross = torch.full((n, SECTORS), half, device=cos.device)
         cross = cross.scatter_reduce(1, sector[None].expand(n, m), rr, reduce="amin", include_self=True)
         width = torch.clamp(cross.median(dim=1).values / 1.18, min=self.sigma)
+        # flat share: the directions in which the handle's look never falls below 0.5 within half
+        # the training window (the inside of a part larger than that, e.g. an eye)
+        self.flat_share = (cross >= half - 1e-6).float().mean(1)
         # the handle's own similarity fall-off: median cosine per 1 px ring
         ring = torch.round(r).long()  # M
         n_rings = int(ring.max()) + 1
@@ -372,7 +425,14 @@ class DiscriminativeTracker:
         nn_sim = 1 - dist / dmax
         # Handles on a ridge (outline, band) lean on the template: the filter answers alike along it.
         beta = self.fusion_weight + self.fusion_ridge_gain * self.ridge_share[:, None]
-        score = (resp + beta * nn_sim).masked_fill(~valid, -math.inf)
+        score = resp + beta * nn_sim
+        # Handles inside a flat part (an eye) also match their surroundings: the ring sees the part's
+        # outline where every 1 x 1 feature inside it looks alike (see the class docstring).
+        gamma = self.context_weight * self.flat_share
+        rows = torch.nonzero(gamma > 0)[:, 0]
+        if len(rows):
+            score = score.index_add(0, rows, gamma[rows, None] * self._context_sim(feat, pos, valid, rows))
+        score = score.masked_fill(~valid, -math.inf)
         idx = score.argmax(1)
         ar = torch.arange(len(idx), device=idx.device)
         best = pos[ar, idx]
@@ -480,4 +540,5 @@ def make_tracker(config: DragConfig) -> Tracker:
         metric=config.nn_metric,
         subpixel=config.effective_subpixel,
         plateau_level=config.plateau_level,
+        context_weight=config.context_weight,
     )

@@ -43,22 +43,24 @@ def test_one_reader_for_both_engines(tmp_path):
     assert recommended.recommended_overrides(tmp_path) == {"r_m": 2}  # the diffusion engine reads it alike
 
 
-def test_the_bundled_toy_gan_carries_the_settings_it_uses_today():
-    """The file holds the values the toy GAN's presets give at 128 px for every method, so the CLI,
-    the bench and the GAN tab drag exactly as before it existed."""
+def test_the_bundled_toy_gan_carries_its_settings_and_they_differ_from_the_presets_by_r_m_only():
+    """The file holds the presets' values at 128 px for every method except the motion radius:
+    r_m 3 px (the presets' 1 px stretches an 8 px eye instead of moving it), for all three methods,
+    shown in the GAN tab."""
     data = json.loads((TOY_GAN_DIR / model_settings.SETTINGS_FILE).read_text())
     assert "bench toy --backend gan" in data["about"]
     rec = recommended_overrides(None)  # None = the bundled toy GAN
-    assert rec == data["edit"] and rec["r_p"] == 3.0 and rec["r_m"] == 1.0
+    assert rec == data["edit"] and rec["r_p"] == 3.0 and rec["r_m"] == 3.0
     from stabledrag import engine
 
     assert engine.get("gan").recommended(str(TOY_GAN_DIR)) == rec
     for method in ("stabledrag", "baseline", "draggan"):
-        assert gan_defaults(method, 128, **rec) == gan_defaults(method, 128), method
-        before = dataclasses.replace(gh.GanSettings(), method=method)  # the tab's defaults so far
+        assert gan_defaults(method, 128).r_m == 1.0
+        assert gan_defaults(method, 128, **rec) == gan_defaults(method, 128, r_m=3.0), method
+        before = dataclasses.replace(gh.GanSettings(), method=method)  # the tab without the file
         after = dataclasses.replace(gh.GanSettings.defaults_for("cpu", rec), method=method)
-        assert (after.r_m, after.r_p) == (1.0, 3.0)  # shown in the tab instead of 0 = automatic
-        assert after.edit_config((128, 128), rec) == before.edit_config((128, 128)), method
+        assert (after.r_m, after.r_p) == (3.0, 3.0)  # shown in the tab instead of 0 = automatic
+        assert after.edit_config((128, 128), rec) == dataclasses.replace(before.edit_config((128, 128)), r_m=3.0)
 
 
 def test_the_cli_edit_and_the_bench_apply_the_models_settings_under_the_users(gan_folder, tmp_path, capsys):

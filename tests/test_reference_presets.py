@@ -8,6 +8,7 @@ conventions ((row, col) points, `linspace` grids, slices, `F.l1_loss`), and run 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -36,6 +37,12 @@ def test_draggan_constants_follow_its_code():
     assert gan_defaults("draggan", 512) == draggan_defaults(512)
     tuned = gan_defaults("baseline", 128)
     assert (tuned.lr, tuned.stop_distance, tuned.point_snap) == (2e-3, 1.0, "none")  # ours, not DragGAN's
+    # StableDrag's sub-pixel, context-aware tracker stops at half the baseline's distance
+    for h, stop in [(128, 0.5), (512, 1.0), (1024, 2.0)]:
+        sd, base = gan_defaults("stabledrag", h), gan_defaults("baseline", h)
+        assert sd.stop_distance == stop == base.stop_distance / 2
+        assert dataclasses.replace(sd, method="baseline", tracker="", supervision="", stop_distance=base.stop_distance) \
+            == base  # nothing else differs
 
 
 def test_dragdiffusion_constants_follow_its_code():

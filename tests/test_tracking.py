@@ -371,3 +371,60 @@ def test_a_peak_on_the_window_edge_is_not_pulled_back_by_a_one_sided_plateau():
         found[level], _ = t.track(shifted_field(f0, 3, 0), handles)
     assert torch.allclose(found[0.0], handles + torch.tensor([3.0, 0.0]), atol=0.15)
     assert torch.equal(found[0.2], found[0.0])
+
+
+def _blob_with_core(centre, core, c: int = 16, size: int = 40, radius: float = 5.0, seed: int = 0) -> torch.Tensor:
+    """`c x size x size`: a soft disk (an eye) of `radius` px at `centre` on a background, plus a
+    small 'core' feature (the handle's own look, 1.5 px wide) at `core` (x, y)."""
+    g = torch.Generator().manual_seed(seed)
+    a, b, e = (torch.randn(c, generator=g) for _ in range(3))
+    ys, xs = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+    disk = torch.sigmoid((radius - ((xs - centre[0]) ** 2 + (ys - centre[1]) ** 2).sqrt()) / 0.8)
+    spot = torch.exp(-((xs - core[0]) ** 2 + (ys - core[1]) ** 2) / (2 * 1.5 ** 2))
+    return a[:, None, None] * disk + b[:, None, None] * (1 - disk) + 0.5 * e[:, None, None] * spot
+
+
+@pytest.mark.parametrize("shift,lead", [((1.0, 0.0), (1.5, 0.0)), ((1.0, 1.0), (1.2, 1.2)), ((0.5, -1.0), (0.5, -1.5))])
+def test_context_keeps_a_handle_inside_a_flat_part_on_the_part_when_its_own_feature_runs_ahead(shift, lead):
+    """Motion supervision pushes the handle's own feature towards the target ahead of the part
+    (what the toy GAN's eyes show on long drags): the disk moved by `shift`, the core feature by
+    `shift + lead`. Every 1 x 1 match (the filter, nearest neighbour) follows the core; the context
+    ring, which sees the disk's outline, holds the handle on the disk's centre."""
+    h = torch.tensor([[20.0, 20.0]])
+    f0 = _blob_with_core((20.0, 20.0), (20.0, 20.0))
+    truth = h[0] + torch.tensor(shift)
+    f1 = _blob_with_core(truth.tolist(), (truth + torch.tensor(lead)).tolist())
+    err = {}
+    for weight in (0.0, 2.0):
+        t = DiscriminativeTracker(radius=3.0, context_weight=weight)
+        t.fit(f0, h)
+        assert float(t.flat_share[0]) == 1.0  # the disk is flat all round the handle
+        found, conf = t.track(f1, h)
+        err[weight] = float((found[0] - truth).norm())
+        assert float(conf[0]) > 0.8  # the part is there, only displaced
+    nn = NearestNeighbourTracker(radius=3.0, metric="l2", subpixel=True)
+    nn.fit(f0, h)
+    assert float((nn.track(f1, h)[0][0] - truth).norm()) > 1.2
+    assert err[0.0] > 1.2 and err[2.0] < 0.65
+
+
+def test_context_is_off_for_handles_that_are_not_inside_a_flat_part():
+    """A handle on texture (the synthetic fields of `bench tracking`) has no flat sector around it,
+    so the context term, and its cost, are skipped; the result is the plain tracker's bit for bit."""
+    case = make_case(torch.Generator().manual_seed(3))
+    plain = DiscriminativeTracker(radius=3.0, context_weight=0.0)
+    ctx = DiscriminativeTracker(radius=3.0, context_weight=2.0)
+    for t in (plain, ctx):
+        t.fit(case.f0, case.handle)
+    assert float(ctx.flat_share[0]) == 0.0
+    a, b = plain.track(case.f1, case.handle), ctx.track(case.f1, case.handle)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_config_context_weight_reaches_the_tracker_and_is_checked():
+    assert make_tracker(DragConfig(method="stabledrag", context_weight=0.7)).context_weight == 0.7
+    assert DiscriminativeTracker().context_weight == DragConfig.context_weight > 0  # `bench tracking` builds it
+    with pytest.raises(ValueError):
+        DragConfig(method="stabledrag", context_weight=-1.0)
+    with pytest.raises(ValueError):
+        DiscriminativeTracker(context_weight=-1.0)
