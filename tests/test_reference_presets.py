@@ -41,8 +41,8 @@ def test_draggan_constants_follow_its_code():
     for h, stop in [(128, 0.5), (512, 1.0), (1024, 2.0)]:
         sd, base = gan_defaults("stabledrag", h), gan_defaults("baseline", h)
         assert sd.stop_distance == stop == base.stop_distance / 2
-        assert dataclasses.replace(sd, method="baseline", tracker="", supervision="", stop_distance=base.stop_distance) \
-            == base  # nothing else differs
+        same = dataclasses.replace(sd, method="baseline", tracker="", supervision="", stop_distance=base.stop_distance)
+        assert same == base  # nothing else differs
 
 
 def test_dragdiffusion_constants_follow_its_code():
