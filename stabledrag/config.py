@@ -85,7 +85,8 @@ class DragConfig(DictSettings):
       peak alone. A part being dragged smears towards its target, and the peak sits at its leading
       edge (the motion loss copies the handle's feature one step ahead); the plateau's centroid
       stays with the part. 0 = the peak. Only with `subpixel` (a whole-pixel tracker stays on
-      the lattice); the confidence is the peak's either way.
+      the lattice), and only for blob-like handles (on an outline or the mouth's band the plateau
+      runs along the ridge; `tracking.PLATEAU_MAX_RIDGE_SHARE`); the confidence is the peak's.
     context_weight: discriminative tracker: weight of the context term for handles inside a flat
       part (an eye's interior, where every 1 x 1 feature looks alike and the handle's own feature,
       copied ahead by the motion loss, runs ahead of the part): the features on a ring around each

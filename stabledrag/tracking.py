@@ -48,6 +48,8 @@ RIDGE_COSINE = 0.95
 # from the handle whose filter response reaches this fraction of the trained peak.
 RIDGE_SHARE_MIN_PX = 1.5
 RIDGE_SHARE_LEVEL = 0.9
+# Handles whose ridge share is above this keep their sub-pixel peak instead of the plateau centroid.
+PLATEAU_MAX_RIDGE_SHARE = 0.1
 # Points of a handle's context ring (see DiscriminativeTracker._fit_context): centre + 2 x 8.
 CONTEXT_POINTS = 17
 
@@ -175,7 +177,9 @@ class DiscriminativeTracker:
     * ridge_share` (`_ridge_share`, measured at fit time). metric: distance for the nearest-neighbour term.
     subpixel: refine the score's peak to sub-pixel precision (`subpixel_peak`). plateau_level:
     > 0 (with `subpixel`): the handle is the centroid of the score's top plateau
-    (`plateau_centroid`), not its peak; the confidence stays the peak's. context_weight: gamma in
+    (`plateau_centroid`), not its peak, for blob-like handles (ridge share at most
+    `PLATEAU_MAX_RIDGE_SHARE`; on a ridge the plateau runs along it); the confidence stays the peak's.
+    context_weight: gamma in
     `score += gamma * flat_share_i * context_similarity`: a handle inside a flat part (an eye, whose
     interior looks alike 1 x 1 everywhere) is also matched by a ring of `CONTEXT_POINTS` features
     around it, as wide as its own extent, against the same ring at step 0 (`_fit_context`,
@@ -445,8 +449,12 @@ class DiscriminativeTracker:
         wide = (wide / self.peak0[:, None]).clamp_max(1.0)
         margin = self._margin(wide, valid_w, pos_w, best)
         if self.subpixel and self.plateau_level > 0:  # the location only; the confidence is the peak's
-            best = plateau_centroid(score, valid, pos, idx, best, self.plateau_level,
-                                    (feat.shape[2], feat.shape[1]))
+            cen = plateau_centroid(score, valid, pos, idx, best, self.plateau_level,
+                                   (feat.shape[2], feat.shape[1]))
+            # on a ridge (an outline, the mouth's band) the plateau runs along it and its centroid
+            # would pull the handle along the ridge: those handles keep the sub-pixel peak
+            blob = self.ridge_share <= PLATEAU_MAX_RIDGE_SHARE
+            best = torch.where(blob[:, None], cen, best)
         # The margin counts relative to the handle's own margin at step 0, softened by
         # MARGIN_SOFTENING: a handle on an elongated part (a mouth corner on its band) has almost no
         # margin to begin with, and a raw ratio of two tiny numbers is noise.

@@ -5,7 +5,8 @@ from stabledrag.bench.synthetic import add_object, make_case, shifted_field, smo
 from stabledrag.sampling import sample_features
 from stabledrag.config import DragConfig
 from stabledrag.sampling import square_offsets
-from stabledrag.tracking import (DiscriminativeTracker, NearestNeighbourTracker, make_tracker, plateau_centroid,
+from stabledrag.tracking import (PLATEAU_MAX_RIDGE_SHARE, DiscriminativeTracker, NearestNeighbourTracker, make_tracker,
+                                 plateau_centroid,
                                  subpixel_peak)
 
 # Whole-pixel trackers: a whole-pixel shift is recovered exactly (the sub-pixel refinement of
@@ -428,3 +429,23 @@ def test_config_context_weight_reaches_the_tracker_and_is_checked():
         DragConfig(method="stabledrag", context_weight=-1.0)
     with pytest.raises(ValueError):
         DiscriminativeTracker(context_weight=-1.0)
+
+
+def test_a_handle_on_a_ridge_keeps_its_peak_instead_of_the_plateau_centroid_along_the_ridge():
+    """The edge moved down 1 px and the content 2-3 px along it became more handle-like (a mouth
+    corner being stretched along the mouth's band): the score's top plateau runs along the edge, so
+    its centroid would pull the handle along it; a handle with a ridge share keeps the sub-pixel
+    peak, nearer the true place. A blob-like handle (ridge share 0) would take the centroid."""
+    f0, h = _edge_map(), torch.tensor([[16.0, 16.0]])
+    t = DiscriminativeTracker(radius=3, plateau_level=0.2)
+    t.fit(f0, h)
+    assert float(t.ridge_share[0]) > PLATEAU_MAX_RIDGE_SHARE
+    up = t.filters[0] * t.scales[0] / t.filters[0].square().sum()
+    f1 = shifted_field(f0, 0, 1)
+    f1[:, 17, 18:20] += 0.3 * float(t.peak0[0]) * up[:, None]
+    kept, _ = t.track(f1, h)
+    # the sub-pixel peak leans 0.7 px towards the brighter side; the centroid would go 1.1 px along
+    assert float(kept[0, 0]) < 16.8 and abs(float(kept[0, 1]) - 17.0) < 0.05
+    t.ridge_share = torch.zeros(1)  # the same handle treated as a blob
+    pulled, _ = t.track(f1, h)
+    assert float(pulled[0, 0]) > 17.1
