@@ -52,6 +52,8 @@ RIDGE_SHARE_LEVEL = 0.9
 PLATEAU_MAX_RIDGE_SHARE = 0.1
 # Points of a handle's context ring (see DiscriminativeTracker._fit_context): centre + 2 x 8.
 CONTEXT_POINTS = 17
+# At most this many feature channels are compared on a context ring (see _fit_context).
+CONTEXT_CHANNELS = 64
 
 
 class Tracker(Protocol):
@@ -236,8 +238,9 @@ class DiscriminativeTracker:
         self.ridge_share: torch.Tensor | None = None  # N, see _ridge_share
         self.flat_share: torch.Tensor | None = None  # N, see _label_shape
         self.ctx_offsets: torch.Tensor | None = None  # N x K x 2, see _fit_context
-        self.ctx_templates: torch.Tensor | None = None  # N x K x C
+        self.ctx_templates: torch.Tensor | None = None  # N x K x C (or x CONTEXT_CHANNELS)
         self.ctx_valid: torch.Tensor | None = None  # N x K
+        self.ctx_channels: torch.Tensor | None = None  # the channels compared on the rings (None = all)
 
     # -- learning ----------------------------------------------------------------------------
     def _normalise(self, x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -315,7 +318,16 @@ class DiscriminativeTracker:
         self.ctx_offsets = base[None] * rho[:, None, None]
         pts = handles[:, None, :] + self.ctx_offsets
         self.ctx_valid = inside(pts, (f0.shape[2], f0.shape[1]))
-        self.ctx_templates = sample_features(f0, pts)
+        tmpl = sample_features(f0, pts)  # N x K x C
+        # Wide maps (a 512 px StyleGAN2 has 256 channels) are compared on the CONTEXT_CHANNELS channels
+        # that vary most over the rings (those that see the parts' outlines): the ring is read at
+        # N x M x K places per step, and this keeps its cost a fraction of the drag step's.
+        self.ctx_channels = None
+        if tmpl.shape[-1] > CONTEXT_CHANNELS:
+            spread = tmpl.reshape(-1, tmpl.shape[-1]).var(dim=0)
+            self.ctx_channels = spread.topk(CONTEXT_CHANNELS).indices.sort().values
+            tmpl = tmpl[..., self.ctx_channels]
+        self.ctx_templates = tmpl
 
     def _context_sim(self, feat: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor,
                      rows: torch.Tensor) -> torch.Tensor:
@@ -325,7 +337,18 @@ class DiscriminativeTracker:
         offs, tmpl, ok0 = self.ctx_offsets[rows], self.ctx_templates[rows], self.ctx_valid[rows]
         pts = pos[rows][:, :, None, :] + offs[:, None]  # R x M x K x 2
         ok = inside(pts, (feat.shape[2], feat.shape[1])) & ok0[:, None]
-        d = (sample_features(feat, pts) - tmpl[:, None]).norm(dim=-1)
+        # read only the box of the map that the rings cover (same values: corners off the map are
+        # still zeros, since the box is clipped to the map and the points keep their place in it)
+        flat_pts = pts.reshape(-1, 2)
+        x0, y0 = (int(v) for v in flat_pts.amin(0).floor().clamp_min(0).tolist())
+        x1 = min(int(flat_pts[:, 0].amax().floor()) + 1, feat.shape[2] - 1)
+        y1 = min(int(flat_pts[:, 1].amax().floor()) + 1, feat.shape[1] - 1)
+        if x0 > x1 or y0 > y1:  # every ring point off the map
+            return torch.zeros(pts.shape[:2], device=feat.device)
+        box = feat[:, y0:y1 + 1, x0:x1 + 1]
+        box = box if self.ctx_channels is None else box.index_select(0, self.ctx_channels)
+        shift = torch.tensor([x0, y0], device=pts.device, dtype=pts.dtype)
+        d = (sample_features(box, pts - shift) - tmpl[:, None]).norm(dim=-1)
         d = (d * ok).sum(-1) / ok.sum(-1).clamp_min(1)
         dmax = d.masked_fill(~valid[rows], 0).amax(1, keepdim=True).clamp_min(1e-8)
         return 1 - d / dmax

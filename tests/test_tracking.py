@@ -449,3 +449,31 @@ def test_a_handle_on_a_ridge_keeps_its_peak_instead_of_the_plateau_centroid_alon
     t.ridge_share = torch.zeros(1)  # the same handle treated as a blob
     pulled, _ = t.track(f1, h)
     assert float(pulled[0, 0]) > 17.1
+
+
+def test_context_reads_only_the_rings_box_and_at_most_64_channels_with_the_same_result():
+    """The context similarity is computed on the part of the map the rings cover, on the
+    CONTEXT_CHANNELS channels that vary most over the rings (wide maps only): the same values as
+    reading the whole map, also for handles at the map's border (corners off the map are zeros)."""
+    from stabledrag.sampling import inside
+    from stabledrag.tracking import CONTEXT_CHANNELS
+
+    g = torch.Generator().manual_seed(2)
+    f0 = torch.randn(100, 40, 40, generator=g).cumsum(1) / 5
+    f1 = f0.roll(1, 2)
+    h = torch.tensor([[1.4, 2.6], [20.2, 20.9], [38.6, 37.1]])
+    t = DiscriminativeTracker(radius=3.0)
+    t.fit(f0, h)
+    assert t.ctx_channels is not None and len(t.ctx_channels) == CONTEXT_CHANNELS < 100
+    pos = h[:, None, :] + square_offsets(3.0)[None]
+    valid = inside(pos, (40, 40))
+    rows = torch.arange(3)
+    got = t._context_sim(f1, pos, valid, rows)
+    pts = pos[:, :, None, :] + t.ctx_offsets[:, None]
+    ok = inside(pts, (40, 40)) & t.ctx_valid[:, None]
+    d = (sample_features(f1[t.ctx_channels], pts) - t.ctx_templates[:, None]).norm(dim=-1)
+    d = (d * ok).sum(-1) / ok.sum(-1).clamp_min(1)
+    ref = 1 - d / d.masked_fill(~valid, 0).amax(1, keepdim=True)
+    assert torch.allclose(got, ref, atol=1e-5)
+    spread = t.ctx_templates.reshape(-1, CONTEXT_CHANNELS).var(0).min()
+    assert spread >= sample_features(f0, h[:, None, :] + t.ctx_offsets).var(dim=(0, 1)).sort().values[-64]  # top 64
