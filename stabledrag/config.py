@@ -90,7 +90,8 @@ class DragConfig(DictSettings):
     context_weight: discriminative tracker: weight of the context term for handles inside a flat
       part (an eye's interior, where every 1 x 1 feature looks alike and the handle's own feature,
       copied ahead by the motion loss, runs ahead of the part): the features on a ring around each
-      window position, as wide as the handle's own extent, are matched against the step-0 ring,
+      window position, as wide as the handle's own extent (at most half the training window + 1 px),
+      are matched against the step-0 ring,
       which sees the part's outline. Scaled per handle by its flat share (the directions in which
       its look fills half the training window: 1 for an eye, ~0 on texture, where it is skipped).
       0 = off (the paper's 1 x 1 tracker).

@@ -184,7 +184,8 @@ class DiscriminativeTracker:
     context_weight: gamma in
     `score += gamma * flat_share_i * context_similarity`: a handle inside a flat part (an eye, whose
     interior looks alike 1 x 1 everywhere) is also matched by a ring of `CONTEXT_POINTS` features
-    around it, as wide as its own extent, against the same ring at step 0 (`_fit_context`,
+    around it, as wide as its own extent (at most half the training window + 1 px), against the same
+    ring at step 0 (`_fit_context`,
     `_context_sim`). The motion loss copies the handle's feature one step ahead of the part; on a
     long drag every 1 x 1 match follows that copy and the handle runs ahead of the part (the toy
     GAN's eyes: 3 px by the end of an 11 px drag); the ring sees the part's outline and keeps the
@@ -307,9 +308,11 @@ class DiscriminativeTracker:
 
     def _fit_context(self, f0: torch.Tensor, handles: torch.Tensor) -> None:
         """The context ring of each handle: `CONTEXT_POINTS` offsets `N x K x 2` (the centre, and 8
-        directions at rho / 2 and rho, with rho = the handle's own extent `1.18 sigma_i + 1` feature
-        px, within [2, train_radius]) and the step-0 features there (`N x K x C`), with their
-        validity `N x K` (on the map)."""
+        directions at rho / 2 and rho, with rho = `1.18 sigma_i + 1` feature px within [2,
+        train_radius]: the handle's own extent as its label width measures it, which for a fully
+        flat handle is capped at half the training window, so rho = train_radius / 2 + 1 however
+        large the part) and the step-0 features there (`N x K x C`, or `x CONTEXT_CHANNELS`), with
+        their validity `N x K` (on the map)."""
         rho = (self.sigmas * 1.18 + 1.0).clamp(min=2.0, max=self.train_radius)  # N
         ang = torch.arange(8, device=f0.device, dtype=torch.float32) * (2 * math.pi / 8)
         unit = torch.stack([ang.cos(), ang.sin()], 1)  # 8 x 2
@@ -321,10 +324,14 @@ class DiscriminativeTracker:
         tmpl = sample_features(f0, pts)  # N x K x C
         # Wide maps (a 512 px StyleGAN2 has 256 channels) are compared on the CONTEXT_CHANNELS channels
         # that vary most over the rings (those that see the parts' outlines): the ring is read at
-        # N x M x K places per step, and this keeps its cost a fraction of the drag step's.
+        # N x M x K places per step, and this keeps its cost a fraction of the drag step's. The
+        # variance is taken over the ring points on the map of the handles the ring is used for.
         self.ctx_channels = None
         if tmpl.shape[-1] > CONTEXT_CHANNELS:
-            spread = tmpl.reshape(-1, tmpl.shape[-1]).var(dim=0)
+            use = self.ctx_valid & (self.flat_share > 0)[:, None]
+            if int(use.sum()) < 2:
+                use = self.ctx_valid if int(self.ctx_valid.sum()) >= 2 else torch.ones_like(self.ctx_valid)
+            spread = tmpl[use].var(dim=0)
             self.ctx_channels = spread.topk(CONTEXT_CHANNELS).indices.sort().values
             tmpl = tmpl[..., self.ctx_channels]
         self.ctx_templates = tmpl
@@ -394,8 +401,13 @@ class DiscriminativeTracker:
         cross = cross.scatter_reduce(1, sector[None].expand(n, m), rr, reduce="amin", include_self=True)
         width = torch.clamp(cross.median(dim=1).values / 1.18, min=self.sigma)
         # flat share: the directions in which the handle's look never falls below 0.5 within half
-        # the training window (the inside of a part larger than that, e.g. an eye)
-        self.flat_share = (cross >= half - 1e-6).float().mean(1)
+        # the training window (the inside of a part larger than that, e.g. an eye); a direction that
+        # leaves the map there is not seen, so it does not count as flat
+        idx = sector[None].expand(n, m)
+        zeros = torch.zeros(n, SECTORS, device=cos.device)
+        seen = zeros.scatter_reduce(1, idx, ok.float(), reduce="amax", include_self=True) > 0
+        dropped = zeros.scatter_reduce(1, idx, low.float(), reduce="amax", include_self=True) > 0
+        self.flat_share = (seen & ~dropped).float().mean(1)
         # the handle's own similarity fall-off: median cosine per 1 px ring
         ring = torch.round(r).long()  # M
         n_rings = int(ring.max()) + 1

@@ -396,7 +396,7 @@ def test_context_keeps_a_handle_inside_a_flat_part_on_the_part_when_its_own_feat
     truth = h[0] + torch.tensor(shift)
     f1 = _blob_with_core(truth.tolist(), (truth + torch.tensor(lead)).tolist())
     err = {}
-    for weight in (0.0, 2.0):
+    for weight in (0.0, 1.0, 2.0):
         t = DiscriminativeTracker(radius=3.0, context_weight=weight)
         t.fit(f0, h)
         assert float(t.flat_share[0]) == 1.0  # the disk is flat all round the handle
@@ -407,6 +407,7 @@ def test_context_keeps_a_handle_inside_a_flat_part_on_the_part_when_its_own_feat
     nn.fit(f0, h)
     assert float((nn.track(f1, h)[0][0] - truth).norm()) > 1.2
     assert err[0.0] > 1.2 and err[2.0] < 0.65
+    assert DragConfig.context_weight == 1.0 and err[1.0] < 0.9 and err[1.0] < err[0.0] - 0.4  # the default helps
 
 
 def test_context_is_off_for_handles_that_are_not_inside_a_flat_part():
@@ -461,19 +462,31 @@ def test_context_reads_only_the_rings_box_and_at_most_64_channels_with_the_same_
     g = torch.Generator().manual_seed(2)
     f0 = torch.randn(100, 40, 40, generator=g).cumsum(1) / 5
     f1 = f0.roll(1, 2)
-    h = torch.tensor([[1.4, 2.6], [20.2, 20.9], [38.6, 37.1]])
+    # interior handles (the box is a strict part of the map) and handles at the border
+    for h in (torch.tensor([[12.3, 14.7], [20.2, 20.9], [25.6, 22.1]]), torch.tensor([[1.4, 2.6], [38.6, 37.1]])):
+        t = DiscriminativeTracker(radius=3.0)
+        t.fit(f0, h)
+        assert t.ctx_channels is not None and len(t.ctx_channels) == CONTEXT_CHANNELS < 100
+        pos = h[:, None, :] + square_offsets(3.0)[None]
+        valid = inside(pos, (40, 40))
+        got = t._context_sim(f1, pos, valid, torch.arange(len(h)))
+        pts = pos[:, :, None, :] + t.ctx_offsets[:, None]
+        ok = inside(pts, (40, 40)) & t.ctx_valid[:, None]
+        d = (sample_features(f1[t.ctx_channels], pts) - t.ctx_templates[:, None]).norm(dim=-1)
+        d = (d * ok).sum(-1) / ok.sum(-1).clamp_min(1)
+        ref = 1 - d / d.masked_fill(~valid, 0).amax(1, keepdim=True)
+        assert torch.allclose(got, ref, atol=1e-5)
+
+
+def test_flat_share_counts_only_directions_seen_on_the_map():
+    """A textured handle at the map's corner is not 'flat' because half its directions leave the map."""
+    case = make_case(torch.Generator().manual_seed(3))
+    size = case.f0.shape[-1]
     t = DiscriminativeTracker(radius=3.0)
-    t.fit(f0, h)
-    assert t.ctx_channels is not None and len(t.ctx_channels) == CONTEXT_CHANNELS < 100
-    pos = h[:, None, :] + square_offsets(3.0)[None]
-    valid = inside(pos, (40, 40))
-    rows = torch.arange(3)
-    got = t._context_sim(f1, pos, valid, rows)
-    pts = pos[:, :, None, :] + t.ctx_offsets[:, None]
-    ok = inside(pts, (40, 40)) & t.ctx_valid[:, None]
-    d = (sample_features(f1[t.ctx_channels], pts) - t.ctx_templates[:, None]).norm(dim=-1)
-    d = (d * ok).sum(-1) / ok.sum(-1).clamp_min(1)
-    ref = 1 - d / d.masked_fill(~valid, 0).amax(1, keepdim=True)
-    assert torch.allclose(got, ref, atol=1e-5)
-    spread = t.ctx_templates.reshape(-1, CONTEXT_CHANNELS).var(0).min()
-    assert spread >= sample_features(f0, h[:, None, :] + t.ctx_offsets).var(dim=(0, 1)).sort().values[-64]  # top 64
+    t.fit(case.f0, torch.tensor([[0.0, 0.0], [size - 1.0, size - 1.0], [size / 2, size / 2]]))
+    assert float(t.flat_share.max()) <= 0.5 and float(t.flat_share[2]) == 0.0  # unseen directions were "flat": 1.0
+    # inside a disk (an eye) a handle is flat in every direction it sees, and only those count
+    t.fit(_blob_with_core((20.0, 20.0), (20.0, 20.0)), torch.tensor([[20.0, 20.0]]))
+    assert t.flat_share.tolist() == [1.0]
+    t.fit(_blob_with_core((0.0, 20.0), (0.0, 20.0)), torch.tensor([[0.0, 20.0]]))
+    assert t.flat_share.tolist() == [5 / 8]  # the 3 directions off the map's left edge are not seen
