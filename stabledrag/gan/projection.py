@@ -79,8 +79,12 @@ class ProjectionConfig(DictSettings):
     against the pooled target (cheap: the later blocks are not run); 0 = start at `w_avg` like the
     projector. start_space: "w" (the projector) or "z": phase 1 optimises z through the mapping
     network instead, which keeps the start on the generator's image manifold (useful for models
-    whose W has large regions that draw no detail, e.g. the toy GAN). seed: for the candidates, the
-    W perturbation and the w_std samples.
+    whose W has large regions that draw no detail, e.g. the toy GAN). pti_locality_weight: PTI's
+    locality regulariser (Roich et al. 2021, section 3.3; 0 = off): each tuning step also renders a
+    latent `pti_locality_reach` of the way from the pivot towards a random sample of W and keeps the
+    tuned generator's image there equal (L2 + L1) to the original's, so the tuning stays local and
+    drags away from the pivot behave as on the original generator. seed: for the candidates, the
+    W perturbation, the w_std samples and the locality samples.
     """
 
     settings_name = "projection settings"  # `to_dict` / `from_dict` come from DictSettings
@@ -103,6 +107,8 @@ class ProjectionConfig(DictSettings):
     start_space: str = "w"
     init_candidates: int = 64
     init_res: int = 32
+    pti_locality_weight: float = 0.0
+    pti_locality_reach: float = 0.5
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -116,6 +122,10 @@ class ProjectionConfig(DictSettings):
         for name in ("w_lr", "wplus_lr", "pti_lr"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not self.pti_locality_weight >= 0:
+            raise ValueError(f"pti_locality_weight must be >= 0, got {self.pti_locality_weight}")
+        if not 0 < self.pti_locality_reach <= 1:
+            raise ValueError(f"pti_locality_reach must be in (0, 1], got {self.pti_locality_reach}")
 
 
 def recommended_projection(model: Optional[str | os.PathLike] = None) -> dict[str, Any]:
@@ -542,9 +552,23 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
         ws = Gp.mapping.w_avg.detach().clone()[None, None].repeat(1, G.num_ws, 1)
     w_phase1 = ws[:, 0].detach().clone() if init is None else init.w.to(dev).clone()
 
+    def locality_loss(latent: torch.Tensor) -> torch.Tensor:
+        """PTI's locality regulariser (Roich et al. 2021, section 3.3): at a latent part of the way
+        (`pti_locality_reach`) from the pivot towards a random sample of W, the tuned generator
+        draws what the original one draws, so the tuning stays local to the pivot and edits away
+        from it behave as on the original generator."""
+        with torch.no_grad():
+            z = torch.randn(1, G.z_dim, generator=rng).to(dev)
+            w_z = base.mapping(z, None)[:, :1]  # 1 x 1 x w_dim
+            w_r = latent + cfg.pti_locality_reach * (w_z - latent)
+            ref, _ = base.synthesis(w_r, noise_mode="const")
+        img_r, _ = Gp.synthesis(w_r, noise_mode="const")
+        return (img_r - ref).square().mean() + (img_r - ref).abs().mean()
+
     def fit(phase: str, params: list[torch.Tensor], steps: int, peak_lr: float, latent: torch.Tensor) -> None:
         """Adam on `params` for `steps` with the projector's lr schedule, rendering `latent` (W+)
-        against the target (phases 2 and 3: W+, pivotal tuning)."""
+        against the target (phases 2 and 3: W+, pivotal tuning; PTI with its locality term when
+        `pti_locality_weight` > 0)."""
         opt = torch.optim.Adam(params, lr=peak_lr, betas=(0.9, 0.999))
         report(progress, phase, 0, steps)
         for step in range(steps):
@@ -553,6 +577,8 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
                 g["lr"] = _lr_schedule(step / steps, peak_lr)
             img, _ = Gp.synthesis(latent, noise_mode="const")
             loss = reconstruction_loss(img, target, cfg, pix_w)
+            if phase == "pti" and cfg.pti_locality_weight > 0:
+                loss = loss + cfg.pti_locality_weight * locality_loss(latent)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
