@@ -181,12 +181,11 @@ class DiscriminativeTracker:
     > 0 (with `subpixel`): the handle is the centroid of the score's top plateau
     (`plateau_centroid`), not its peak, for blob-like handles (ridge share at most
     `PLATEAU_MAX_RIDGE_SHARE`; on a ridge the plateau runs along it); the confidence stays the peak's.
-    context_weight: gamma in
-    `score += gamma * flat_share_i * context_similarity`: a handle inside a flat part (an eye, whose
-    interior looks alike 1 x 1 everywhere) is also matched by a ring of `CONTEXT_POINTS` features
-    around it, as wide as its own extent (at most half the training window + 1 px), against the same
-    ring at step 0 (`_fit_context`,
-    `_context_sim`). The motion loss copies the handle's feature one step ahead of the part; on a
+    context_weight: gamma in `score += gamma * flat_share_i * context_similarity`: a handle inside a
+    flat part (an eye, whose interior looks alike 1 x 1 everywhere) is also matched by a ring of
+    `CONTEXT_POINTS` features around it, as wide as its own extent (at most half the training window
+    + 1 px), against the same ring at step 0 (`_fit_context`, `_context_sim`; not fitted at
+    context_weight 0). The motion loss copies the handle's feature one step ahead of the part; on a
     long drag every 1 x 1 match follows that copy and the handle runs ahead of the part (the toy
     GAN's eyes: 3 px by the end of an 11 px drag); the ring sees the part's outline and keeps the
     handle on it. `flat_share_i` (the directions in which the handle's look fills half the training
@@ -304,7 +303,8 @@ class DiscriminativeTracker:
         self.peak0 = centre.clamp_min(1e-3)
         self.margin0 = self._margin(resp / self.peak0[:, None], valid_w, pos_w, handles).clamp_min(1e-3)
         self.ridge_share = self._ridge_share(f0, handles)
-        self._fit_context(f0, handles)
+        if self.context_weight > 0:
+            self._fit_context(f0, handles)
 
     def _fit_context(self, f0: torch.Tensor, handles: torch.Tensor) -> None:
         """The context ring of each handle: `CONTEXT_POINTS` offsets `N x K x 2` (the centre, and 8
