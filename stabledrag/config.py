@@ -91,9 +91,9 @@ class DragConfig(DictSettings):
       part (an eye's interior, where every 1 x 1 feature looks alike and the handle's own feature,
       copied ahead by the motion loss, runs ahead of the part): the features on a ring around each
       window position, as wide as the handle's own extent (at most half the training window + 1 px),
-      are matched against the step-0 ring,
-      which sees the part's outline. Scaled per handle by its flat share (the directions in which
-      its look fills half the training window: 1 for an eye, ~0 on texture, where it is skipped).
+      are matched against the step-0 ring, which sees the part's outline. Scaled per handle by its
+      flat share (the directions in which its look fills half the training window: 1 for an eye,
+      ~0 on texture, where it is skipped).
       0 = off (the paper's 1 x 1 tracker).
     tau: confidence threshold below which confident supervision uses the template patch.
     template_weight: weight of the template-patch loss when it is used (scaled by the mix).

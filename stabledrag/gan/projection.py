@@ -552,16 +552,16 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
         ws = Gp.mapping.w_avg.detach().clone()[None, None].repeat(1, G.num_ws, 1)
     w_phase1 = ws[:, 0].detach().clone() if init is None else init.w.to(dev).clone()
 
-    def locality_loss(latent: torch.Tensor) -> torch.Tensor:
+    def locality_loss(latent: torch.Tensor, G_ref: Generator) -> torch.Tensor:
         """PTI's locality regulariser (Roich et al. 2021, section 3.3): at a latent part of the way
         (`pti_locality_reach`) from the pivot towards a random sample of W, the tuned generator
-        draws what the original one draws, so the tuning stays local to the pivot and edits away
-        from it behave as on the original generator."""
+        draws what `G_ref` (the generator as it was when tuning began, noise maps included) draws,
+        so the tuning stays local to the pivot and edits away from it behave as before tuning."""
         with torch.no_grad():
             z = torch.randn(1, G.z_dim, generator=rng).to(dev)
-            w_z = base.mapping(z, None)[:, :1]  # 1 x 1 x w_dim
+            w_z = G_ref.mapping(z, None)[:, :1]  # 1 x 1 x w_dim
             w_r = latent + cfg.pti_locality_reach * (w_z - latent)
-            ref, _ = base.synthesis(w_r, noise_mode="const")
+            ref, _ = G_ref.synthesis(w_r, noise_mode="const")
         img_r, _ = Gp.synthesis(w_r, noise_mode="const")
         return (img_r - ref).square().mean() + (img_r - ref).abs().mean()
 
@@ -570,6 +570,8 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
         against the target (phases 2 and 3: W+, pivotal tuning; PTI with its locality term when
         `pti_locality_weight` > 0)."""
         opt = torch.optim.Adam(params, lr=peak_lr, betas=(0.9, 0.999))
+        local = phase == "pti" and cfg.pti_locality_weight > 0
+        G_ref = copy.deepcopy(Gp).eval().requires_grad_(False) if local else None
         report(progress, phase, 0, steps)
         for step in range(steps):
             check()
@@ -577,8 +579,8 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
                 g["lr"] = _lr_schedule(step / steps, peak_lr)
             img, _ = Gp.synthesis(latent, noise_mode="const")
             loss = reconstruction_loss(img, target, cfg, pix_w)
-            if phase == "pti" and cfg.pti_locality_weight > 0:
-                loss = loss + cfg.pti_locality_weight * locality_loss(latent)
+            if G_ref is not None:
+                loss = loss + cfg.pti_locality_weight * locality_loss(latent, G_ref)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
