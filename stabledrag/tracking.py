@@ -116,6 +116,13 @@ def subpixel_peak(score: torch.Tensor, idx: torch.Tensor, side: int) -> torch.Te
     return out
 
 
+def _similarity(dist: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """`1 - dist / (largest valid dist in the window)`: distances `N x M` over each handle's window
+    turned into similarities in [0, 1] (1 at a perfect match), as fused into the tracker's score."""
+    dmax = dist.masked_fill(~valid, 0).amax(1, keepdim=True).clamp_min(1e-8)
+    return 1 - dist / dmax
+
+
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Cosine similarity along the last dim (broadcasting), 0 for zero vectors."""
     return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1e-8)
@@ -268,7 +275,7 @@ class DiscriminativeTracker:
 
         d2 = (offsets ** 2).sum(-1)[None]  # 1 x M
         cos = _cosine(x, t[:, None, :])  # N x M
-        sigma, mined = self._label_shape(cos, valid, offsets)  # N, N x M
+        sigma, mined, self.flat_share = self._label_shape(cos, valid, offsets)  # N, N x M, N
         self.sigmas = sigma
         self.mined = mined
         label = torch.exp(-d2 / (2 * sigma[:, None] ** 2)) * (~mined)  # N x M
@@ -357,8 +364,7 @@ class DiscriminativeTracker:
         shift = torch.tensor([x0, y0], device=pts.device, dtype=pts.dtype)
         d = (sample_features(box, pts - shift) - tmpl[:, None]).norm(dim=-1)
         d = (d * ok).sum(-1) / ok.sum(-1).clamp_min(1)
-        dmax = d.masked_fill(~valid[rows], 0).amax(1, keepdim=True).clamp_min(1e-8)
-        return 1 - d / dmax
+        return _similarity(d, valid[rows])
 
     def _ridge_share(self, f0: torch.Tensor, handles: torch.Tensor) -> torch.Tensor:
         """`N` in [0, 1]: the share of each handle's search window (positions farther than
@@ -371,8 +377,11 @@ class DiscriminativeTracker:
         return high.float().sum(1) / ring.float().sum(1).clamp_min(1)
 
     def _label_shape(self, cos: torch.Tensor, valid: torch.Tensor,
-                     offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-handle Gaussian label width `N` (feature px) and mined look-alikes `N x M` (bool).
+                     offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-handle Gaussian label width `N` (feature px), mined look-alikes `N x M` (bool) and
+        flat share `N`: the share of the `SECTORS` directions that reach positions on the map within
+        half the training window and in none of which the cosine falls below 0.5 there (the inside
+        of a part larger than that, e.g. an eye; see `_context_sim`).
 
         Width: backends up-sample coarse maps (DragGAN resizes a block to the image, DragDiffusion
         a 64 px block to H/2), so a handle's neighbours can be near copies of it and a label sharper
@@ -407,7 +416,7 @@ class DiscriminativeTracker:
         zeros = torch.zeros(n, SECTORS, device=cos.device)
         seen = zeros.scatter_reduce(1, idx, ok.float(), reduce="amax", include_self=True) > 0
         dropped = zeros.scatter_reduce(1, idx, low.float(), reduce="amax", include_self=True) > 0
-        self.flat_share = (seen & ~dropped).float().mean(1)
+        flat_share = (seen & ~dropped).float().mean(1)
         # the handle's own similarity fall-off: median cosine per 1 px ring
         ring = torch.round(r).long()  # M
         n_rings = int(ring.max()) + 1
@@ -423,7 +432,7 @@ class DiscriminativeTracker:
         # A look-alike is a separate place: positions joined to the handle by a ridge of high
         # similarity (an edge or a band the handle lies on) are the handle's own extent, not a twin.
         mined = mined & ~_ridge_from_centre(cos > RIDGE_COSINE, valid > 0)
-        return width, mined
+        return width, mined, flat_share
 
     # -- tracking ----------------------------------------------------------------------------
     def _response(self, feat: torch.Tensor, handles: torch.Tensor, radius: float | None = None):
@@ -459,9 +468,7 @@ class DiscriminativeTracker:
         # (a linear filter grows without bound along smooth feature gradients), so the response is
         # capped at the trained peak and the nearest-neighbour term breaks ties among capped places.
         resp = (resp / self.peak0[:, None]).clamp_max(1.0)
-        dist = _distance(raw, self.templates, self.metric)
-        dmax = dist.masked_fill(~valid, 0).amax(1, keepdim=True).clamp_min(1e-8)
-        nn_sim = 1 - dist / dmax
+        nn_sim = _similarity(_distance(raw, self.templates, self.metric), valid)
         # Handles on a ridge (outline, band) lean on the template: the filter answers alike along it.
         beta = self.fusion_weight + self.fusion_ridge_gain * self.ridge_share[:, None]
         score = resp + beta * nn_sim
