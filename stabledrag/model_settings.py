@@ -11,11 +11,13 @@ File format (JSON object):
 
     {"about": "free text: where the values come from",
      "edit": {"lr": 0.05, "stop_distance": 1.0},
+     "edit_photo": {"max_steps": 600},
      "project": {"pti_steps": 600}}
 
 Each section maps a setting name (str) to a number, string, bool or null: `edit` holds drag
-settings (every engine), `project` photo-projection settings (`stabledrag.gan.projection.
-ProjectionConfig` fields; GAN models only). Other top-level keys are ignored. Models that are not
+settings (every engine), `edit_photo` drag settings over `edit` for a photo projected into the
+model, and `project` photo-projection settings (`stabledrag.gan.projection.ProjectionConfig`
+fields); the last two are for GAN models only. Other top-level keys are ignored. Models that are not
 a local folder (hub ids, single files) have no such file.
 """
 
@@ -42,7 +44,7 @@ def settings_path(folder: Optional[str | os.PathLike]) -> Optional[Path]:
 
 
 def read_settings(path: str | os.PathLike, section: str = "edit") -> dict[str, Any]:
-    """The `section` mapping ("edit" or "project") of the settings file at `path` (`{}` when it
+    """The `section` mapping ("edit", "edit_photo" or "project") of the settings file at `path` (`{}` when it
     has none).
 
     Raises UserError naming the file when it cannot be read, is not valid JSON, not an object, or

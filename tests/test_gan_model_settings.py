@@ -258,3 +258,56 @@ def test_the_tabs_check_the_whole_config_and_name_the_models_file_for_its_bad_va
     with pytest.raises(UserError, match="stabledrag_settings.json.*stop_distance must be a number between 0"):
         list(gh.run_drag(s, None, gh.GanSettings(max_steps=1), generator,
                          recommended=engines.recommended("gan", label, strict=True)))
+
+
+def test_a_projected_photo_gets_the_models_edit_photo_settings_over_its_edit_ones(gan_folder, tmp_path, capsys):
+    """`edit_photo` applies over `edit` to a photo projected into the model (`edit --latent`, the
+    projected-faces bench), not to the model's own samples; the user's settings still win, and a bad
+    key there is refused naming the file."""
+    from PIL import Image
+
+    from stabledrag.cli import main
+    from stabledrag.gan.checkpoints import load_generator
+    from stabledrag.gan.editor import GanEditor
+
+    path = gan_folder / model_settings.SETTINGS_FILE
+    path.write_text(json.dumps({"edit": MODEL_SETTINGS, "edit_photo": {"max_steps": 7, "r_p": 4.0}}))
+    assert recommended_overrides(gan_folder) == MODEL_SETTINGS
+    assert recommended_overrides(gan_folder, photo=True) == {"r_p": 4.0, "stop_distance": 0.25, "max_steps": 7}
+    assert recommended_overrides(tmp_path / "model.pkl", photo=True) == {}  # a single file: no settings
+
+    G = load_generator(str(gan_folder), "cpu")
+    Image.fromarray(GanEditor(G).generate(5)).save(tmp_path / "photo.png")
+    lat = tmp_path / "lat.npz"
+    assert main(["project", "--backend", "gan", "--model", str(gan_folder), "--image", str(tmp_path / "photo.png"),
+                 "--out", str(lat), "--quiet", "--w-steps", "2", "--wplus-steps", "2", "--pti-steps", "2",
+                 "--set", "init_candidates=4", "--set", "w_avg_samples=16"]) == 0
+
+    def edit(*extra):
+        report = tmp_path / "r.json"
+        code = main(["edit", "--backend", "gan", "--device", "cpu", "--drag", "12,14:16,14", "--quiet",
+                     "--out", str(tmp_path / "e.png"), "--report", str(report), *extra])
+        return code, (json.loads(report.read_text()) if code == 0 else None)
+
+    code, report = edit("--latent", str(lat))  # the model is the one the latent file names
+    assert code == 0 and report["pti"] and report["config"]["max_steps"] == 7 and report["config"]["r_p"] == 4.0
+    assert report["config"]["stop_distance"] == 0.25 and report["steps"] <= 7  # `edit` entries it does not change
+    code, report = edit("--latent", str(lat), "--max-steps", "2", "--set", "r_p=2.5")  # the user's win
+    assert code == 0 and report["config"]["max_steps"] == 2 and report["config"]["r_p"] == 2.5
+    code, report = edit("--model", str(gan_folder), "--seed", "3", "--steps", "1")  # a sample: `edit` only
+    assert code == 0 and report["config"]["r_p"] == 5.0 and report["model_settings"] == MODEL_SETTINGS
+
+    capsys.readouterr()
+    path.write_text(json.dumps({"edit": MODEL_SETTINGS, "edit_photo": {"lora.steps": 3}}))
+    assert edit("--latent", str(lat))[0] == 2
+    err = capsys.readouterr().err
+    assert "'lora.steps' is not a drag setting" in err and model_settings.SETTINGS_FILE in err
+    assert recommended_overrides(gan_folder) == MODEL_SETTINGS  # a sample's edit does not read that entry
+
+
+def test_the_bundled_toy_gan_gives_projected_photos_more_steps():
+    """The toy GAN's `edit_photo` entry: 600 steps (a PTI-tuned generator moves an eye about half as
+    fast), the rest as for its samples."""
+    rec, photo = recommended_overrides(None), recommended_overrides(None, photo=True)
+    assert photo == {**rec, "max_steps": 600} and "max_steps" not in rec
+    assert gan_defaults("stabledrag", 128, **photo).max_steps == 600 > gan_defaults("stabledrag", 128, **rec).max_steps

@@ -224,7 +224,7 @@ def test_bench_toy_rendered_reports_projection_with_and_without_pti(capsys):
     assert out["settings"]["projection"]["pti_steps"] == 2
     from stabledrag.gan.presets import recommended_overrides
 
-    assert out["model_settings"] == recommended_overrides(None) != {}  # the toy GAN's own settings file
+    assert out["model_settings"] == recommended_overrides(None, photo=True) != {}  # the toy GAN's photo settings
     rc = main(["bench", "toy", "--backend", "diffusion", "--source", "rendered", "--cases", "1"])
     assert rc == 2
 

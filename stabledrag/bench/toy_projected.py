@@ -191,7 +191,7 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
     cfg_plain = dataclasses.replace(cfg_pti, pti_steps=0)
     # PTI continues from the plain projection (the W phase is skipped when continuing).
     cfg_tune = dataclasses.replace(cfg_pti, w_steps=1, wplus_steps=0)
-    recommended = recommended_overrides(model)
+    recommended = recommended_overrides(model, photo=True)  # the model's drag settings for photos
     editor = GanEditor(G, recommended=recommended)
     overrides = dict(overrides or {})
     # checked before any projection work, so a bad --set fails in a second, not after minutes

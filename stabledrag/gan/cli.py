@@ -54,14 +54,13 @@ def _seed_and_psi(args: argparse.Namespace) -> tuple[int, float]:
 
 
 def _use_latent(editor: Any, latent: Any) -> None:
-    """Start the editor from a latent file: its weight delta (PTI) and W+; UserError when the file
-    was projected into another model than the one loaded."""
+    """Start the editor from a latent file: its weight delta (PTI) and W+ (`GanEditor.set_projection`);
+    UserError when the file was projected into another model than the one loaded."""
     from .projection import model_fingerprint
 
     if latent.model_key and latent.model_key != model_fingerprint(editor.base_G):
         raise UserError("The latent file was projected with another model; pass that model with --model.")
-    editor.set_weight_delta(latent.weight_delta)
-    editor.set_latent(latent.ws, as_reference=True)
+    editor.set_projection(latent)
 
 
 def _paste_into_photo(args: argparse.Namespace, latent: Any, img: np.ndarray) -> np.ndarray:

@@ -107,7 +107,9 @@ class GanEditor:
 
     def set_projection(self, result: Any) -> np.ndarray:
         """Edit a projected photo: its PTI weight delta (if any) and its W+ (the reset point).
-        `result`: a `stabledrag.gan.projection.ProjectionResult`. Returns the image `H x W x 3` uint8."""
+        `result`: a `stabledrag.gan.projection.ProjectionResult` or a latent file's contents
+        (`latent_file.LatentFile`): anything with `ws` and `weight_delta`. Returns the image
+        `H x W x 3` uint8."""
         self.set_weight_delta(result.weight_delta)
         self.seed, self.truncation_psi = None, None
         self.set_latent(result.ws, as_reference=True)

@@ -82,12 +82,14 @@ def settings_folder(model: Optional[str | os.PathLike] = None) -> str | os.PathL
     return TOY_GAN_DIR if model is None or str(model) == "" else model
 
 
-def recommended_overrides(model: Optional[str | os.PathLike] = None) -> dict[str, Any]:
+def recommended_overrides(model: Optional[str | os.PathLike] = None, photo: bool = False) -> dict[str, Any]:
     """The drag settings recommended for the GAN `model` (a native model folder; None = the
     bundled toy GAN, `assets/models/toy_gan/`): its `stabledrag_settings.json` `edit` entry
     (`stabledrag.model_settings`), `{}` when the model is a single file (`.pkl`, `.safetensors`) or
-    its folder has no such file. Keys are `DragConfig` fields ("r_p", "lr", "max_steps", ...; radii
-    and distances in image px of the model), values as `gan_defaults`' overrides.
+    its folder has no such file. With `photo`, the file's `edit_photo` entry over it: the settings
+    for a photo projected into the model (a PTI-tuned generator moves its parts more slowly, so
+    e.g. more steps). Keys are `DragConfig` fields ("r_p", "lr", "max_steps", ...; radii and
+    distances in image px of the model), values as `gan_defaults`' overrides.
 
     Raises UserError naming the file when it is malformed, names a key that is not a
     `DragConfig` field (or names "method"), or gives a value `DragConfig` or the limits refuse."""
@@ -96,6 +98,8 @@ def recommended_overrides(model: Optional[str | os.PathLike] = None) -> dict[str
 
     folder = settings_folder(model)
     rec = folder_overrides(folder)
+    if photo:
+        rec = {**rec, **folder_overrides(folder, "edit_photo")}
     known = {f.name for f in dataclasses.fields(DragConfig)} - {"method"}
     unknown = sorted(set(rec) - known)
     if unknown:
