@@ -83,8 +83,14 @@ class ProjectionConfig(DictSettings):
     locality regulariser (Roich et al. 2021, section 3.3; 0 = off): each tuning step also renders a
     latent `pti_locality_reach` of the way from the pivot towards a random sample of W and keeps the
     tuned generator's image there equal (L2 + L1) to the original's, so the tuning stays local and
-    drags away from the pivot behave as on the original generator. seed: for the candidates, the
-    W perturbation, the w_std samples and the locality samples.
+    drags away from the pivot behave as on the original generator. pti_change_weight: keeps how the
+    image *changes* near the pivot (0 = off): each tuning step also renders a latent
+    `pti_change_reach` of the way from the pivot towards a random sample of W and asks that the
+    tuned generator's image there differ from its image at the pivot as the original generator's
+    do (L2 + L1 on the two differences), so the photo is fitted without making the generator stiff
+    to latent moves (a drag moves the latent a little; unlike the locality term it does not pull
+    the image at those latents towards the original's, which lacks the photo's details). seed: for
+    the candidates, the W perturbation, the w_std samples and the locality / change samples.
     """
 
     settings_name = "projection settings"  # `to_dict` / `from_dict` come from DictSettings
@@ -109,6 +115,8 @@ class ProjectionConfig(DictSettings):
     init_res: int = 32
     pti_locality_weight: float = 0.0
     pti_locality_reach: float = 0.5
+    pti_change_weight: float = 0.0
+    pti_change_reach: float = 0.1
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -126,6 +134,10 @@ class ProjectionConfig(DictSettings):
             raise ValueError(f"pti_locality_weight must be >= 0, got {self.pti_locality_weight}")
         if not 0 < self.pti_locality_reach <= 1:
             raise ValueError(f"pti_locality_reach must be in (0, 1], got {self.pti_locality_reach}")
+        if not self.pti_change_weight >= 0:
+            raise ValueError(f"pti_change_weight must be >= 0, got {self.pti_change_weight}")
+        if not 0 < self.pti_change_reach <= 1:
+            raise ValueError(f"pti_change_reach must be in (0, 1], got {self.pti_change_reach}")
 
 
 def recommended_projection(model: Optional[str | os.PathLike] = None) -> dict[str, Any]:
@@ -565,13 +577,32 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
         img_r, _ = Gp.synthesis(w_r, noise_mode="const")
         return (img_r - ref).square().mean() + (img_r - ref).abs().mean()
 
+    def change_loss(latent: torch.Tensor, img: torch.Tensor, G_ref: Generator, ref_pivot: torch.Tensor
+                    ) -> torch.Tensor:
+        """The change term (`pti_change_weight`): at a latent `pti_change_reach` of the way from the
+        pivot towards a random sample of W, (tuned image there - tuned image `img` at the pivot)
+        against the same difference for `G_ref` (`ref_pivot`: its image at the pivot)."""
+        with torch.no_grad():
+            z = torch.randn(1, G.z_dim, generator=rng).to(dev)
+            w_z = G_ref.mapping(z, None)[:, :1]  # 1 x 1 x w_dim
+            w_r = latent + cfg.pti_change_reach * (w_z - latent)
+            ref_change = G_ref.synthesis(w_r, noise_mode="const")[0] - ref_pivot
+        img_r, _ = Gp.synthesis(w_r, noise_mode="const")
+        d = (img_r - img) - ref_change
+        return d.square().mean() + d.abs().mean()
+
     def fit(phase: str, params: list[torch.Tensor], steps: int, peak_lr: float, latent: torch.Tensor) -> None:
         """Adam on `params` for `steps` with the projector's lr schedule, rendering `latent` (W+)
         against the target (phases 2 and 3: W+, pivotal tuning; PTI with its locality term when
         `pti_locality_weight` > 0)."""
         opt = torch.optim.Adam(params, lr=peak_lr, betas=(0.9, 0.999))
         local = phase == "pti" and cfg.pti_locality_weight > 0
-        G_ref = copy.deepcopy(Gp).eval().requires_grad_(False) if local else None
+        change = phase == "pti" and cfg.pti_change_weight > 0
+        G_ref = copy.deepcopy(Gp).eval().requires_grad_(False) if local or change else None
+        ref_pivot = None
+        if change:
+            with torch.no_grad():
+                ref_pivot, _ = G_ref.synthesis(latent, noise_mode="const")
         report(progress, phase, 0, steps)
         for step in range(steps):
             check()
@@ -579,8 +610,10 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
                 g["lr"] = _lr_schedule(step / steps, peak_lr)
             img, _ = Gp.synthesis(latent, noise_mode="const")
             loss = reconstruction_loss(img, target, cfg, pix_w)
-            if G_ref is not None:
+            if local:
                 loss = loss + cfg.pti_locality_weight * locality_loss(latent, G_ref)
+            if change:
+                loss = loss + cfg.pti_change_weight * change_loss(latent, img, G_ref, ref_pivot)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
