@@ -6,6 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from stabledrag import model_settings
@@ -274,7 +275,11 @@ def test_a_projected_photo_gets_the_models_edit_photo_settings_over_its_edit_one
     path.write_text(json.dumps({"edit": MODEL_SETTINGS, "edit_photo": {"max_steps": 7, "r_p": 4.0}}))
     assert recommended_overrides(gan_folder) == MODEL_SETTINGS
     assert recommended_overrides(gan_folder, photo=True) == {"r_p": 4.0, "stop_distance": 0.25, "max_steps": 7}
-    assert recommended_overrides(tmp_path / "model.pkl", photo=True) == {}  # a single file: no settings
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "model.pkl").write_bytes(b"x")
+    (single / model_settings.SETTINGS_FILE).write_text(json.dumps({"edit_photo": {"max_steps": 7}}))
+    assert recommended_overrides(single / "model.pkl", photo=True) == {}  # a single file: no settings
 
     G = load_generator(str(gan_folder), "cpu")
     Image.fromarray(GanEditor(G).generate(5)).save(tmp_path / "photo.png")
@@ -291,7 +296,8 @@ def test_a_projected_photo_gets_the_models_edit_photo_settings_over_its_edit_one
 
     code, report = edit("--latent", str(lat))  # the model is the one the latent file names
     assert code == 0 and report["pti"] and report["config"]["max_steps"] == 7 and report["config"]["r_p"] == 4.0
-    assert report["config"]["stop_distance"] == 0.25 and report["steps"] <= 7  # `edit` entries it does not change
+    assert report["config"]["stop_distance"] == 0.25  # an `edit` entry it does not change
+    assert report["model_settings"] == {**MODEL_SETTINGS, "max_steps": 7, "r_p": 4.0}
     code, report = edit("--latent", str(lat), "--max-steps", "2", "--set", "r_p=2.5")  # the user's win
     assert code == 0 and report["config"]["max_steps"] == 2 and report["config"]["r_p"] == 2.5
     code, report = edit("--model", str(gan_folder), "--seed", "3", "--steps", "1")  # a sample: `edit` only
@@ -303,6 +309,12 @@ def test_a_projected_photo_gets_the_models_edit_photo_settings_over_its_edit_one
     err = capsys.readouterr().err
     assert "'lora.steps' is not a drag setting" in err and model_settings.SETTINGS_FILE in err
     assert recommended_overrides(gan_folder) == MODEL_SETTINGS  # a sample's edit does not read that entry
+    code, report = edit("--model", str(gan_folder), "--seed", "3", "--steps", "1")
+    assert code == 0 and report["config"]["r_p"] == 5.0
+    np.save(tmp_path / "bare.npy", np.load(lat)["ws"])  # a bare W+ array is no projected photo
+    path.write_text(json.dumps({"edit": MODEL_SETTINGS, "edit_photo": {"max_steps": 7}}))
+    code, report = edit("--latent", str(tmp_path / "bare.npy"), "--model", str(gan_folder))
+    assert code == 0 and report["config"]["max_steps"] == 300 and not report["pti"]
 
 
 def test_the_bundled_toy_gan_gives_projected_photos_more_steps():

@@ -304,6 +304,9 @@ def test_pti_change_term_keeps_how_the_image_changes_near_the_pivot(G, known):
     plain = project(G, target, ProjectionConfig(**common), use_cache=False)
     kept = project(G, target, ProjectionConfig(**common, pti_change_weight=1.0), use_cache=False)
     assert plain.psnr > plain.psnr_before_pti + 0.5 and kept.psnr > kept.psnr_before_pti + 0.5
+    # the reference: the generator as tuning began (the W phase's noise maps), i.e. without PTI
+    ref = apply_weight_delta(G, project(G, target, ProjectionConfig(**{**common, "pti_steps": 0}),
+                                        use_cache=False).weight_delta)
     g = torch.Generator().manual_seed(7)
     off = []
     for res in (plain, kept):
@@ -312,9 +315,13 @@ def test_pti_change_term_keeps_how_the_image_changes_near_the_pivot(G, known):
             w_z = G.mapping(torch.randn(16, G.z_dim, generator=g), None)[:, :1]
             w_r = res.ws + 0.1 * (w_z - res.ws)
             change = tuned.synthesis(w_r)[0] - tuned.synthesis(res.ws)[0]
-            change0 = G.synthesis(w_r)[0] - G.synthesis(res.ws)[0]
+            change0 = ref.synthesis(w_r)[0] - ref.synthesis(res.ws)[0]
             off.append(float((change - change0).abs().mean() / change0.abs().mean()))
     assert off[1] < 0.8 * off[0]  # without the term both runs are the same (same seed)
+    # off (weight 0), the term draws nothing: its reach changes nothing
+    same = project(G, target, ProjectionConfig(**common, pti_change_reach=0.5), use_cache=False)
+    assert torch.equal(same.ws, plain.ws) and all(torch.equal(same.weight_delta[k], v)
+                                                  for k, v in plain.weight_delta.items())
     with pytest.raises(ValueError):
         ProjectionConfig(pti_change_weight=-1.0)
     with pytest.raises(ValueError):

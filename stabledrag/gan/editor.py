@@ -63,7 +63,7 @@ class GanEditor:
         self.base_G = generator  # the loaded weights; `G` is this, or a PTI-tuned copy of it
         self.G = generator
         self.weight_delta: dict[str, torch.Tensor] = {}
-        self.projection: Any = None  # the ProjectionResult being edited, if any
+        self.projection: Any = None  # the ProjectionResult or LatentFile being edited, if any
         self.device = generator.device
         self.feature_res = feature_res
         self.n_opt = n_opt

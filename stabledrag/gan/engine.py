@@ -73,9 +73,10 @@ class GanEngine:
     def edit(self, args: argparse.Namespace, progress: Any) -> EditOutcome:
         """See `Engine.edit`: the drag config is the method's preset (`gan_defaults`), then the
         model's own recommended settings (`presets.recommended_overrides` of `--model`, or of the
-        model a `--latent` file names; the bundled toy GAN when none; with `--latent` its settings
-        for photos, `edit_photo`, over them), then `--max-steps` and `--set` (the user's win).
-        UserError for bad points, seed, truncation, mask, setting or a malformed settings file."""
+        model a `--latent` file names; the bundled toy GAN when none; for a `--latent` file from
+        `project` its settings for photos, `edit_photo`, over them), then `--max-steps` and `--set`
+        (the user's win). UserError for bad points, seed, truncation, mask, setting or a malformed
+        settings file."""
         from ..errors import UserError
         from ..limits import check_point_count, checked_config
         from ..overrides import parse_overrides
@@ -98,7 +99,8 @@ class GanEngine:
             if not args.model and latent.model:
                 args.model = latent.model  # the model the photo was projected into
         # the model's own settings (its folder's stabledrag_settings.json) under the user's --set / --max-steps
-        recommended = recommended_overrides(args.model, photo=latent is not None)
+        # a file from `project` (not a bare .npy W+ array) is a projected photo: the model's `edit_photo` too
+        recommended = recommended_overrides(args.model, photo=latent is not None and bool(latent.model_key))
         editor = _editor(args, recommended)
         if latent is not None:
             _use_latent(editor, latent)

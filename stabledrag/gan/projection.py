@@ -86,10 +86,12 @@ class ProjectionConfig(DictSettings):
     drags away from the pivot behave as on the original generator. pti_change_weight: keeps how the
     image *changes* near the pivot (0 = off): each tuning step also renders a latent
     `pti_change_reach` of the way from the pivot towards a random sample of W and asks that the
-    tuned generator's image there differ from its image at the pivot as the original generator's
-    do (L2 + L1 on the two differences), so the photo is fitted without making the generator stiff
-    to latent moves (a drag moves the latent a little; unlike the locality term it does not pull
-    the image at those latents towards the original's, which lacks the photo's details). seed: for
+    tuned generator's image there differ from its image at the pivot as the reference generator's
+    do (the generator as it was when tuning began, noise maps included; L2 + L1 on the two
+    differences; the gradient reaches both tuned images), so the photo is fitted without making the
+    generator stiff to latent moves (a drag moves the latent a little; unlike the locality term it
+    does not pull the image at those latents towards the original's, which lacks the photo's
+    details). Ours, after the locality term's pattern. seed: for
     the candidates, the W perturbation, the w_std samples and the locality / change samples.
     """
 
@@ -130,12 +132,12 @@ class ProjectionConfig(DictSettings):
         for name in ("w_lr", "wplus_lr", "pti_lr"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if not self.pti_locality_weight >= 0:
-            raise ValueError(f"pti_locality_weight must be >= 0, got {self.pti_locality_weight}")
+        if not 0 <= self.pti_locality_weight < math.inf:
+            raise ValueError(f"pti_locality_weight must be a finite number >= 0, got {self.pti_locality_weight}")
         if not 0 < self.pti_locality_reach <= 1:
             raise ValueError(f"pti_locality_reach must be in (0, 1], got {self.pti_locality_reach}")
-        if not self.pti_change_weight >= 0:
-            raise ValueError(f"pti_change_weight must be >= 0, got {self.pti_change_weight}")
+        if not 0 <= self.pti_change_weight < math.inf:
+            raise ValueError(f"pti_change_weight must be a finite number >= 0, got {self.pti_change_weight}")
         if not 0 < self.pti_change_reach <= 1:
             raise ValueError(f"pti_change_reach must be in (0, 1], got {self.pti_change_reach}")
 
@@ -594,7 +596,7 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
     def fit(phase: str, params: list[torch.Tensor], steps: int, peak_lr: float, latent: torch.Tensor) -> None:
         """Adam on `params` for `steps` with the projector's lr schedule, rendering `latent` (W+)
         against the target (phases 2 and 3: W+, pivotal tuning; PTI with its locality term when
-        `pti_locality_weight` > 0)."""
+        `pti_locality_weight` > 0 and its change term when `pti_change_weight` > 0)."""
         opt = torch.optim.Adam(params, lr=peak_lr, betas=(0.9, 0.999))
         local = phase == "pti" and cfg.pti_locality_weight > 0
         change = phase == "pti" and cfg.pti_change_weight > 0
