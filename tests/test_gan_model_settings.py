@@ -281,6 +281,13 @@ def test_a_projected_photo_gets_the_models_edit_photo_settings_over_its_edit_one
     (single / model_settings.SETTINGS_FILE).write_text(json.dumps({"edit_photo": {"max_steps": 7}}))
     assert recommended_overrides(single / "model.pkl", photo=True) == {}  # a single file: no settings
 
+    engines = Engines(parse_args(["--gan-model", str(gan_folder), "--models-dir", str(tmp_path / "none"),
+                                  "--device", "cpu"]))
+    label = engines.labels("gan")[0]  # the GAN tab: a projected photo's drag gets the photo settings
+    assert engines.recommended("gan", label) == MODEL_SETTINGS
+    assert engines.recommended("gan", label, strict=True, photo=True) == {**MODEL_SETTINGS, "max_steps": 7, "r_p": 4.0}
+    assert engines.recommended("diffusion", None, photo=True) == {}
+
     G = load_generator(str(gan_folder), "cpu")
     Image.fromarray(GanEditor(G).generate(5)).save(tmp_path / "photo.png")
     lat = tmp_path / "lat.npz"

@@ -202,13 +202,14 @@ class GanEngine:
             ed.set_weight_delta({k: torch.from_numpy(v) for k, v in weight_delta.items()})
         return ed
 
-    def recommended(self, spec: Optional[str]) -> dict[str, Any]:
-        """`presets.recommended_overrides(spec)`: a model folder's `stabledrag_settings.json` `edit`
-        entry (`DragConfig` fields; `{}` without one or for a single-file model). UserError for a
+    def recommended(self, spec: Optional[str], photo: bool = False) -> dict[str, Any]:
+        """`presets.recommended_overrides(spec, photo)`: a model folder's `stabledrag_settings.json`
+        `edit` entry (with `photo`, its `edit_photo` entry over it: for a projected photo)
+        (`DragConfig` fields; `{}` without one or for a single-file model). UserError for a
         malformed file."""
         from .presets import recommended_overrides
 
-        return recommended_overrides(spec)
+        return recommended_overrides(spec, photo=photo)
 
     def edit_config(self, method: str, overrides: dict[str, Any],
                     image_size: Optional[tuple[int, int]] = None) -> Any:

@@ -142,15 +142,19 @@ class Engines:
                                                            self.options.lora_cache_dir)
             return self._models[key]
 
-    def recommended(self, name: str, label: Optional[str], strict: bool = False) -> dict[str, Any]:
+    def recommended(self, name: str, label: Optional[str], strict: bool = False, photo: bool = False
+                    ) -> dict[str, Any]:
         """The recommended settings of menu `label`'s model (`AppEngine.recommended`: e.g. its
-        folder's `stabledrag_settings.json`); `{}` for none or an unknown label. A malformed file
-        is logged and gives `{}` (the page must still open), or with `strict` (a run about to use
-        the model) raises its UserError, so the person sees what is wrong."""
+        folder's `stabledrag_settings.json`; with `photo`, a GAN model's settings for a projected
+        photo, `edit_photo` over `edit`); `{}` for none or an unknown label. A malformed file is
+        logged and gives `{}` (the page must still open), or with `strict` (a run about to use the
+        model) raises its UserError, so the person sees what is wrong."""
         choice = self.choice(name, label)
         if choice is None:
             return {}
         try:
+            if photo:
+                return self.engine(name).recommended(choice.spec, photo=True)
             return self.engine(name).recommended(choice.spec)
         except UserError as e:
             if strict:

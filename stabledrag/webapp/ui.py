@@ -680,8 +680,10 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
         def start(inputs, token, progress):
             s, ed, label, *values = inputs
             settings_ = gh.GanSettings.from_values(_settings_dict(setting_names, values))
-            return run(st(s), ed, settings_, gan_model(label), cancel=token, progress=progress,
-                       recommended=engines.recommended("gan", label, strict=True))
+            state = st(s)
+            # a projected photo gets the model's settings for photos (`edit_photo`) under the tab's fields
+            return run(state, ed, settings_, gan_model(label), cancel=token, progress=progress,
+                       recommended=engines.recommended("gan", label, strict=True, photo=bool(state.projection)))
 
         return _streamed_job(tokens, "gan", out, ["s", "region", "model", *setting_names], start)
 
