@@ -16,8 +16,8 @@ File format (JSON object):
 
 Each section maps a setting name (str) to a number, string, bool or null: `edit` holds drag
 settings (every engine), `edit_photo` drag settings over `edit` for a photo projected into the
-model (the CLI's `edit --latent` with a file from `project`, and the projected-faces bench; the
-GAN tab keeps its own fields, whose Start can be pressed again), and `project` photo-projection
+model (the CLI's `edit --latent` with a file from `project`, the projected-faces bench, and the
+GAN tab's drags on an uploaded photo, under the tab's own fields), and `project` photo-projection
 settings (`stabledrag.gan.projection.ProjectionConfig` fields); the last two are for GAN models
 only. Other top-level keys are ignored. Models that are not a local folder (hub ids, single files)
 have no such file.
