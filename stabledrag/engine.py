@@ -155,9 +155,11 @@ class AppEngine(Engine, Protocol):
         the model or the engine has no such tuning)."""
         ...
 
-    def recommended(self, spec: Optional[str]) -> dict[str, Any]:
+    def recommended(self, spec: Optional[str], photo: bool = False) -> dict[str, Any]:
         """The drag settings recommended for the model of `spec` (its folder's info file; keys as
-        `edit_config`'s overrides); `{}` when it has none. UserError for a malformed file."""
+        `edit_config`'s overrides); `{}` when it has none. `photo`: for a photo projected into the
+        model (engines that project photos may recommend other settings then; the others ignore
+        it). UserError for a malformed file."""
         ...
 
     def edit_config(self, method: str, overrides: dict[str, Any],

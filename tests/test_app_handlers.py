@@ -438,7 +438,7 @@ def test_the_apps_menus_and_models_come_from_the_engine_registry(tmp_path):
         def warm_up(self, model):
             self.warmed.append(model["spec"])
 
-        def recommended(self, spec):
+        def recommended(self, spec, photo=False):
             return {"lr": 0.5}
 
     models = tmp_path / "models"

@@ -286,7 +286,11 @@ def test_a_projected_photo_gets_the_models_edit_photo_settings_over_its_edit_one
     label = engines.labels("gan")[0]  # the GAN tab: a projected photo's drag gets the photo settings
     assert engines.recommended("gan", label) == MODEL_SETTINGS
     assert engines.recommended("gan", label, strict=True, photo=True) == {**MODEL_SETTINGS, "max_steps": 7, "r_p": 4.0}
-    assert engines.recommended("diffusion", None, photo=True) == {}
+    # in the tab the keys it has fields for (steps per Start, r_p, ...) stay the tab's; the others reach the drag
+    assert gh.GanSettings().edit_config((32, 32), engines.recommended("gan", label, photo=True)).stop_distance == 0.25
+    from stabledrag import engine
+
+    assert engine.get("diffusion").recommended(str(tmp_path / "none"), photo=True) == {}  # ignored there
 
     G = load_generator(str(gan_folder), "cpu")
     Image.fromarray(GanEditor(G).generate(5)).save(tmp_path / "photo.png")

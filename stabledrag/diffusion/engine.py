@@ -158,9 +158,10 @@ class DiffusionEngine:
             raise UserError("Tuned weights belong to a projected GAN photo; the diffusion engine has none.")
         return model
 
-    def recommended(self, spec: Optional[str]) -> dict[str, Any]:
+    def recommended(self, spec: Optional[str], photo: bool = False) -> dict[str, Any]:
         """`recommended.recommended_overrides(spec)`: the folder's `stabledrag_settings.json` `edit`
-        entry (`{}` without one). UserError for a malformed file."""
+        entry (`{}` without one; `photo` is ignored: this engine does not project photos).
+        UserError for a malformed file."""
         from .recommended import recommended_overrides
 
         return recommended_overrides(spec)

@@ -153,9 +153,7 @@ class Engines:
         if choice is None:
             return {}
         try:
-            if photo:
-                return self.engine(name).recommended(choice.spec, photo=True)
-            return self.engine(name).recommended(choice.spec)
+            return self.engine(name).recommended(choice.spec, photo=photo)
         except UserError as e:
             if strict:
                 raise
