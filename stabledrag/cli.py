@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "(same settings) are read back, not run again (resume)")
     by.add_argument("--shard", default=None, metavar="K/N",
                     help="--source rendered: run only faces i %% N == K (processes sharing one --jsonl)")
+    by.add_argument("--projection-cache", default=None, metavar="DIR",
+                    help="--source rendered: keep each face's projection in DIR and reuse it (same model, "
+                         "projection settings, seed and face), so other drag settings skip projecting")
     return parser
 
 
@@ -224,7 +227,8 @@ def _dispatch(args: argparse.Namespace) -> Optional[int]:
         if args.bench == "toy" and args.source != "rendered":
             only = [flag for flag, given in (("--jsonl", args.jsonl), ("--shard", args.shard),
                                              ("--project-set", args.project_set),
-                                             ("--projection-only", args.projection_only)) if given]
+                                             ("--projection-only", args.projection_only),
+                                             ("--projection-cache", args.projection_cache)) if given]
             if only:
                 raise UserError(f"{', '.join(only)}: only with --source rendered (projected faces).")
         if args.bench == "toy" and args.source == "rendered":
@@ -240,7 +244,7 @@ def _dispatch(args: argparse.Namespace) -> Optional[int]:
             emit_json(projected_toy_bench(faces=args.cases or 10, seed=args.seed, device=args.device, model=args.model,
                                           projection=parse_overrides(args.project_set),
                                           overrides=parse_overrides(args.set), drags=not args.projection_only,
-                                          jsonl=args.jsonl, **extra),
+                                          jsonl=args.jsonl, projection_cache=args.projection_cache, **extra),
                       args.out)
             return 0
         if args.bench == "toy":

@@ -269,6 +269,64 @@ def test_bench_toy_rendered_shards_and_resumes_from_its_jsonl(tmp_path, capsys):
     assert main(["bench", "toy", "--backend", "gan", "--jsonl", str(jsonl)]) == 2  # not without --source rendered
 
 
+def test_bench_toy_rendered_projection_cache_skips_projecting(tmp_path, capsys, monkeypatch):
+    """`--projection-cache DIR`: the first run writes one file per face; a run with other drag
+    settings reads them instead of projecting (the same projection rows); other projection settings
+    or a damaged file project again."""
+    import json
+
+    from stabledrag.gan import projection
+
+    cache = tmp_path / "cache"
+    fast = ["--project-set", "w_steps=2", "--project-set", "wplus_steps=1", "--project-set", "pti_steps=1",
+            "--project-set", "init_candidates=2", "--project-set", "w_avg_samples=8", "--methods", "stabledrag",
+            "--kinds", "eye_short", "--projection-cache", str(cache)]
+
+    def bench(*extra):
+        assert main(["bench", "toy", "--backend", "gan", "--source", "rendered", "--cases", "2", *fast, *extra]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    first = bench("--set", "max_steps=2")
+    assert len(list(cache.glob("*.npz"))) == 2
+    real = projection.project
+
+    def refuse(*a, **k):
+        raise AssertionError("projected although the cache has the face")
+
+    monkeypatch.setattr(projection, "project", refuse)
+    assert bench("--set", "max_steps=3")["faces"] == first["faces"]  # as written (PSNR, part errors, seconds)
+    with pytest.raises(AssertionError, match="projected although"):
+        bench("--project-set", "pti_steps=2")  # other projection settings: not reused
+    monkeypatch.setattr(projection, "project", real)
+    (next(cache.glob("*.npz"))).write_bytes(b"damaged")
+    def timeless(faces):
+        return [{k: v for k, v in f.items() if not k.startswith("seconds")} for f in faces]
+
+    again = bench("--set", "max_steps=2")  # a damaged file: projected again (same numbers, other timings)
+    assert timeless(again["faces"]) == timeless(first["faces"])
+    assert main(["bench", "toy", "--backend", "gan", "--projection-cache", str(cache)]) == 2  # rendered only
+
+
+def test_projection_cache_files_give_back_the_exact_start(G, known, tmp_path):
+    """A cached face's W+, weight delta and tuned image come back bit for bit, and the editor's
+    image from them is the one an uncached run drags from."""
+    from stabledrag.bench import toy_projected as tp
+
+    img, _ = known
+    res = project(G, np.roll(img, 2, axis=0), ProjectionConfig(**{**FAST, "pti_steps": 5}), use_cache=False)
+    tuned = tp._Tuned(res.ws, dict(res.weight_delta), res.image)
+    path = tp._cache_file(str(tmp_path), "sha", {"pti_steps": 5}, 3, 1)
+    assert path != tp._cache_file(str(tmp_path), "sha", {"pti_steps": 6}, 3, 1)
+    tp._save_projection(path, {"face": 1, "pti": {"psnr": 30.0}}, tuned)
+    row, back = tp._load_projection(path)
+    assert row == {"face": 1, "pti": {"psnr": 30.0}} and np.array_equal(back.image, res.image)
+    assert torch.equal(back.ws, res.ws) and back.weight_delta.keys() == res.weight_delta.keys()
+    assert all(torch.equal(back.weight_delta[k], v) for k, v in res.weight_delta.items())
+    a, b = GanEditor(G), GanEditor(G)
+    assert np.array_equal(a.set_projection(back), b.set_projection(res))
+    assert tp._load_projection(tmp_path / "none.npz") is None
+
+
 def test_pti_locality_keeps_the_tuned_generator_like_the_original_away_from_the_pivot(G, known):
     """PTI's locality term: with it, latents between the pivot and random samples of W draw what the
     original generator draws there much more closely than after plain pivotal tuning, at a small

@@ -19,6 +19,7 @@ and case, settings and timings.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -117,11 +118,52 @@ def _append_line(path: str, line: str) -> None:
         f.write((line + "\n").encode())
 
 
-def _face(G: Any, editor: Any, configs: dict[str, Any], cfgs: tuple[Any, Any, Any], seed: int, i: int,
-          kinds: Sequence[str], drags: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Face `i`: render, project without then with PTI, score both, drag its cases. Returns
-    (the face's row, its drag rows each with "method")."""
-    from ..gan.engine import drag_toy_case
+@dataclasses.dataclass
+class _Tuned:
+    """What the drags need of a face's projection: W+ (`1 x num_ws x w_dim`), the PTI weight delta
+    (name -> tensor) and the tuned image (`R x R x 3` uint8)."""
+
+    ws: torch.Tensor
+    weight_delta: dict[str, torch.Tensor]
+    image: np.ndarray
+
+
+_DELTA = "delta/"
+
+
+def _cache_file(cache: str, model_sha1: str, projection: dict[str, Any], seed: int, i: int) -> Path:
+    """The projection cache's file for face `i` of `seed` projected with `projection` into the model
+    of fingerprint `model_sha1` (a digest of all four in its name)."""
+    key = json.dumps({"model_sha1": model_sha1, "projection": projection, "seed": seed, "face": i}, sort_keys=True)
+    return Path(cache) / f"face_{seed}_{i}_{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+
+
+def _save_projection(path: Path, row: dict[str, Any], tuned: Any) -> None:
+    """Write a face's projection row and its `_Tuned` parts to `path` (npz, no pickles)."""
+    arrays = {"row": np.array(json.dumps(row)), "ws": tuned.ws.detach().cpu().numpy(), "image": tuned.image}
+    arrays.update({_DELTA + k: v.detach().cpu().numpy() for k, v in tuned.weight_delta.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)  # whole files only: a run stopped mid-write leaves no half entry
+
+
+def _load_projection(path: Path) -> Optional[tuple[dict[str, Any], _Tuned]]:
+    """(row, `_Tuned`) from `path`, or None when it is missing or unreadable (logged)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            delta = {k[len(_DELTA):]: torch.from_numpy(z[k]) for k in z.files if k.startswith(_DELTA)}
+            return json.loads(str(z["row"])), _Tuned(torch.from_numpy(z["ws"]), delta, np.asarray(z["image"]))
+    except Exception as e:  # numpy raises many error types for damaged files
+        log.warning("projection cache %s unreadable (%s); projecting again", path, e)
+        return None
+
+
+def _project_face(G: Any, cfgs: tuple[Any, Any, Any], seed: int, i: int) -> tuple[dict[str, Any], _Tuned]:
+    """Face `i`: render, project without then with PTI, score both. Returns (the face's row, its
+    tuned projection)."""
     from ..gan.projection import project
     from ..toy.gan_model import face_from_z
     from ..toy.render import render
@@ -142,6 +184,24 @@ def _face(G: Any, editor: Any, configs: dict[str, Any], cfgs: tuple[Any, Any, An
                     "ssim": round(res.ssim if key == "pti" else res.ssim_before_pti, 4),
                     "part_errors_px": errs, "worst_part_px": _max_error(errs), "fits": _fits(errs)}
     log.info("face %d: PSNR %.2f / %.2f dB (no PTI / PTI)", i, row["no_pti"]["psnr"], row["pti"]["psnr"])
+    return row, _Tuned(tuned.ws, dict(tuned.weight_delta), tuned.image)
+
+
+def _face(G: Any, editor: Any, configs: dict[str, Any], cfgs: tuple[Any, Any, Any], seed: int, i: int,
+          kinds: Sequence[str], drags: bool, cache: Optional[Path] = None
+          ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Face `i`: its projection (read from the `cache` file when there, else projected and written
+    there), then its drag cases. Returns (the face's row, its drag rows each with "method")."""
+    from ..gan.engine import drag_toy_case
+
+    hit = _load_projection(cache) if cache is not None else None
+    if hit is not None:
+        row, tuned = hit
+        log.info("face %d: projection read from %s", i, cache)
+    else:
+        row, tuned = _project_face(G, cfgs, seed, i)
+        if cache is not None:
+            _save_projection(cache, row, tuned)
     face_drags: list[dict[str, Any]] = []
     if drags:
         editor.set_projection(tuned)
@@ -162,7 +222,8 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
                         model: Optional[str] = None, projection: Optional[dict[str, Any]] = None,
                         overrides: Optional[dict[str, Any]] = None, kinds: Sequence[str] = DEFAULT_KINDS,
                         methods: Sequence[str] = ("stabledrag",), drags: bool = True,
-                        jsonl: Optional[str] = None, shard: Optional[tuple[int, int]] = None) -> dict[str, Any]:
+                        jsonl: Optional[str] = None, shard: Optional[tuple[int, int]] = None,
+                        projection_cache: Optional[str] = None) -> dict[str, Any]:
     """Run the benchmark on `faces` rendered faces; see the module docstring.
 
     projection: `ProjectionConfig` fields over the model's recommended ones
@@ -175,8 +236,12 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
     covers it; "same settings": the model's weights, the projection settings and each method's
     resolved drag config). shard `(k, n)`: run only faces `i % n == k` (several processes or
     machines sharing one `jsonl`; the summary also covers the other shards' faces already in it, so
-    a last run without `shard` summarises all). Every face's projection and drag cases depend only
-    on `(seed, i)`. Returns a JSON-ready dict. Raises UserError for a bad shard or setting.
+    a last run without `shard` summarises all). projection_cache: a folder keeping each face's
+    projection (row, W+, weight delta, tuned image; one `.npz` per face, named by a digest of the
+    model's weights, the projection settings, seed and face), so runs with other drag settings or
+    kinds skip the projection (which is most of a face's time) and drag the very same start image.
+    Every face's projection and drag cases depend only on `(seed, i)`. Returns a JSON-ready dict.
+    Raises UserError for a bad shard or setting.
     """
     from ..gan import load_generator
     from ..gan.editor import GanEditor
@@ -215,7 +280,10 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
         elif shard is not None and i % shard[1] != shard[0]:
             continue
         else:
-            row, face_drags = _face(G, editor, configs, (cfg_plain, cfg_tune, cfg_pti), seed, i, kinds, drags)
+            cache = None if projection_cache is None else _cache_file(
+                projection_cache, run_key["model_sha1"], run_key["projection"], seed, i)
+            row, face_drags = _face(G, editor, configs, (cfg_plain, cfg_tune, cfg_pti), seed, i, kinds, drags,
+                                    cache)
             if jsonl:
                 _append_line(jsonl, json.dumps({**row, "drags": face_drags, "run": run_key}))
         face_rows.append(row)
