@@ -325,6 +325,9 @@ def test_projection_cache_files_give_back_the_exact_start(G, known, tmp_path):
     a, b = GanEditor(G), GanEditor(G)
     assert np.array_equal(a.set_projection(back), b.set_projection(res))
     assert tp._load_projection(tmp_path / "none.npz") is None
+    (tmp_path / "file").write_text("x")
+    tp._save_projection(tmp_path / "file" / "face.npz", {"face": 1}, tuned)  # unwritable: logged, not raised
+    assert not (tmp_path / "file" / "face.npz").exists()
 
 
 def test_pti_locality_keeps_the_tuned_generator_like_the_original_away_from_the_pivot(G, known):

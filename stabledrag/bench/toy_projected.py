@@ -139,13 +139,17 @@ def _cache_file(cache: str, model_sha1: str, projection: dict[str, Any], seed: i
 
 
 def _save_projection(path: Path, row: dict[str, Any], tuned: Any) -> None:
-    """Write a face's projection row and its `_Tuned` parts to `path` (npz, no pickles)."""
+    """Write a face's projection row and its `_Tuned` parts to `path` (npz, no pickles). A cache
+    that cannot be written is logged, not fatal (the face's numbers are already computed)."""
     arrays = {"row": np.array(json.dumps(row)), "ws": tuned.ws.detach().cpu().numpy(), "image": tuned.image}
     arrays.update({_DELTA + k: v.detach().cpu().numpy() for k, v in tuned.weight_delta.items()})
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)  # whole files only: a run stopped mid-write leaves no half entry
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(tmp, **arrays)
+        tmp.replace(path)  # whole files only: a run stopped mid-write leaves no half entry
+    except OSError as e:
+        log.warning("could not write the projection cache %s: %s", path, e)
 
 
 def _load_projection(path: Path) -> Optional[tuple[dict[str, Any], _Tuned]]:
