@@ -330,23 +330,36 @@ def test_projection_cache_files_give_back_the_exact_start(G, known, tmp_path):
     assert not (tmp_path / "file" / "face.npz").exists()
 
 
-def test_pti_locality_keeps_the_tuned_generator_like_the_original_away_from_the_pivot(G, known):
-    """PTI's locality term: with it, latents between the pivot and random samples of W draw what the
-    original generator draws there much more closely than after plain pivotal tuning, at a small
-    cost in fidelity at the pivot itself; the setting is checked."""
+def _pti_with_and_without(G, known, **term):
+    """The known image shifted 3 px, projected with plain pivotal tuning and with `term`
+    (ProjectionConfig fields); both must fit it better than their latent alone. Returns (target,
+    the shared settings, plain result, result with the term)."""
     img, _ = known
     target = np.roll(img, 3, axis=1)
     common = {**FAST, "pti_steps": 60, "pti_lr": 1e-2}
     plain = project(G, target, ProjectionConfig(**common), use_cache=False)
-    local = project(G, target, ProjectionConfig(**common, pti_locality_weight=1.0), use_cache=False)
-    assert plain.psnr > plain.psnr_before_pti + 0.5 and local.psnr > local.psnr_before_pti + 0.5
+    other = project(G, target, ProjectionConfig(**common, **term), use_cache=False)
+    assert plain.psnr > plain.psnr_before_pti + 0.5 and other.psnr > other.psnr_before_pti + 0.5
+    return target, common, plain, other
+
+
+def _toward_w_samples(G, ws, reach, g):
+    """16 latents `reach` of the way from `ws` towards mapped random z (from generator `g`)."""
+    w_z = G.mapping(torch.randn(16, G.z_dim, generator=g), None)[:, :1]
+    return ws + reach * (w_z - ws)
+
+
+def test_pti_locality_keeps_the_tuned_generator_like_the_original_away_from_the_pivot(G, known):
+    """PTI's locality term: with it, latents between the pivot and random samples of W draw what the
+    original generator draws there much more closely than after plain pivotal tuning, at a small
+    cost in fidelity at the pivot itself; the setting is checked."""
+    _, _, plain, local = _pti_with_and_without(G, known, pti_locality_weight=1.0)
     g = torch.Generator().manual_seed(7)
     away = []
     for res in (plain, local):
         tuned = apply_weight_delta(G, res.weight_delta)
         with torch.no_grad():
-            w_z = G.mapping(torch.randn(16, G.z_dim, generator=g), None)[:, :1]
-            w_r = res.ws + 0.5 * (w_z - res.ws)
+            w_r = _toward_w_samples(G, res.ws, 0.5, g)
             away.append(float((tuned.synthesis(w_r)[0] - G.synthesis(w_r)[0]).abs().mean()))
     assert away[1] < 0.8 * away[0]  # without the term both runs are the same (same seed)
     with pytest.raises(ValueError):
@@ -359,12 +372,7 @@ def test_pti_change_term_keeps_how_the_image_changes_near_the_pivot(G, known):
     """The change term: with it, moving the latent a little from the pivot changes the tuned
     generator's image as it changed the original's, much more closely than after plain pivotal
     tuning, while the photo is still fitted; the setting is checked."""
-    img, _ = known
-    target = np.roll(img, 3, axis=1)
-    common = {**FAST, "pti_steps": 60, "pti_lr": 1e-2}
-    plain = project(G, target, ProjectionConfig(**common), use_cache=False)
-    kept = project(G, target, ProjectionConfig(**common, pti_change_weight=1.0), use_cache=False)
-    assert plain.psnr > plain.psnr_before_pti + 0.5 and kept.psnr > kept.psnr_before_pti + 0.5
+    target, common, plain, kept = _pti_with_and_without(G, known, pti_change_weight=1.0)
     # the reference: the generator as tuning began (the W phase's noise maps), i.e. without PTI
     ref = apply_weight_delta(G, project(G, target, ProjectionConfig(**{**common, "pti_steps": 0}),
                                         use_cache=False).weight_delta)
@@ -373,8 +381,7 @@ def test_pti_change_term_keeps_how_the_image_changes_near_the_pivot(G, known):
     for res in (plain, kept):
         tuned = apply_weight_delta(G, res.weight_delta)
         with torch.no_grad():
-            w_z = G.mapping(torch.randn(16, G.z_dim, generator=g), None)[:, :1]
-            w_r = res.ws + 0.1 * (w_z - res.ws)
+            w_r = _toward_w_samples(G, res.ws, 0.1, g)
             change = tuned.synthesis(w_r)[0] - tuned.synthesis(res.ws)[0]
             change0 = ref.synthesis(w_r)[0] - ref.synthesis(res.ws)[0]
             off.append(float((change - change0).abs().mean() / change0.abs().mean()))

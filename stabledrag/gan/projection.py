@@ -566,32 +566,35 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
         ws = Gp.mapping.w_avg.detach().clone()[None, None].repeat(1, G.num_ws, 1)
     w_phase1 = ws[:, 0].detach().clone() if init is None else init.w.to(dev).clone()
 
+    def toward_random_w(latent: torch.Tensor, reach: float, G_ref: Generator) -> torch.Tensor:
+        """A latent `reach` of the way from `latent` (W+) towards a random sample of `G_ref`'s W
+        (one z from the projection's `rng`), for the PTI regularisers."""
+        with torch.no_grad():
+            z = torch.randn(1, G.z_dim, generator=rng).to(dev)
+            w_z = G_ref.mapping(z, None)[:, :1]  # 1 x 1 x w_dim
+            return latent + reach * (w_z - latent)
+
     def locality_loss(latent: torch.Tensor, G_ref: Generator) -> torch.Tensor:
         """PTI's locality regulariser (Roich et al. 2021, section 3.3): at a latent part of the way
         (`pti_locality_reach`) from the pivot towards a random sample of W, the tuned generator
         draws what `G_ref` (the generator as it was when tuning began, noise maps included) draws,
         so the tuning stays local to the pivot and edits away from it behave as before tuning."""
+        w_r = toward_random_w(latent, cfg.pti_locality_reach, G_ref)
         with torch.no_grad():
-            z = torch.randn(1, G.z_dim, generator=rng).to(dev)
-            w_z = G_ref.mapping(z, None)[:, :1]  # 1 x 1 x w_dim
-            w_r = latent + cfg.pti_locality_reach * (w_z - latent)
             ref, _ = G_ref.synthesis(w_r, noise_mode="const")
         img_r, _ = Gp.synthesis(w_r, noise_mode="const")
-        return (img_r - ref).square().mean() + (img_r - ref).abs().mean()
+        return _l2_plus_l1(img_r - ref)
 
     def change_loss(latent: torch.Tensor, img: torch.Tensor, G_ref: Generator, ref_pivot: torch.Tensor
                     ) -> torch.Tensor:
         """The change term (`pti_change_weight`): at a latent `pti_change_reach` of the way from the
         pivot towards a random sample of W, (tuned image there - tuned image `img` at the pivot)
         against the same difference for `G_ref` (`ref_pivot`: its image at the pivot)."""
+        w_r = toward_random_w(latent, cfg.pti_change_reach, G_ref)
         with torch.no_grad():
-            z = torch.randn(1, G.z_dim, generator=rng).to(dev)
-            w_z = G_ref.mapping(z, None)[:, :1]  # 1 x 1 x w_dim
-            w_r = latent + cfg.pti_change_reach * (w_z - latent)
             ref_change = G_ref.synthesis(w_r, noise_mode="const")[0] - ref_pivot
         img_r, _ = Gp.synthesis(w_r, noise_mode="const")
-        d = (img_r - img) - ref_change
-        return d.square().mean() + d.abs().mean()
+        return _l2_plus_l1((img_r - img) - ref_change)
 
     def fit(phase: str, params: list[torch.Tensor], steps: int, peak_lr: float, latent: torch.Tensor) -> None:
         """Adam on `params` for `steps` with the projector's lr schedule, rendering `latent` (W+)
@@ -660,6 +663,11 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
         while len(_CACHE) > CACHE_SIZE:
             _CACHE.popitem(last=False)
     return result
+
+
+def _l2_plus_l1(d: torch.Tensor) -> torch.Tensor:
+    """Mean squared plus mean absolute value of the difference `d` (the PTI regularisers' distance)."""
+    return d.square().mean() + d.abs().mean()
 
 
 def _best_start(G: Generator, candidates: torch.Tensor, target: torch.Tensor, cfg: ProjectionConfig,
