@@ -170,3 +170,26 @@ def test_the_pages_photo_upload_more_steps_and_stop_run_with_the_apps_stop_token
     assert isinstance(state, GanState) and state.projection
     more = list(fns["on_more"](state, label, request, quiet))
     assert any(isinstance(v, str) and "PSNR" in v for values in more for v in values)
+
+
+def test_another_model_in_the_menu_is_refused_for_the_photo_and_the_sample(G, photo):
+    """Start, Compare and More steps on a photo projected into one model, with another model picked
+    in the menu since, would apply one model's latent and PTI delta to the other: refused, nothing
+    changed; with the photo's own model they run."""
+    s = GanState()
+    list(gp.project_photo(s, "tiny", photo, G))
+    s.clicks = [(10, 12), (14, 12)]
+    w, projection = s.w.copy(), dict(s.projection)
+    settings = gh.GanSettings(max_steps=2, preview_every=2)
+    with pytest.raises(UserError, match="made by 'tiny'.*shows 'other'.*upload the photo again"):
+        list(gh.run_drag(s, None, settings, G, model="other"))
+    with pytest.raises(UserError, match="made by 'tiny'"):
+        list(gh.run_compare(s, None, settings, G, model="other"))
+    with pytest.raises(UserError, match="made by 'tiny'"):
+        list(gp.more_steps(s, G, model="other"))
+    assert np.array_equal(s.w, w) and s.projection == projection
+    list(gh.run_drag(s, None, settings, G, model="tiny"))
+    assert not np.array_equal(s.w, w)
+    gh.generate(s, "tiny", 1, 0.7, G)
+    with pytest.raises(UserError, match="press Generate to use 'other'"):
+        list(gh.run_drag(s, None, settings, G, model="other"))

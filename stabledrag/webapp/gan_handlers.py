@@ -159,6 +159,18 @@ def _download(state: GanState) -> str:
     return save_png(download_image(state), stem)
 
 
+def check_same_model(state: GanState, model: Optional[str]) -> None:
+    """Raise UserError when the tab's image (a sample or a projected photo, with its latent and PTI
+    weight delta) was made by another model than `model`, the label now in the model menu: that
+    model would drag (or refine) a latent, and apply a weight delta, that are not its own. None or
+    an empty tab checks nothing."""
+    if model is None or state.image is None or not state.model or model == state.model:
+        return
+    redo = "upload the photo again" if state.photo is not None else "press Generate"
+    raise UserError(f"The image was made by '{state.model}', but the model menu shows '{model}': pick "
+                    f"'{state.model}' again to go on with it, or {redo} to use '{model}'.")
+
+
 def generate(state: GanState, model: str, seed: Any, psi: float, generator: Any) -> View:
     """Render `generator(seed)` with truncation `psi`: a fresh image, no points, no region."""
     seed = check_seed(seed)
@@ -180,11 +192,12 @@ def generate(state: GanState, model: str, seed: Any, psi: float, generator: Any)
 
 def run_drag(state: GanState, editor_value_: Any, settings: GanSettings, generator: Any,
              cancel: Optional[CancelToken] = None, progress: Optional[Callable[..., Any]] = None,
-             recommended: Optional[dict[str, Any]] = None) -> Iterator[View]:
+             recommended: Optional[dict[str, Any]] = None, model: Optional[str] = None) -> Iterator[View]:
     """Drag the points on the current image, yielding a live View every `preview_every` steps.
 
     recommended: the model's own settings (`AppEngine.recommended`); the tab's fields show those it
-    has fields for, the others reach the config here (`GanSettings.edit_config`).
+    has fields for, the others reach the config here (`GanSettings.edit_config`). model: the model
+    menu's label for `generator`; UserError when the image is another model's (`check_same_model`).
 
     Starts from the current latent and the current handle positions, so Start after Stop (or after
     running out of steps) continues the edit. The final View carries the image and downloads.
@@ -192,6 +205,7 @@ def run_drag(state: GanState, editor_value_: Any, settings: GanSettings, generat
     img = require_image(state.image, state.NO_IMAGE)
     if state.w is None or state.w0 is None:
         raise UserError(state.NO_IMAGE)
+    check_same_model(state, model)
     size = (img.shape[1], img.shape[0])
     check_point_count(len(state.clicks) // 2)
     points = validate(from_clicks(state.clicks), size)
@@ -277,18 +291,20 @@ def summarize_result(result: Any, targets: list, method: str) -> dict[str, Any]:
 
 def run_compare(state: GanState, editor_value_: Any, settings: GanSettings, generator: Any,
                 cancel: Optional[CancelToken] = None, progress: Optional[Callable[..., Any]] = None,
-                recommended: Optional[dict[str, Any]] = None) -> Iterator[View]:
+                recommended: Optional[dict[str, Any]] = None, model: Optional[str] = None) -> Iterator[View]:
     """Drag the same points from the same latent with StableDrag, then with the baseline (every
     other setting equal), streaming both; the last View shows the two results side by side and
-    their numbers (`compare.run_compare`). The tab's own image, latent and points are left as they were."""
+    their numbers (`compare.run_compare`). The tab's own image, latent and points are left as they were.
+    model: as in `run_drag`."""
     require_image(state.image, state.NO_IMAGE)
+    check_same_model(state, model)
     cancel = cancel if cancel is not None else CancelToken()
 
     def start(method: str) -> tuple[GanState, Iterator[View]]:
         work = dataclasses.replace(state, clicks=list(state.clicks), start_clicks=list(state.start_clicks),
                                    frames=[], trail=[], last_result=None)
         return work, run_drag(work, editor_value_, dataclasses.replace(settings, method=method), generator,
-                              cancel=cancel, progress=progress, recommended=recommended)
+                              cancel=cancel, progress=progress, recommended=recommended, model=model)
 
     def outcome(work: GanState) -> Optional[CompareRun]:
         if work.last_result is None:

@@ -22,6 +22,7 @@ from ..engine import PhotoProjector, Projection
 from ..errors import UserError
 from ..progress import CancelToken, Cancelled, Progress
 from . import drawing
+from .gan_handlers import check_same_model
 from .masks import editor_value
 from .state import GanState
 from .views import View, canvas_for, click_status, progress_html, save_png
@@ -168,12 +169,15 @@ def project_photo(state: GanState, model: str, photo: Any, generator: Any, pti: 
 
 
 def more_steps(state: GanState, generator: Any, cancel: Optional[CancelToken] = None,
-               progress: Optional[Callable[..., Any]] = None, spec: Optional[str] = None) -> Iterator[View]:
+               progress: Optional[Callable[..., Any]] = None, spec: Optional[str] = None,
+               model: Optional[str] = None) -> Iterator[View]:
     """Refine the current projection from where it is, with half the default steps (of the model
     at `spec`) again: more pivotal tuning when it had PTI, else more W+ steps; the drag on it (if
-    any) is dropped."""
+    any) is dropped. model: the menu's label for `generator`; UserError when the photo was
+    projected into another model (`gan_handlers.check_same_model`)."""
     if state.photo is None or state.crop is None or state.w0 is None or not state.projection:
         raise UserError("Upload a photo first: 'More steps' refines a projected photo.")
+    check_same_model(state, model)
     eng = projector()
     aligned, crop = eng.align_photo(generator, state.photo, state.crop)
     pti = bool(state.projection.get("pti"))

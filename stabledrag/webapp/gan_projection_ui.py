@@ -81,7 +81,7 @@ def wire_photo_controls(c: PhotoControls, *, state: Any, model: Any, outputs: An
         s = st(s)
         try:
             for values in stream(outputs, lambda: gp.more_steps(s, generator(label), cancel=token,
-                                                                progress=progress, spec=spec(label))):
+                                                                progress=progress, spec=spec(label), model=label)):
                 yield with_quality(values, s)
         finally:
             tokens.end(request, "gan_photo", token)

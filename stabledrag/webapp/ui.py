@@ -684,7 +684,7 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
             # a projected photo gets the model's settings for photos (`edit_photo`) under the tab's fields
             return run(state, ed, settings_, gan_model(label), cancel=token, progress=progress,
                        recommended=engines.recommended("gan", label, strict=True,
-                                                       photo=state.projection is not None))
+                                                       photo=state.projection is not None), model=label)
 
         return _streamed_job(tokens, "gan", out, ["s", "region", "model", *setting_names], start)
 
