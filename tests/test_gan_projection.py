@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from stabledrag.cli import main
+from stabledrag.errors import UserError
 from stabledrag.gan import latent_file
 from stabledrag.gan.checkpoints import save_native
 from stabledrag.gan.editor import GanEditor
@@ -394,3 +395,21 @@ def test_pti_change_term_keeps_how_the_image_changes_near_the_pivot(G, known):
         ProjectionConfig(pti_change_weight=-1.0)
     with pytest.raises(ValueError):
         ProjectionConfig(pti_change_reach=1.5)
+
+
+def test_pti_min_res_tunes_only_the_finer_blocks(G, known):
+    """pti_min_res: the coarse blocks (and the constant input) keep their trained weights, the finer
+    ones fit the photo (still better than the latent alone); a value that is not a block resolution
+    is refused before any projection work."""
+    _, common, plain, fine = _pti_with_and_without(G, known, pti_min_res=16)
+    params = {"synthesis." + n for n, _ in G.synthesis.named_parameters()}
+    coarse = {n for n in params if n.startswith(("synthesis.b4.", "synthesis.b8."))}
+    assert coarse & set(plain.weight_delta)  # plain PTI changes the coarse blocks too
+    assert not coarse & set(fine.weight_delta)
+    assert {n for n in params - coarse} & set(fine.weight_delta)
+    with pytest.raises(ValueError):
+        ProjectionConfig(pti_min_res=-1)
+    seen = []
+    with pytest.raises(UserError, match=r"pti_min_res.*\[4, 8, 16, 32\]"):
+        project(G, known[0], ProjectionConfig(**common, pti_min_res=12), progress=seen.append, use_cache=False)
+    assert seen == []

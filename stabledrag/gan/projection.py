@@ -91,7 +91,12 @@ class ProjectionConfig(DictSettings):
     differences; the gradient reaches both tuned images), so the photo is fitted without making the
     generator stiff to latent moves (a drag moves the latent a little; unlike the locality term it
     does not pull the image at those latents towards the original's, which lacks the photo's
-    details). Ours, after the locality term's pattern. seed: for
+    details). Ours, after the locality term's pattern. pti_min_res: pivotal tuning changes only the
+    synthesis blocks at this resolution (px) and finer, the coarser ones (with the constant input)
+    stay as trained (0 = every block, as in PTI): the generator's layout, where parts sit and how
+    they move when the latent moves, stays its own while the finer blocks fit the photo's details,
+    so a drag on the tuned generator moves a part instead of smearing or stretching it (ours;
+    must be 0 or one of the generator's block resolutions). seed: for
     the candidates, the W perturbation, the w_std samples and the locality / change samples.
     """
 
@@ -119,6 +124,7 @@ class ProjectionConfig(DictSettings):
     pti_locality_reach: float = 0.5
     pti_change_weight: float = 0.0
     pti_change_reach: float = 0.1
+    pti_min_res: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -140,6 +146,8 @@ class ProjectionConfig(DictSettings):
             raise ValueError(f"pti_change_weight must be a finite number >= 0, got {self.pti_change_weight}")
         if not 0 < self.pti_change_reach <= 1:
             raise ValueError(f"pti_change_reach must be in (0, 1], got {self.pti_change_reach}")
+        if int(self.pti_min_res) < 0:
+            raise ValueError(f"pti_min_res must be 0 or a block resolution, got {self.pti_min_res}")
 
 
 def recommended_projection(model: Optional[str | os.PathLike] = None) -> dict[str, Any]:
@@ -486,6 +494,8 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
         log.info("projection cache hit")
         return dataclasses.replace(hit, crop=crop or hit.crop)
 
+    if cfg.pti_steps > 0:
+        pti_parameters(G.synthesis, cfg.pti_min_res)  # a bad pti_min_res fails now, not after the W phases
     dev = G.device
     target = image_to_tensor(arr, dev)
     pix_w = 1.0 + cfg.detail_weight * detail_map(target) if cfg.detail_weight else None
@@ -639,7 +649,7 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
     # Phase 3: pivotal tuning of the synthesis weights around the pivot `ws`.
     if cfg.pti_steps > 0:
         t0 = time.perf_counter()
-        params = [p for p in Gp.synthesis.parameters()]
+        params = pti_parameters(Gp.synthesis, cfg.pti_min_res)
         for p in params:
             p.requires_grad_(True)
         try:
@@ -663,6 +673,19 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
         while len(_CACHE) > CACHE_SIZE:
             _CACHE.popitem(last=False)
     return result
+
+
+def pti_parameters(synthesis: torch.nn.Module, min_res: int = 0) -> list[torch.Tensor]:
+    """The synthesis network's parameters that pivotal tuning changes: those of its blocks at
+    resolution >= `min_res` (`synthesis.b{res}` for `res` in `synthesis.block_resolutions`; 0 = all
+    of them). Raises UserError when `min_res` is not 0 or one of the block resolutions."""
+    if not min_res:
+        return list(synthesis.parameters())
+    resolutions = list(synthesis.block_resolutions)
+    if min_res not in resolutions:
+        raise UserError(f"pti_min_res must be 0 or one of the generator's block resolutions {resolutions}, "
+                        f"got {min_res}")
+    return [p for res in resolutions if res >= min_res for p in getattr(synthesis, f"b{res}").parameters()]
 
 
 def _l2_plus_l1(d: torch.Tensor) -> torch.Tensor:
