@@ -230,6 +230,19 @@ def test_bench_toy_rendered_reports_projection_with_and_without_pti(capsys):
     assert rc == 2
 
 
+def test_bench_toy_rendered_refuses_a_bad_pti_min_res_before_projecting(capsys, monkeypatch):
+    import stabledrag.bench.toy_projected as tp
+
+    def never(*a, **k):
+        raise AssertionError("projected before the settings were checked")
+
+    monkeypatch.setattr(tp, "_project_face", never)
+    rc = main(["bench", "toy", "--backend", "gan", "--source", "rendered", "--cases", "1",
+               "--project-set", "pti_min_res=12"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "pti_min_res" in err and "[4, 8, 16, 32, 64, 128]" in err and "\n" not in err
+
+
 def test_bench_toy_rendered_shards_and_resumes_from_its_jsonl(tmp_path, capsys):
     """Faces written by an earlier run with the same settings are read back, not run again; a
     shard runs only its faces; a run with other settings ignores them."""

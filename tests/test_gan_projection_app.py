@@ -193,3 +193,40 @@ def test_another_model_in_the_menu_is_refused_for_the_photo_and_the_sample(G, ph
     gh.generate(s, "tiny", 1, 0.7, G)
     with pytest.raises(UserError, match="press Generate to use 'other'"):
         list(gh.run_drag(s, None, settings, G, model="other"))
+
+
+def test_the_pages_start_and_more_steps_refuse_another_models_photo_before_loading_it(tmp_path, photo):
+    """The page passes the menu's label on: Start and More steps on a photo projected into one
+    model, with another label in the menu, show the mismatch (not an unknown-model or load error)."""
+    import io
+    import os
+    from types import SimpleNamespace
+
+    from stabledrag.testing import save_tiny_gan
+    from stabledrag.webapp.args import parse_args
+    from stabledrag.webapp.ui import build_demo
+
+    gan = save_tiny_gan(tmp_path, resolution=32)
+    demo = build_demo(parse_args(["--gan-model", gan, "--models-dir", str(tmp_path / "none"), "--device", "cpu"]))
+    by_api = {f.api_name: f for f in demo.fns.values() if f.fn is not None and f.api_name}
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, format="PNG")
+    request = SimpleNamespace(session_hash="one browser")
+    label = f"{os.path.basename(gan)} (--gan-model)"
+    quiet = lambda *a, **k: None  # noqa: E731
+    outputs = list(by_api["gan_project"].fn(None, label, buf.getvalue(), False, request, quiet))
+    state = [v for values in outputs for v in values if isinstance(v, GanState)][-1]
+    state.clicks = [(10, 12), (14, 12)]
+    w = state.w.copy()
+
+    def texts(values_list):
+        return [v for values in values_list for v in values if isinstance(v, str)]
+
+    more = list(by_api["gan_project_more"].fn(state, "another model", request, quiet))
+    assert any(f"made by '{label}'" in t and "'another model'" in t for t in texts(more)), texts(more)[-3:]
+    start = by_api["gan_start"]
+    inputs = [c.value for c in start.inputs]
+    inputs[0], inputs[1], inputs[2] = state, None, "another model"
+    ran = list(start.fn(*inputs, request, quiet))
+    assert any(f"made by '{label}'" in t for t in texts(ran)), texts(ran)[-3:]
+    assert np.array_equal(state.w, w)

@@ -251,7 +251,7 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
     from ..gan.editor import GanEditor
     from ..gan.presets import recommended_overrides
     from ..errors import UserError
-    from ..gan.projection import model_fingerprint, projection_config, recommended_projection
+    from ..gan.projection import model_fingerprint, projection_config, pti_parameters, recommended_projection
     from ..limits import checked_config
 
     torch.manual_seed(0)
@@ -265,6 +265,8 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
     overrides = dict(overrides or {})
     # checked before any projection work, so a bad --set fails in a second, not after minutes
     configs = {m: checked_config(lambda: editor.default_config(m, **overrides), "--set") for m in methods}
+    if cfg_pti.pti_steps > 0:  # a bad --project-set pti_min_res too
+        pti_parameters(G.synthesis, cfg_pti.pti_min_res)
     if shard is not None and not (0 <= shard[0] < shard[1]):
         raise UserError(f"shard (k, n) needs 0 <= k < n, got {shard}")
     # what decides a face's numbers: the model's weights, the projection and the drag settings as

@@ -19,6 +19,9 @@ Phases (each reported through the project's `ProgressCallback`, each cancellable
 3. `pti`     - pivotal tuning (Roich et al. 2021, PTI): the synthesis weights are fine-tuned with the
    latent frozen at the pivot, so the image is reproduced exactly while the latent stays where
    editing works. The change is returned as a weight *delta* (tuned - original), tensors by name.
+   With `pti_min_res` only the blocks at that resolution and finer are tuned (ours): the coarse
+   blocks keep the generator's layout, so a drag on the tuned generator moves parts as on its
+   samples.
 
 Losses (offline only: no LPIPS/VGG weights exist here, and the bundled toy checkpoint carries no
 discriminator whose features could serve): pixel L2 + L1 on the image in [-1, 1], weighted up where
@@ -477,7 +480,8 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
     step; raises `stabledrag.progress.Cancelled`. init: a previous result of the same image to
     continue from ("more steps": its W+ and delta are the start; the W phase is skipped).
     Cached per (model, image, config, init) unless `use_cache` is False. Raises UserError for a
-    class-conditional generator.
+    class-conditional generator, and (before any work) for a `pti_min_res` that is not one of its
+    block resolutions (`pti_parameters`).
     """
     cfg = config if config is not None else ProjectionConfig()
     if G.c_dim > 0:
@@ -683,8 +687,8 @@ def pti_parameters(synthesis: torch.nn.Module, min_res: int = 0) -> list[torch.T
         return list(synthesis.parameters())
     resolutions = list(synthesis.block_resolutions)
     if min_res not in resolutions:
-        raise UserError(f"pti_min_res must be 0 or one of the generator's block resolutions {resolutions}, "
-                        f"got {min_res}")
+        raise UserError(f"The projection setting pti_min_res must be 0 or one of the generator's block "
+                        f"resolutions {resolutions}, got {min_res}")
     return [p for res in resolutions if res >= min_res for p in getattr(synthesis, f"b{res}").parameters()]
 
 

@@ -166,7 +166,7 @@ def check_same_model(state: GanState, model: Optional[str]) -> None:
     an empty tab checks nothing."""
     if model is None or state.image is None or not state.model or model == state.model:
         return
-    redo = "upload the photo again" if state.photo is not None else "press Generate"
+    redo = "upload the photo again" if state.projection else "press Generate"
     raise UserError(f"The image was made by '{state.model}', but the model menu shows '{model}': pick "
                     f"'{state.model}' again to go on with it, or {redo} to use '{model}'.")
 

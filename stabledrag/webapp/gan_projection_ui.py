@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional
 import gradio as gr
 
 from . import gan_projection as gp
+from .gan_handlers import check_same_model
 from .state import GanState
 
 
@@ -79,9 +80,13 @@ def wire_photo_controls(c: PhotoControls, *, state: Any, model: Any, outputs: An
     def on_more(s, label, request: gr.Request, progress=gr.Progress()):
         token = tokens.begin(request, "gan_photo")
         s = st(s)
+
+        def more():
+            check_same_model(s, label)  # before loading the menu's model for nothing
+            return gp.more_steps(s, generator(label), cancel=token, progress=progress, spec=spec(label), model=label)
+
         try:
-            for values in stream(outputs, lambda: gp.more_steps(s, generator(label), cancel=token,
-                                                                progress=progress, spec=spec(label), model=label)):
+            for values in stream(outputs, more):
                 yield with_quality(values, s)
         finally:
             tokens.end(request, "gan_photo", token)

@@ -681,6 +681,7 @@ def build_gan_tab(engines: Engines, options: AppOptions, tokens: CancelTokens) -
             s, ed, label, *values = inputs
             settings_ = gh.GanSettings.from_values(_settings_dict(setting_names, values))
             state = st(s)
+            gh.check_same_model(state, label)  # before loading the menu's model for nothing
             # a projected photo gets the model's settings for photos (`edit_photo`) under the tab's fields
             return run(state, ed, settings_, gan_model(label), cancel=token, progress=progress,
                        recommended=engines.recommended("gan", label, strict=True,
