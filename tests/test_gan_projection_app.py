@@ -138,26 +138,36 @@ def test_uploaded_photo_bytes_go_through_the_one_image_reader(G, photo):
         gp._read_photo(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n")
 
 
-def test_the_pages_photo_upload_more_steps_and_stop_run_with_the_apps_stop_tokens(tmp_path, photo):
-    """The wired page events (not only the handlers): an upload used to fail with AttributeError
-    ('CancelTokens' object has no attribute 'get') after the Stop tokens became per job."""
+def _page_upload(tmp_path, photo):
+    """Build the page on a tiny saved GAN and upload `photo` through its wired `gan_project`
+    event, as a browser would. Returns (demo, the model's menu label, the request, a silent
+    progress callback, the upload's streamed output lists)."""
     import io
     import os
     from types import SimpleNamespace
 
-    from stabledrag.webapp.args import parse_args
     from stabledrag.testing import save_tiny_gan
+    from stabledrag.webapp.args import parse_args
     from stabledrag.webapp.ui import build_demo
 
     gan = save_tiny_gan(tmp_path, resolution=32)
     demo = build_demo(parse_args(["--gan-model", gan, "--models-dir", str(tmp_path / "none"), "--device", "cpu"]))
-    fns = {getattr(f.fn, "__name__", ""): f.fn for f in demo.fns.values() if f.fn is not None}
+    upload = next(f.fn for f in demo.fns.values() if f.api_name == "gan_project")
     buf = io.BytesIO()
     Image.fromarray(photo).save(buf, format="PNG")
     request = SimpleNamespace(session_hash="one browser")
     label = f"{os.path.basename(gan)} (--gan-model)"
     quiet = lambda *a, **k: None  # noqa: E731
-    outputs = list(fns["on_photo"](None, label, buf.getvalue(), False, request, quiet))
+    return demo, label, request, quiet, list(upload(None, label, buf.getvalue(), False, request, quiet))
+
+
+def test_the_pages_photo_upload_more_steps_and_stop_run_with_the_apps_stop_tokens(tmp_path, photo):
+    """The wired page events (not only the handlers): an upload used to fail with AttributeError
+    ('CancelTokens' object has no attribute 'get') after the Stop tokens became per job."""
+    from types import SimpleNamespace
+
+    demo, label, request, quiet, outputs = _page_upload(tmp_path, photo)
+    fns = {getattr(f.fn, "__name__", ""): f.fn for f in demo.fns.values() if f.fn is not None}
     texts = [v for values in outputs for v in values if isinstance(v, str)]
     assert any(t.startswith("Projected the photo") for t in texts), texts[-3:]
     assert not any("went wrong" in t or "Something" in t for t in texts), texts
@@ -198,23 +208,8 @@ def test_another_model_in_the_menu_is_refused_for_the_photo_and_the_sample(G, ph
 def test_the_pages_start_and_more_steps_refuse_another_models_photo_before_loading_it(tmp_path, photo):
     """The page passes the menu's label on: Start and More steps on a photo projected into one
     model, with another label in the menu, show the mismatch (not an unknown-model or load error)."""
-    import io
-    import os
-    from types import SimpleNamespace
-
-    from stabledrag.testing import save_tiny_gan
-    from stabledrag.webapp.args import parse_args
-    from stabledrag.webapp.ui import build_demo
-
-    gan = save_tiny_gan(tmp_path, resolution=32)
-    demo = build_demo(parse_args(["--gan-model", gan, "--models-dir", str(tmp_path / "none"), "--device", "cpu"]))
+    demo, label, request, quiet, outputs = _page_upload(tmp_path, photo)
     by_api = {f.api_name: f for f in demo.fns.values() if f.fn is not None and f.api_name}
-    buf = io.BytesIO()
-    Image.fromarray(photo).save(buf, format="PNG")
-    request = SimpleNamespace(session_hash="one browser")
-    label = f"{os.path.basename(gan)} (--gan-model)"
-    quiet = lambda *a, **k: None  # noqa: E731
-    outputs = list(by_api["gan_project"].fn(None, label, buf.getvalue(), False, request, quiet))
     state = [v for values in outputs for v in values if isinstance(v, GanState)][-1]
     state.clicks = [(10, 12), (14, 12)]
     w = state.w.copy()
