@@ -25,8 +25,9 @@ Phases (each reported through the project's `ProgressCallback`, each cancellable
 
 Losses (offline only: no LPIPS/VGG weights exist here, and the bundled toy checkpoint carries no
 discriminator whose features could serve): pixel L2 + L1 on the image in [-1, 1], weighted up where
-the target has local contrast (small parts count), and L1 on an average-pooled pyramid
-(multi-scale, coarse shape first). Image conventions: uint8
+the target has local contrast (small parts count) and, in pivotal tuning, where the image is still
+far from it (`pti_focus_weight`), and L1 on an average-pooled pyramid (multi-scale, coarse shape
+first). Image conventions: uint8
 `H x W x 3` RGB arrays in, generator images `N x 3 x R x R` float in [-1, 1] inside.
 
 Results are cached per (model weights fingerprint, image bytes, config), so projecting the same
@@ -99,7 +100,12 @@ class ProjectionConfig(DictSettings):
     stay as trained (0 = every block, as in PTI): the generator's layout, where parts sit and how
     they move when the latent moves, stays its own while the finer blocks fit the photo's details,
     so a drag on the tuned generator moves a part instead of smearing or stretching it (ours;
-    must be 0 or one of the generator's block resolutions). seed: for
+    must be 0 or one of the generator's block resolutions). pti_focus_weight: during pivotal tuning
+    the pixel terms are also weighted by `1 + pti_focus_weight * error_map(image, target)`, where the
+    image is still furthest from the photo (recomputed every step, scaled to max 1, no gradient
+    through it; 0 = off): a part the pivot does not draw at all (a thin mouth on a face whose W+ lost
+    it) pulls the tuning until it is drawn instead of being traded for the large areas (ours, after
+    the hard-example weighting of focal losses). seed: for
     the candidates, the W perturbation, the w_std samples and the locality / change samples.
     """
 
@@ -128,6 +134,7 @@ class ProjectionConfig(DictSettings):
     pti_change_weight: float = 0.0
     pti_change_reach: float = 0.1
     pti_min_res: int = 0
+    pti_focus_weight: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -151,6 +158,8 @@ class ProjectionConfig(DictSettings):
             raise ValueError(f"pti_change_reach must be in (0, 1], got {self.pti_change_reach}")
         if int(self.pti_min_res) < 0:
             raise ValueError(f"pti_min_res must be 0 or a block resolution, got {self.pti_min_res}")
+        if not 0 <= self.pti_focus_weight < math.inf:
+            raise ValueError(f"pti_focus_weight must be a finite number >= 0, got {self.pti_focus_weight}")
 
 
 def recommended_projection(model: Optional[str | os.PathLike] = None) -> dict[str, Any]:
@@ -408,6 +417,16 @@ def detail_map(target: torch.Tensor, spread: int = 2) -> torch.Tensor:
     return c / c.flatten(1).amax(1).clamp_min(1e-6)[:, None, None, None]
 
 
+def error_map(img: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Where `img` is still off `target` (both `N x 3 x R x R` in [-1, 1]): the colour distance (sum
+    of the channels' absolute differences) averaged over 3x3 px and scaled to max 1 per image;
+    `N x 1 x R x R` in [0, 1], no gradient."""
+    with torch.no_grad():
+        e = (img - target).abs().sum(1, keepdim=True)
+        e = F.avg_pool2d(F.pad(e, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+        return e / e.flatten(1).amax(1).clamp_min(1e-6)[:, None, None, None]
+
+
 def reconstruction_loss(img: torch.Tensor, target: torch.Tensor, cfg: ProjectionConfig,
                         weight: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Pixel L2 + L1 (weighted per pixel by `weight`, `N x 1 x R x R`, when given) and pyramid L1
@@ -628,7 +647,11 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
             for g in opt.param_groups:
                 g["lr"] = _lr_schedule(step / steps, peak_lr)
             img, _ = Gp.synthesis(latent, noise_mode="const")
-            loss = reconstruction_loss(img, target, cfg, pix_w)
+            weight = pix_w
+            if phase == "pti" and cfg.pti_focus_weight > 0:
+                focus = 1.0 + cfg.pti_focus_weight * error_map(img.detach(), target)
+                weight = focus if weight is None else weight * focus
+            loss = reconstruction_loss(img, target, cfg, weight)
             if local:
                 loss = loss + cfg.pti_locality_weight * locality_loss(latent, G_ref)
             if change:
