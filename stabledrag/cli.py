@@ -165,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     by.add_argument("--projection-cache", default=None, metavar="DIR",
                     help="--source rendered: keep each face's projection in DIR and reuse it (same model, "
                          "projection settings, seed and face), so other drag settings skip projecting")
+    by.add_argument("--more-steps", type=int, default=0, metavar="N",
+                    help="--source rendered: up to N presses of the GAN tab's 'More steps' after each projection "
+                         "(default 0)")
+    by.add_argument("--more-steps-when", choices=["miss", "always"], default="miss",
+                    help="--source rendered: press only while a part is not within 1.5 px (miss, default) or always")
     return parser
 
 
@@ -228,7 +233,8 @@ def _dispatch(args: argparse.Namespace) -> Optional[int]:
             only = [flag for flag, given in (("--jsonl", args.jsonl), ("--shard", args.shard),
                                              ("--project-set", args.project_set),
                                              ("--projection-only", args.projection_only),
-                                             ("--projection-cache", args.projection_cache)) if given]
+                                             ("--projection-cache", args.projection_cache),
+                                             ("--more-steps", args.more_steps)) if given]
             if only:
                 raise UserError(f"{', '.join(only)}: only with --source rendered (projected faces).")
         if args.bench == "toy" and args.source == "rendered":
@@ -244,7 +250,9 @@ def _dispatch(args: argparse.Namespace) -> Optional[int]:
             emit_json(projected_toy_bench(faces=args.cases or 10, seed=args.seed, device=args.device, model=args.model,
                                           projection=parse_overrides(args.project_set),
                                           overrides=parse_overrides(args.set), drags=not args.projection_only,
-                                          jsonl=args.jsonl, projection_cache=args.projection_cache, **extra),
+                                          jsonl=args.jsonl, projection_cache=args.projection_cache,
+                                          more_steps=args.more_steps, more_steps_when=args.more_steps_when,
+                                          **extra),
                       args.out)
             return 0
         if args.bench == "toy":

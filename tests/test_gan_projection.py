@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -462,3 +464,93 @@ def test_pti_focus_weight_fits_a_part_the_latent_lacks(G, known):
     assert errs[1] < 0.8 * errs[0]
     with pytest.raises(ValueError):
         ProjectionConfig(pti_focus_weight=-1.0)
+
+
+def test_refine_config_is_one_more_steps_press():
+    """A "More steps" press: with PTI only the weights move (no W+ steps), at half the PTI learning
+    rate, with at least the focus weight; a higher focus weight is kept; without PTI, W+ at a
+    quarter of its learning rate and no focus."""
+    from stabledrag.gan.projection import REFINE_FOCUS_WEIGHT, refine_config
+
+    base = ProjectionConfig(**FAST, pti_lr=0.02)
+    press = refine_config(dataclasses.replace(base, pti_steps=6), True)
+    assert (press.wplus_steps, press.pti_steps, press.pti_lr) == (0, 6, 0.01)
+    assert press.pti_focus_weight == REFINE_FOCUS_WEIGHT > 0
+    assert refine_config(dataclasses.replace(base, pti_focus_weight=30.0), True).pti_focus_weight == 30.0
+    plain = refine_config(base, False)
+    assert plain.wplus_lr == base.wplus_lr * 0.25 and plain.pti_focus_weight == 0.0 and plain.pti_steps == 0
+
+
+def test_bench_toy_rendered_presses_more_steps_on_a_face_that_misses_or_always(tmp_path, capsys, monkeypatch):
+    """`--more-steps N`: a face whose parts miss after the projection gets up to N presses
+    (refine_config, continuing from its projection); the row keeps the first projection's scores in
+    "pti_first" and the last press's in "pti"; the presses are cached too; a face that fits gets
+    none; without the flag nothing is pressed."""
+    import json
+
+    import stabledrag.bench.toy_projected as tp
+    from stabledrag.gan import projection
+
+    cache = tmp_path / "cache"
+    fast = ["bench", "toy", "--backend", "gan", "--source", "rendered", "--cases", "1",
+            "--project-set", "w_steps=2", "--project-set", "wplus_steps=1", "--project-set", "pti_steps=2",
+            "--project-set", "init_candidates=2", "--project-set", "w_avg_samples=8", "--projection-only",
+            "--projection-cache", str(cache)]
+    configs = []
+    real = projection.project
+
+    def spy(G, image, config=None, **k):
+        configs.append((config, k.get("init") is not None))
+        return real(G, image, config, **k)
+
+    monkeypatch.setattr(projection, "project", spy)
+    assert main(fast) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert not plain["faces"][0]["pti"]["fits"]  # 2 tuning steps draw no face
+    assert "more_steps" not in plain["faces"][0] and plain["projection"]["more_steps_pressed"] == {}
+    configs.clear()
+    assert main(fast + ["--more-steps", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    face = out["faces"][0]
+    assert face["more_steps"] == 2 and out["projection"]["more_steps_pressed"] == {"0": 2}
+    assert face["pti_first"] == plain["faces"][0]["pti"] and face["seconds_more_steps"] > 0
+    assert out["projection"]["with_pti_before_more_steps"] == plain["projection"]["with_pti"]
+    assert len(configs) == 2 and all(init for _, init in configs)  # the projection itself came from the cache
+    assert configs[0][0].pti_focus_weight == projection.REFINE_FOCUS_WEIGHT and configs[0][0].pti_steps == 1
+    assert len(list(cache.glob("*.more*.npz"))) == 2
+    configs.clear()
+    assert main(fast + ["--more-steps", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["faces"] == out["faces"] and configs == []  # presses cached
+    monkeypatch.setattr(tp, "_fits", lambda errors: True)  # a face that fits is not pressed
+    assert main(fast[:-2] + ["--projection-cache", str(tmp_path / "other"), "--more-steps", "2"]) == 0
+    assert "more_steps" not in json.loads(capsys.readouterr().out)["faces"][0]
+    assert main(fast[:-2] + ["--projection-cache", str(tmp_path / "other"), "--more-steps", "2",
+                             "--more-steps-when", "always"]) == 0  # ... unless pressed always
+    assert json.loads(capsys.readouterr().out)["faces"][0]["more_steps"] == 2
+    assert main(["bench", "toy", "--backend", "gan", "--more-steps", "1"]) == 2  # rendered only
+
+
+def test_refine_passes_are_more_steps_presses_built_in(G, known):
+    """refine_passes=1: the projection, then one "More steps" press continuing from it, bit for
+    bit; the result keeps the first projection's latent-alone scores, carries its own settings and
+    reports the press as the "refine" phase."""
+    from stabledrag.gan.projection import more_steps_config
+
+    img, _ = known
+    target = np.roll(img, 3, axis=1)
+    cfg = ProjectionConfig(**{**FAST, "pti_steps": 8, "pti_lr": 1e-2})
+    first = project(G, target, cfg, use_cache=False)
+    pressed = project(G, target, more_steps_config(cfg), init=first, use_cache=False)
+    seen = []
+    both = project(G, target, dataclasses.replace(cfg, refine_passes=1), progress=seen.append, use_cache=False)
+    assert torch.equal(both.ws, pressed.ws) and np.array_equal(both.image, pressed.image)
+    assert set(both.weight_delta) == set(pressed.weight_delta)
+    assert all(torch.equal(both.weight_delta[k], v) for k, v in pressed.weight_delta.items())
+    assert both.psnr == pressed.psnr > first.psnr
+    assert both.psnr_before_pti == first.psnr_before_pti and np.array_equal(both.image_before_pti,
+                                                                             first.image_before_pti)
+    assert both.config.refine_passes == 1 and "refine" in both.seconds
+    assert [p.phase for p in seen if p.step == 0] == ["project_w", "project_wplus", "pti", "refine"]
+    assert max(p.step for p in seen if p.phase == "refine") == 4  # half the PTI steps
+    with pytest.raises(ValueError):
+        ProjectionConfig(refine_passes=-1)

@@ -69,10 +69,13 @@ def test_upload_projects_then_drags_and_downloads_into_the_photo(G, photo):
     gh.reset(s)
     assert np.array_equal(s.image, projected)
 
-    # "More steps" continues from the projection (never worse by much) and drops the drag
-    before = s.projection["psnr"]
+    # "More steps" continues from the projection (never worse by much), weighted towards where the
+    # image is still off, keeps the latent-alone scores (the latent does not move) and drops the drag
+    before, alone = s.projection["psnr"], s.projection["psnr_before_pti"]
     more = list(gp.more_steps(s, G))
     assert more[-1].state is s and s.projection["psnr"] >= before - 0.5 and s.clicks == []
+    assert s.projection["config"]["pti_focus_weight"] > 0 and s.projection["psnr_before_pti"] == alone
+    assert f"{alone:.2f} dB" in gp.quality_text(s)
     assert "accepted" in gp.accept(s).status
 
     # a generated sample forgets the photo, and uses the loaded weights again

@@ -25,6 +25,7 @@ import logging
 import math
 import platform
 import time
+import types
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -191,11 +192,54 @@ def _project_face(G: Any, cfgs: tuple[Any, Any, Any], seed: int, i: int) -> tupl
     return row, _Tuned(tuned.ws, dict(tuned.weight_delta), tuned.image)
 
 
+def _more_steps(G: Any, cfg_pti: Any, seed: int, i: int, row: dict[str, Any], tuned: _Tuned,
+                presses: int, when: str, cache: Optional[Path]) -> tuple[dict[str, Any], _Tuned]:
+    """What a user of the GAN tab does after projecting: press "More steps" (`projection.
+    more_steps_config`, continuing from the tuned projection) up to `presses` times - while some
+    part is not within `PART_TOLERANCE_PX` (detector; `when` "miss": what a user who sees a part
+    missed does) or every time (`when` "always"). A face not pressed is returned as it is;
+    otherwise the row's "pti" scores are the last press's, the first projection's move to
+    "pti_first" and "more_steps" counts the presses. Each press's result is cached beside `cache`
+    (its name + ".more<k>")."""
+    from ..gan.projection import more_steps_config, project
+    from ..toy.gan_model import face_from_z
+    from ..toy.render import render
+
+    if (when == "miss" and row["pti"]["fits"]) or cfg_pti.pti_steps <= 0:
+        return row, tuned
+    cfg = more_steps_config(cfg_pti)
+    z = np.random.default_rng([seed, i]).standard_normal(G.z_dim)
+    src, _ = render(face_from_z(z), G.img_resolution)
+    first = row["pti"]
+    for k in range(1, presses + 1):
+        path = None if cache is None else cache.with_name(f"{cache.stem}.more{k}.npz")
+        hit = _load_projection(path) if path is not None else None
+        if hit is not None:
+            row, tuned = hit
+        else:
+            t0 = time.perf_counter()
+            init = types.SimpleNamespace(ws=tuned.ws, w=tuned.ws[:, 0], weight_delta=tuned.weight_delta)
+            res = project(G, src, cfg, init=init, use_cache=False)
+            errs = part_errors(src, res.image)
+            row = {**row, "pti_first": first, "more_steps": k,
+                   "seconds_more_steps": round(row.get("seconds_more_steps", 0.0) + time.perf_counter() - t0, 2),
+                   "pti": {"psnr": round(res.psnr, 3), "ssim": round(res.ssim, 4), "part_errors_px": errs,
+                           "worst_part_px": _max_error(errs), "fits": _fits(errs)}}
+            tuned = _Tuned(res.ws, dict(res.weight_delta), res.image)
+            if path is not None:
+                _save_projection(path, row, tuned)
+        log.info("face %d: 'More steps' press %d: worst part %s px", i, k, row["pti"]["worst_part_px"])
+        if when == "miss" and row["pti"]["fits"]:
+            break
+    return row, tuned
+
+
 def _face(G: Any, editor: Any, configs: dict[str, Any], cfgs: tuple[Any, Any, Any], seed: int, i: int,
-          kinds: Sequence[str], drags: bool, cache: Optional[Path] = None
-          ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+          kinds: Sequence[str], drags: bool, cache: Optional[Path] = None, more_steps: int = 0,
+          more_steps_when: str = "miss") -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Face `i`: its projection (read from the `cache` file when there, else projected and written
-    there), then its drag cases. Returns (the face's row, its drag rows each with "method")."""
+    there), up to `more_steps` "More steps" presses (`_more_steps`), then its drag cases. Returns
+    (the face's row, its drag rows each with "method")."""
     from ..gan.engine import drag_toy_case
 
     hit = _load_projection(cache) if cache is not None else None
@@ -206,6 +250,8 @@ def _face(G: Any, editor: Any, configs: dict[str, Any], cfgs: tuple[Any, Any, An
         row, tuned = _project_face(G, cfgs, seed, i)
         if cache is not None:
             _save_projection(cache, row, tuned)
+    if more_steps:
+        row, tuned = _more_steps(G, cfgs[2], seed, i, row, tuned, more_steps, more_steps_when, cache)
     face_drags: list[dict[str, Any]] = []
     if drags:
         editor.set_projection(tuned)
@@ -227,7 +273,8 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
                         overrides: Optional[dict[str, Any]] = None, kinds: Sequence[str] = DEFAULT_KINDS,
                         methods: Sequence[str] = ("stabledrag",), drags: bool = True,
                         jsonl: Optional[str] = None, shard: Optional[tuple[int, int]] = None,
-                        projection_cache: Optional[str] = None) -> dict[str, Any]:
+                        projection_cache: Optional[str] = None, more_steps: int = 0,
+                        more_steps_when: str = "miss") -> dict[str, Any]:
     """Run the benchmark on `faces` rendered faces; see the module docstring.
 
     projection: `ProjectionConfig` fields over the model's recommended ones
@@ -244,8 +291,11 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
     projection (row, W+, weight delta, tuned image; one `.npz` per face, named by a digest of the
     model's weights, the projection settings, seed and face), so runs with other drag settings or
     kinds skip the projection (which is most of a face's time) and drag the very same start image.
-    Every face's projection and drag cases depend only on `(seed, i)`. Returns a JSON-ready dict.
-    Raises UserError for a bad shard or setting.
+    more_steps: up to this many presses of the GAN tab's "More steps" after the projection (0 =
+    none, the projection alone is scored), `more_steps_when` "miss": only while a part is not within
+    `PART_TOLERANCE_PX` (what a user who sees it missed does), "always": on every face
+    (`_more_steps`). Every face's projection and drag cases depend only on `(seed, i)`. Returns a
+    JSON-ready dict. Raises UserError for a bad shard or setting.
     """
     from ..gan import load_generator
     from ..gan.editor import GanEditor
@@ -257,7 +307,7 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
     torch.manual_seed(0)
     G = load_generator(model, device=device)
     cfg_pti = projection_config(model, "--project-set", **(projection or {}))
-    cfg_plain = dataclasses.replace(cfg_pti, pti_steps=0)
+    cfg_plain = dataclasses.replace(cfg_pti, pti_steps=0, refine_passes=0)  # the latent alone
     # PTI continues from the plain projection (the W phase is skipped when continuing).
     cfg_tune = dataclasses.replace(cfg_pti, w_steps=1, wplus_steps=0)
     recommended = recommended_overrides(model, photo=True)  # the model's drag settings for photos
@@ -267,6 +317,8 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
     configs = {m: checked_config(lambda: editor.default_config(m, **overrides), "--set") for m in methods}
     if cfg_pti.pti_steps > 0:  # a bad --project-set pti_min_res too
         pti_parameters(G.synthesis, cfg_pti.pti_min_res)
+    if int(more_steps) < 0 or more_steps_when not in ("miss", "always"):
+        raise UserError(f"more steps: N >= 0 presses, when 'miss' or 'always'; got {more_steps}, {more_steps_when!r}")
     if shard is not None and not (0 <= shard[0] < shard[1]):
         raise UserError(f"shard (k, n) needs 0 <= k < n, got {shard}")
     # what decides a face's numbers: the model's weights, the projection and the drag settings as
@@ -274,6 +326,8 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
     run_key = {"model_sha1": model_fingerprint(G), "seed": seed, "projection": cfg_pti.to_dict(),
                "drags": bool(drags), "kinds": list(kinds),
                "configs": {m: configs[m].to_dict() for m in methods}}
+    if more_steps:  # (absent at 0: rows of runs without presses keep matching)
+        run_key["more_steps"] = [int(more_steps), more_steps_when]
     earlier = {i: v for i, v in (_earlier_rows(jsonl, run_key) if jsonl else {}).items() if i < faces}
     if earlier:
         log.info("%s: %d face(s) of this run already done; reused", jsonl, len(earlier))
@@ -289,7 +343,7 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
             cache = None if projection_cache is None else _cache_file(
                 projection_cache, run_key["model_sha1"], run_key["projection"], seed, i)
             row, face_drags = _face(G, editor, configs, (cfg_plain, cfg_tune, cfg_pti), seed, i, kinds, drags,
-                                    cache)
+                                    cache, int(more_steps), more_steps_when)
             if jsonl:
                 _append_line(jsonl, json.dumps({**row, "drags": face_drags, "run": run_key}))
         face_rows.append(row)
@@ -305,10 +359,14 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
         "settings": {"faces": faces, "seed": seed, "shard": None if shard is None else list(shard),
                      "part_tolerance_px": PART_TOLERANCE_PX,
                      "success_px": SUCCESS_PX, "projection": cfg_pti.to_dict(), "drag_overrides": overrides,
+                     "more_steps": int(more_steps), "more_steps_when": more_steps_when,
                      "kinds": list(kinds), "methods": list(methods)},
         "projection": {
             "without_pti": summarise_projection(face_rows, "no_pti"),
             "with_pti": summarise_projection(face_rows, "pti"),
+            "with_pti_before_more_steps": summarise_projection(
+                [{**r, "pti": r.get("pti_first", r["pti"])} for r in face_rows], "pti"),
+            "more_steps_pressed": {str(r["face"]): r["more_steps"] for r in face_rows if r.get("more_steps")},
             "seconds_per_projection_no_pti": round(sum(r["seconds_no_pti"] for r in face_rows) / n_proj, 2),
             "seconds_per_pti": round(sum(r["seconds_pti"] for r in face_rows) / n_proj, 2),
         },

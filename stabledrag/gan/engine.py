@@ -252,18 +252,18 @@ class GanEngine:
         return dataclasses.replace(cfg, **scaled)
 
     def refine_config(self, config: Any, pti: bool) -> Any:
-        """Continue gently: with PTI only the weights are tuned further around the fixed pivot
-        (moving the latent would undo the tuning), at half the PTI step; without it W+ is refined
-        at a quarter of the step size. (The W phase is skipped whenever a projection continues.)"""
-        if pti:
-            return dataclasses.replace(config, wplus_steps=0, w_steps=max(config.w_steps, 1),
-                                       pti_lr=config.pti_lr * 0.5)
-        return dataclasses.replace(config, wplus_lr=config.wplus_lr * 0.25)
+        """`projection.refine_config`: with PTI, the weights only, at half the PTI step and with the
+        focus weight on where the image is still off; without it W+ at a quarter of the step size."""
+        from .projection import refine_config
+
+        return refine_config(config, pti)
 
     def project(self, model: Any, image: np.ndarray, config: Any, crop: list[int], *,
                 start: Optional[Projection] = None, progress: Any = None, cancel: Any = None,
                 preview_every: int = 0) -> Projection:
-        """`projection.project` (W/Z, W+, pivotal tuning), from `start` when given."""
+        """`projection.project` (W/Z, W+, pivotal tuning), from `start` when given. A start that had
+        pivotal tuning, continued with it ("More steps"), keeps its latent-alone scores (the latent
+        does not move then; the continued run would report the start's tuned image as "before")."""
         import torch
 
         from .projection import CropBox, project
@@ -274,8 +274,11 @@ class GanEngine:
                                          weight_delta={k: torch.from_numpy(v) for k, v in start.weight_delta.items()})
         res = project(model, image, config, crop=CropBox.from_list(crop), progress=progress, cancel=cancel,
                       preview_every=preview_every, init=init)
+        metrics = res.metrics()
+        if start is not None and start.metrics.get("pti") and config.pti_steps > 0:
+            metrics.update({k: start.metrics[k] for k in ("psnr_before_pti", "ssim_before_pti") if k in start.metrics})
         return Projection(latent=res.ws.numpy(), image=res.image,
-                          weight_delta={k: v.numpy() for k, v in res.weight_delta.items()}, metrics=res.metrics())
+                          weight_delta={k: v.numpy() for k, v in res.weight_delta.items()}, metrics=metrics)
 
     def paste_back(self, photo: np.ndarray, image: np.ndarray, crop: list[int]) -> np.ndarray:
         """`projection.paste_back`."""

@@ -22,6 +22,8 @@ Phases (each reported through the project's `ProgressCallback`, each cancellable
    With `pti_min_res` only the blocks at that resolution and finer are tuned (ours): the coarse
    blocks keep the generator's layout, so a drag on the tuned generator moves parts as on its
    samples.
+4. `refine` - with `refine_passes`, the GAN tab's "More steps" built in: more tuning at half the
+   steps and learning rate, weighted towards where the image is still off (`more_steps_config`).
 
 Losses (offline only: no LPIPS/VGG weights exist here, and the bundled toy checkpoint carries no
 discriminator whose features could serve): pixel L2 + L1 on the image in [-1, 1], weighted up where
@@ -59,7 +61,7 @@ from .networks import Generator, to_uint8
 
 log = logging.getLogger(__name__)
 
-PHASES = ("project_w", "project_wplus", "pti")
+PHASES = ("project_w", "project_wplus", "pti", "refine")
 
 
 # -- configuration and result ---------------------------------------------------------------------
@@ -105,7 +107,10 @@ class ProjectionConfig(DictSettings):
     image is still furthest from the photo (recomputed every step, scaled to max 1, no gradient
     through it; 0 = off): a part the pivot does not draw at all (a thin mouth on a face whose W+ lost
     it) pulls the tuning until it is drawn instead of being traded for the large areas (ours, after
-    the hard-example weighting of focal losses). seed: for
+    the hard-example weighting of focal losses). refine_passes: after the projection, this many
+    passes of what the GAN tab's "More steps" does (`more_steps_config`: half the steps, continuing
+    from the result; with pivotal tuning, the weights only at half the learning rate and with the
+    focus weight at least `REFINE_FOCUS_WEIGHT`), built in (0 = none). seed: for
     the candidates, the W perturbation, the w_std samples and the locality / change samples.
     """
 
@@ -135,10 +140,11 @@ class ProjectionConfig(DictSettings):
     pti_change_reach: float = 0.1
     pti_min_res: int = 0
     pti_focus_weight: float = 0.0
+    refine_passes: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("w_steps", "wplus_steps", "pti_steps", "pyramid_levels"):
+        for name in ("w_steps", "wplus_steps", "pti_steps", "pyramid_levels", "refine_passes"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.start_space not in ("w", "z"):
@@ -519,6 +525,13 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
 
     if cfg.pti_steps > 0:
         pti_parameters(G.synthesis, cfg.pti_min_res)  # a bad pti_min_res fails now, not after the W phases
+    if cfg.refine_passes > 0:
+        result = _project_with_passes(G, arr, cfg, crop, progress, cancel, preview_every, init)
+        if use_cache:
+            _CACHE[key] = result
+            while len(_CACHE) > CACHE_SIZE:
+                _CACHE.popitem(last=False)
+        return result
     dev = G.device
     target = image_to_tensor(arr, dev)
     pix_w = 1.0 + cfg.detail_weight * detail_map(target) if cfg.detail_weight else None
@@ -700,6 +713,57 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
         while len(_CACHE) > CACHE_SIZE:
             _CACHE.popitem(last=False)
     return result
+
+
+REFINE_FOCUS_WEIGHT = 10.0
+
+
+def more_steps_config(config: ProjectionConfig) -> ProjectionConfig:
+    """One "More steps" press after a projection made with `config`: half its steps (at least one
+    where it had any), then `refine_config` (with pivotal tuning when `config` had it). No passes
+    of its own (`refine_passes` 0)."""
+    half = {k: (max(1, round(getattr(config, k) * 0.5)) if getattr(config, k) > 0 else 0)
+            for k in ("w_steps", "wplus_steps", "pti_steps")}
+    return refine_config(dataclasses.replace(config, refine_passes=0, **half), config.pti_steps > 0)
+
+
+def refine_config(config: ProjectionConfig, pti: bool) -> ProjectionConfig:
+    """The settings of one "More steps" press continuing a projection (`project(..., init=...)`;
+    `config`: the steps to run, e.g. half the model's): with PTI only the weights are tuned further
+    around the fixed pivot (moving the latent would undo the tuning), at half the PTI learning rate
+    and with the focus weight at least `REFINE_FOCUS_WEIGHT`, so the press goes where the image is
+    still furthest from the photo (a mouth the first tuning left out; 50 rendered toy faces: the 4
+    that missed all fit after one press); without PTI, W+ is refined at a quarter of its learning
+    rate. (The W phase is skipped whenever a projection continues.)"""
+    if pti:
+        return dataclasses.replace(config, wplus_steps=0, w_steps=max(config.w_steps, 1),
+                                   pti_lr=config.pti_lr * 0.5,
+                                   pti_focus_weight=max(config.pti_focus_weight, REFINE_FOCUS_WEIGHT))
+    return dataclasses.replace(config, wplus_lr=config.wplus_lr * 0.25)
+
+
+def _project_with_passes(G: Generator, arr: np.ndarray, cfg: ProjectionConfig, crop: Optional[CropBox],
+                         progress: Optional[ProgressCallback], cancel: Optional[CancelToken], preview_every: int,
+                         init: Optional[ProjectionResult]) -> ProjectionResult:
+    """`project` with `cfg.refine_passes` "More steps" passes after it: the projection without
+    passes, then each pass continuing from the last result (`more_steps_config`; its phases are
+    reported as "refine"). The result carries `cfg`, the first projection's W-phase latent and
+    latent-alone image and scores, and the passes' time as seconds["refine"]."""
+    first = project(G, arr, dataclasses.replace(cfg, refine_passes=0), crop=crop, progress=progress,
+                    cancel=cancel, preview_every=preview_every, use_cache=False, init=init)
+    press = more_steps_config(cfg)
+
+    def renamed(p: Any) -> Any:
+        return progress(dataclasses.replace(p, phase="refine")) if progress is not None else None
+
+    res, spent = first, 0.0
+    for _ in range(cfg.refine_passes):
+        res = project(G, arr, press, crop=crop, progress=renamed if progress is not None else None,
+                      cancel=cancel, preview_every=preview_every, use_cache=False, init=res)
+        spent += sum(res.seconds.values())
+    return dataclasses.replace(res, config=cfg, w=first.w, image_before_pti=first.image_before_pti,
+                               psnr_before_pti=first.psnr_before_pti, ssim_before_pti=first.ssim_before_pti,
+                               seconds={**first.seconds, "refine": spent})
 
 
 def pti_parameters(synthesis: torch.nn.Module, min_res: int = 0) -> list[torch.Tensor]:

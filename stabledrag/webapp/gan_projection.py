@@ -29,7 +29,8 @@ from .views import View, canvas_for, click_status, progress_html, save_png
 
 log = logging.getLogger(__name__)
 
-PHASE_LABELS = {"project_w": "Projecting (coarse)", "project_wplus": "Projecting (W+)", "pti": "Pivotal tuning"}
+PHASE_LABELS = {"project_w": "Projecting (coarse)", "project_wplus": "Projecting (W+)", "pti": "Pivotal tuning",
+                "refine": "Refining where it is still off"}
 MAX_PHOTO_SIDE = 4096
 
 
