@@ -234,12 +234,15 @@ def _dispatch(args: argparse.Namespace) -> Optional[int]:
                                              ("--project-set", args.project_set),
                                              ("--projection-only", args.projection_only),
                                              ("--projection-cache", args.projection_cache),
-                                             ("--more-steps", args.more_steps)) if given]
+                                             ("--more-steps", args.more_steps),
+                                             ("--more-steps-when", args.more_steps_when != "miss")) if given]
             if only:
                 raise UserError(f"{', '.join(only)}: only with --source rendered (projected faces).")
         if args.bench == "toy" and args.source == "rendered":
             if args.backend != "gan":
                 raise UserError("--source rendered projects faces into a GAN: use it with --backend gan.")
+            if args.more_steps_when != "miss" and not args.more_steps:
+                raise UserError("--more-steps-when says when to press: use it with --more-steps N.")
             from .bench.toy_projected import projected_toy_bench
 
             extra: dict[str, Any] = {"methods": tuple(m for m in args.methods.split(",") if m)}

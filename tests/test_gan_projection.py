@@ -472,13 +472,13 @@ def test_refine_config_is_one_more_steps_press():
     quarter of its learning rate and no focus."""
     from stabledrag.gan.projection import REFINE_FOCUS_WEIGHT, refine_config
 
-    base = ProjectionConfig(**FAST, pti_lr=0.02)
+    base = ProjectionConfig(**FAST, pti_lr=0.02, refine_passes=2)
     press = refine_config(dataclasses.replace(base, pti_steps=6), True)
-    assert (press.wplus_steps, press.pti_steps, press.pti_lr) == (0, 6, 0.01)
+    assert (press.wplus_steps, press.pti_steps, press.pti_lr, press.refine_passes) == (0, 6, 0.01, 0)
     assert press.pti_focus_weight == REFINE_FOCUS_WEIGHT > 0
     assert refine_config(dataclasses.replace(base, pti_focus_weight=30.0), True).pti_focus_weight == 30.0
     plain = refine_config(base, False)
-    assert plain.wplus_lr == base.wplus_lr * 0.25 and plain.pti_focus_weight == 0.0 and plain.pti_steps == 0
+    assert (plain.wplus_lr, plain.wplus_steps, plain.refine_passes) == (base.wplus_lr * 0.25, base.wplus_steps, 0)
 
 
 def test_bench_toy_rendered_presses_more_steps_on_a_face_that_misses_or_always(tmp_path, capsys, monkeypatch):
@@ -528,6 +528,9 @@ def test_bench_toy_rendered_presses_more_steps_on_a_face_that_misses_or_always(t
                              "--more-steps-when", "always"]) == 0  # ... unless pressed always
     assert json.loads(capsys.readouterr().out)["faces"][0]["more_steps"] == 2
     assert main(["bench", "toy", "--backend", "gan", "--more-steps", "1"]) == 2  # rendered only
+    assert main(fast + ["--more-steps-when", "always"]) == 2  # says when to press, but no presses
+    assert main(fast + ["--more-steps", "1", "--project-set", "pti_steps=0"]) == 2  # nothing to continue
+    assert "pti_steps > 0" in capsys.readouterr().err
 
 
 def test_refine_passes_are_more_steps_presses_built_in(G, known):
@@ -552,5 +555,8 @@ def test_refine_passes_are_more_steps_presses_built_in(G, known):
     assert both.config.refine_passes == 1 and "refine" in both.seconds
     assert [p.phase for p in seen if p.step == 0] == ["project_w", "project_wplus", "pti", "refine"]
     assert max(p.step for p in seen if p.phase == "refine") == 4  # half the PTI steps
+    # without pivotal tuning a pass refines W+: the latent alone is the result itself
+    no_pti = project(G, target, ProjectionConfig(**FAST, refine_passes=1), use_cache=False)
+    assert no_pti.psnr_before_pti == no_pti.psnr and np.array_equal(no_pti.image_before_pti, no_pti.image)
     with pytest.raises(ValueError):
         ProjectionConfig(refine_passes=-1)

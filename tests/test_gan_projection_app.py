@@ -76,6 +76,10 @@ def test_upload_projects_then_drags_and_downloads_into_the_photo(G, photo):
     assert more[-1].state is s and s.projection["psnr"] >= before - 0.5 and s.clicks == []
     assert s.projection["config"]["pti_focus_weight"] > 0 and s.projection["psnr_before_pti"] == alone
     assert f"{alone:.2f} dB" in gp.quality_text(s)
+    assert any("Refining where it is still off" in (v.progress or "") for v in more[:-1])
+    once = dict(s.weight_delta)
+    list(gp.more_steps(s, G))  # a second press continues again (not the first press's cached result)
+    assert set(s.weight_delta) == set(once) and any(not np.array_equal(s.weight_delta[k], once[k]) for k in once)
     assert "accepted" in gp.accept(s).status
 
     # a generated sample forgets the photo, and uses the loaded weights again

@@ -135,8 +135,13 @@ _DELTA = "delta/"
 def _cache_file(cache: str, model_sha1: str, projection: dict[str, Any], seed: int, i: int) -> Path:
     """The projection cache's file for face `i` of `seed` projected with `projection` into the model
     of fingerprint `model_sha1` (a digest of all four in its name)."""
-    key = json.dumps({"model_sha1": model_sha1, "projection": projection, "seed": seed, "face": i}, sort_keys=True)
-    return Path(cache) / f"face_{seed}_{i}_{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+    key = {"model_sha1": model_sha1, "projection": projection, "seed": seed, "face": i}
+    return Path(cache) / f"face_{seed}_{i}_{_digest(key)}.npz"
+
+
+def _digest(data: Any) -> str:
+    """16 hex digits of the SHA-1 of `data` as sorted JSON (cache file names)."""
+    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _save_projection(path: Path, row: dict[str, Any], tuned: Any) -> None:
@@ -200,7 +205,7 @@ def _more_steps(G: Any, cfg_pti: Any, seed: int, i: int, row: dict[str, Any], tu
     missed does) or every time (`when` "always"). A face not pressed is returned as it is;
     otherwise the row's "pti" scores are the last press's, the first projection's move to
     "pti_first" and "more_steps" counts the presses. Each press's result is cached beside `cache`
-    (its name + ".more<k>")."""
+    (its name + ".more<k>-" + a digest of the press's settings)."""
     from ..gan.projection import more_steps_config, project
     from ..toy.gan_model import face_from_z
     from ..toy.render import render
@@ -212,7 +217,7 @@ def _more_steps(G: Any, cfg_pti: Any, seed: int, i: int, row: dict[str, Any], tu
     src, _ = render(face_from_z(z), G.img_resolution)
     first = row["pti"]
     for k in range(1, presses + 1):
-        path = None if cache is None else cache.with_name(f"{cache.stem}.more{k}.npz")
+        path = None if cache is None else cache.with_name(f"{cache.stem}.more{k}-{_digest(cfg.to_dict())}.npz")
         hit = _load_projection(path) if path is not None else None
         if hit is not None:
             row, tuned = hit
@@ -301,7 +306,8 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
     from ..gan.editor import GanEditor
     from ..gan.presets import recommended_overrides
     from ..errors import UserError
-    from ..gan.projection import model_fingerprint, projection_config, pti_parameters, recommended_projection
+    from ..gan.projection import (model_fingerprint, more_steps_config, projection_config, pti_parameters,
+                                  recommended_projection)
     from ..limits import checked_config
 
     torch.manual_seed(0)
@@ -319,6 +325,8 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
         pti_parameters(G.synthesis, cfg_pti.pti_min_res)
     if int(more_steps) < 0 or more_steps_when not in ("miss", "always"):
         raise UserError(f"more steps: N >= 0 presses, when 'miss' or 'always'; got {more_steps}, {more_steps_when!r}")
+    if more_steps and cfg_pti.pti_steps <= 0:
+        raise UserError("--more-steps presses continue pivotal tuning: it needs pti_steps > 0.")
     if shard is not None and not (0 <= shard[0] < shard[1]):
         raise UserError(f"shard (k, n) needs 0 <= k < n, got {shard}")
     # what decides a face's numbers: the model's weights, the projection and the drag settings as
@@ -326,8 +334,9 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
     run_key = {"model_sha1": model_fingerprint(G), "seed": seed, "projection": cfg_pti.to_dict(),
                "drags": bool(drags), "kinds": list(kinds),
                "configs": {m: configs[m].to_dict() for m in methods}}
+    press = more_steps_config(cfg_pti).to_dict() if more_steps else None
     if more_steps:  # (absent at 0: rows of runs without presses keep matching)
-        run_key["more_steps"] = [int(more_steps), more_steps_when]
+        run_key["more_steps"] = [int(more_steps), more_steps_when, press]
     earlier = {i: v for i, v in (_earlier_rows(jsonl, run_key) if jsonl else {}).items() if i < faces}
     if earlier:
         log.info("%s: %d face(s) of this run already done; reused", jsonl, len(earlier))
@@ -359,7 +368,7 @@ def projected_toy_bench(faces: int = 10, seed: int = 20_000, device: Optional[st
         "settings": {"faces": faces, "seed": seed, "shard": None if shard is None else list(shard),
                      "part_tolerance_px": PART_TOLERANCE_PX,
                      "success_px": SUCCESS_PX, "projection": cfg_pti.to_dict(), "drag_overrides": overrides,
-                     "more_steps": int(more_steps), "more_steps_when": more_steps_when,
+                     "more_steps": int(more_steps), "more_steps_when": more_steps_when, "more_steps_projection": press,
                      "kinds": list(kinds), "methods": list(methods)},
         "projection": {
             "without_pti": summarise_projection(face_rows, "no_pti"),

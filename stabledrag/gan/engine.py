@@ -275,7 +275,7 @@ class GanEngine:
         res = project(model, image, config, crop=CropBox.from_list(crop), progress=progress, cancel=cancel,
                       preview_every=preview_every, init=init)
         metrics = res.metrics()
-        if start is not None and start.metrics.get("pti") and config.pti_steps > 0:
+        if start is not None and start.metrics.get("pti") and config.pti_steps > 0 and config.wplus_steps == 0:
             metrics.update({k: start.metrics[k] for k in ("psnr_before_pti", "ssim_before_pti") if k in start.metrics})
         return Projection(latent=res.ws.numpy(), image=res.image,
                           weight_delta={k: v.numpy() for k, v in res.weight_delta.items()}, metrics=metrics)

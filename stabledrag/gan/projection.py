@@ -22,8 +22,9 @@ Phases (each reported through the project's `ProgressCallback`, each cancellable
    With `pti_min_res` only the blocks at that resolution and finer are tuned (ours): the coarse
    blocks keep the generator's layout, so a drag on the tuned generator moves parts as on its
    samples.
-4. `refine` - with `refine_passes`, the GAN tab's "More steps" built in: more tuning at half the
-   steps and learning rate, weighted towards where the image is still off (`more_steps_config`).
+4. `refine` - with `refine_passes`, the GAN tab's "More steps" built in (`more_steps_config`): with
+   pivotal tuning, more tuning at half the steps and learning rate, weighted towards where the image
+   is still off; without it, more W+ steps at a quarter of the learning rate.
 
 Losses (offline only: no LPIPS/VGG weights exist here, and the bundled toy checkpoint carries no
 discriminator whose features could serve): pixel L2 + L1 on the image in [-1, 1], weighted up where
@@ -516,7 +517,7 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
     if arr is None or arr.shape != (res, res, 3) or arr.dtype != np.uint8:
         arr, auto_crop = align_image(image, res)
         crop = crop or auto_crop
-    key = cache_key(G, arr, cfg) + ((None,) if init is None else (float(init.ws.sum()), len(init.weight_delta)),)
+    key = cache_key(G, arr, cfg) + (None if init is None else _start_digest(init),)
     if use_cache and key in _CACHE:
         _CACHE.move_to_end(key)
         hit = _CACHE[key]
@@ -734,12 +735,13 @@ def refine_config(config: ProjectionConfig, pti: bool) -> ProjectionConfig:
     and with the focus weight at least `REFINE_FOCUS_WEIGHT`, so the press goes where the image is
     still furthest from the photo (a mouth the first tuning left out; 50 rendered toy faces: the 4
     that missed all fit after one press); without PTI, W+ is refined at a quarter of its learning
-    rate. (The W phase is skipped whenever a projection continues.)"""
+    rate. No passes of its own (`refine_passes` 0). (The W phase is skipped whenever a projection
+    continues.)"""
     if pti:
-        return dataclasses.replace(config, wplus_steps=0, w_steps=max(config.w_steps, 1),
+        return dataclasses.replace(config, wplus_steps=0, w_steps=max(config.w_steps, 1), refine_passes=0,
                                    pti_lr=config.pti_lr * 0.5,
                                    pti_focus_weight=max(config.pti_focus_weight, REFINE_FOCUS_WEIGHT))
-    return dataclasses.replace(config, wplus_lr=config.wplus_lr * 0.25)
+    return dataclasses.replace(config, wplus_lr=config.wplus_lr * 0.25, refine_passes=0)
 
 
 def _project_with_passes(G: Generator, arr: np.ndarray, cfg: ProjectionConfig, crop: Optional[CropBox],
@@ -747,8 +749,9 @@ def _project_with_passes(G: Generator, arr: np.ndarray, cfg: ProjectionConfig, c
                          init: Optional[ProjectionResult]) -> ProjectionResult:
     """`project` with `cfg.refine_passes` "More steps" passes after it: the projection without
     passes, then each pass continuing from the last result (`more_steps_config`; its phases are
-    reported as "refine"). The result carries `cfg`, the first projection's W-phase latent and
-    latent-alone image and scores, and the passes' time as seconds["refine"]."""
+    reported as "refine"). The result carries `cfg`, the first projection's W-phase latent, the
+    passes' time as seconds["refine"] and, with pivotal tuning (the passes then move the weights
+    only), the first projection's latent-alone image and scores."""
     first = project(G, arr, dataclasses.replace(cfg, refine_passes=0), crop=crop, progress=progress,
                     cancel=cancel, preview_every=preview_every, use_cache=False, init=init)
     press = more_steps_config(cfg)
@@ -761,9 +764,11 @@ def _project_with_passes(G: Generator, arr: np.ndarray, cfg: ProjectionConfig, c
         res = project(G, arr, press, crop=crop, progress=renamed if progress is not None else None,
                       cancel=cancel, preview_every=preview_every, use_cache=False, init=res)
         spent += sum(res.seconds.values())
-    return dataclasses.replace(res, config=cfg, w=first.w, image_before_pti=first.image_before_pti,
-                               psnr_before_pti=first.psnr_before_pti, ssim_before_pti=first.ssim_before_pti,
-                               seconds={**first.seconds, "refine": spent})
+    kept: dict[str, Any] = {}
+    if cfg.pti_steps > 0:  # the passes tuned weights only: the latent alone is still the first one's
+        kept = dict(image_before_pti=first.image_before_pti, psnr_before_pti=first.psnr_before_pti,
+                    ssim_before_pti=first.ssim_before_pti)
+    return dataclasses.replace(res, config=cfg, w=first.w, seconds={**first.seconds, "refine": spent}, **kept)
 
 
 def pti_parameters(synthesis: torch.nn.Module, min_res: int = 0) -> list[torch.Tensor]:
@@ -777,6 +782,17 @@ def pti_parameters(synthesis: torch.nn.Module, min_res: int = 0) -> list[torch.T
         raise UserError(f"The projection setting pti_min_res must be 0 or one of the generator's block "
                         f"resolutions {resolutions}, got {min_res}")
     return [p for res in resolutions if res >= min_res for p in getattr(synthesis, f"b{res}").parameters()]
+
+
+def _start_digest(init: Any) -> str:
+    """SHA-1 of a start's W+ and weight delta (names, shapes, bytes): what a continued projection's
+    cache entry depends on besides the image and settings (two "More steps" presses in a row start
+    from the same latent but different deltas)."""
+    h = hashlib.sha1(init.ws.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    for name in sorted(init.weight_delta):
+        t = init.weight_delta[name].detach().to("cpu", torch.float32).contiguous()
+        h.update(name.encode() + str(tuple(t.shape)).encode() + t.numpy().tobytes())
+    return h.hexdigest()
 
 
 def _l2_plus_l1(d: torch.Tensor) -> torch.Tensor:

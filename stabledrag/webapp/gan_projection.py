@@ -88,11 +88,12 @@ def _read_photo(photo: Any) -> np.ndarray:
 
 
 def _run(state: GanState, generator: Any, image: np.ndarray, crop: list[int], config: Any,
-         start: Optional[Projection], cancel: Optional[CancelToken], progress: Optional[Callable[..., Any]]
-         ) -> Iterator[View]:
-    """Run `PhotoProjector.project` in a thread, yielding a live View after each reported preview;
-    the last View holds the finished projection (state filled) or, when cancelled, leaves the
-    state as it was."""
+         start: Optional[Projection], cancel: Optional[CancelToken], progress: Optional[Callable[..., Any]],
+         labels: Optional[dict[str, str]] = None) -> Iterator[View]:
+    """Run `PhotoProjector.project` in a thread, yielding a live View after each reported preview
+    (phases named by `labels`, default `PHASE_LABELS`); the last View holds the finished projection
+    (state filled) or, when cancelled, leaves the state as it was."""
+    labels = PHASE_LABELS if labels is None else labels
     import queue
     import threading
 
@@ -121,7 +122,7 @@ def _run(state: GanState, generator: Any, image: np.ndarray, crop: list[int], co
             if p is None:
                 finished = True
                 break
-            label = PHASE_LABELS.get(p.phase, p.phase)
+            label = labels.get(p.phase, p.phase)
             if progress is not None and p.total:
                 progress((p.step, p.total), desc=label)
             if p.preview is not None or p.step == 0:
@@ -187,7 +188,9 @@ def more_steps(state: GanState, generator: Any, cancel: Optional[CancelToken] = 
     start = Projection(latent=state.w0, image=state.image0, weight_delta=dict(state.weight_delta),
                        metrics=dict(state.projection))
     new = GanState(model=state.model, photo=state.photo, crop=state.crop)
-    for view in _run(new, generator, aligned, crop, cfg, start, cancel, progress):
+    # a press's tuning is shown as what it is: refining where the image is still off
+    labels = {**PHASE_LABELS, "pti": PHASE_LABELS["refine"]} if pti else PHASE_LABELS
+    for view in _run(new, generator, aligned, crop, cfg, start, cancel, progress, labels):
         if view.state is not None and view.state is new:
             state.__dict__.update(vars(new))
             view.state = state
