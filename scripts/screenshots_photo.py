@@ -3,7 +3,8 @@
     python -m scripts.screenshots_photo [--photo assets/examples/toy_face_1.png] [--out assets/screenshots]
 
 Starts the app in-process (bundled toy GAN unless `--gan-model`), opens the GAN tab, uploads the
-photo, waits for the projection (screenshot while projecting and after), clicks an eye and a
+photo, waits for the projection (screenshot while projecting and after), with `--more-steps`
+presses "More steps" once (screenshot while refining), clicks an eye and a
 target above it (found by `stabledrag.toy.detect` on the projected image), presses Start
 (screenshot after the drag), then downloads the image and checks that it has the photo's size
 (paste-back). Writes `gan_projected_{projecting,projected,dragged}.png` and the download as
@@ -26,8 +27,9 @@ log = logging.getLogger(__name__)
 DEFAULT_PHOTO = EXAMPLES_DIR / "toy_face_1.png"
 
 
-def photo_flow(page: Any, photo: Path, out: Path, timeout_s: float) -> dict[str, Any]:
-    """Upload -> project -> drag an eye -> download. Returns what was seen (status lines, sizes)."""
+def photo_flow(page: Any, photo: Path, out: Path, timeout_s: float, more_steps: bool = False) -> dict[str, Any]:
+    """Upload -> project -> (with `more_steps`: press "More steps" once) -> drag an eye -> download.
+    Returns what was seen (status lines, quality lines, sizes)."""
     from PIL import Image
 
     seen: dict[str, Any] = {}
@@ -41,6 +43,13 @@ def photo_flow(page: Any, photo: Path, out: Path, timeout_s: float) -> dict[str,
     page.locator("#gan_photo_quality").scroll_into_view_if_needed()
     page.screenshot(path=str(out / "gan_projected_projected.png"), full_page=True, animations="disabled")
     seen["quality"] = page.locator("#gan_photo_quality").inner_text()
+    if more_steps:
+        page.locator("#gan_photo_more").click()
+        _shot_when(page, "gan", r"^Refining", out / "gan_projected_refining.png", timeout_s)
+        seen["more_steps"] = _wait_status(page, "gan", r"^(Projected the photo|Something|Projection stopped)",
+                                          timeout_s)
+        page.wait_for_timeout(1000)
+        seen["quality_after_more_steps"] = page.locator("#gan_photo_quality").inner_text()
 
     from stabledrag.gan.checkpoints import load_generator
 
@@ -85,6 +94,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--gan-model", default=None)
     p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--more-steps", action="store_true",
+                   help="press 'More steps' once after projecting (screenshot gan_projected_refining.png)")
     args = p.parse_args(argv)
     started = start_script()
     if started is None:
@@ -96,7 +107,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     with app_page(sync_playwright, app_args, accept_downloads=True) as page:
         page.get_by_role("tab", name="StableDrag-GAN").wait_for()
-        seen = photo_flow(page, Path(args.photo), out, args.timeout)
+        seen = photo_flow(page, Path(args.photo), out, args.timeout, more_steps=args.more_steps)
     import json
 
     print(json.dumps(seen, indent=2))
