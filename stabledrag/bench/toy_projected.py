@@ -171,16 +171,31 @@ def _load_projection(path: Path) -> Optional[tuple[dict[str, Any], _Tuned]]:
         return None
 
 
+def _rendered_face(G: Any, seed: int, i: int) -> np.ndarray:
+    """Face `i` of `seed` as the renderer draws it at the generator's resolution (`R x R x 3` uint8):
+    the "photo" the benchmark projects."""
+    from ..toy.gan_model import face_from_z
+    from ..toy.render import render
+
+    z = np.random.default_rng([seed, i]).standard_normal(G.z_dim)
+    return render(face_from_z(z), G.img_resolution)[0]
+
+
+def _scores(src: np.ndarray, image: np.ndarray, psnr: float, ssim: float) -> dict[str, Any]:
+    """A reconstruction's row entry: PSNR / SSIM (rounded) and every detector part's distance from
+    the photo `src`'s, its worst, and whether all are within `PART_TOLERANCE_PX`."""
+    errs = part_errors(src, image)
+    return {"psnr": round(psnr, 3), "ssim": round(ssim, 4), "part_errors_px": errs,
+            "worst_part_px": _max_error(errs), "fits": _fits(errs)}
+
+
 def _project_face(G: Any, cfgs: tuple[Any, Any, Any], seed: int, i: int) -> tuple[dict[str, Any], _Tuned]:
     """Face `i`: render, project without then with PTI, score both. Returns (the face's row, its
     tuned projection)."""
     from ..gan.projection import project
-    from ..toy.gan_model import face_from_z
-    from ..toy.render import render
 
     cfg_plain, cfg_tune, cfg_pti = cfgs
-    z = np.random.default_rng([seed, i]).standard_normal(G.z_dim)
-    src, _ = render(face_from_z(z), G.img_resolution)
+    src = _rendered_face(G, seed, i)
     t0 = time.perf_counter()
     plain = project(G, src, cfg_plain, use_cache=False)
     t1 = time.perf_counter()
@@ -188,11 +203,8 @@ def _project_face(G: Any, cfgs: tuple[Any, Any, Any], seed: int, i: int) -> tupl
     t2 = time.perf_counter()
     row: dict[str, Any] = {"face": i, "z_seed": [seed, i], "seconds_no_pti": round(t1 - t0, 2),
                            "seconds_pti": round(t2 - t1, 2)}
-    for key, res, img in (("no_pti", plain, plain.image_before_pti), ("pti", tuned, tuned.image)):
-        errs = part_errors(src, img)
-        row[key] = {"psnr": round(res.psnr if key == "pti" else res.psnr_before_pti, 3),
-                    "ssim": round(res.ssim if key == "pti" else res.ssim_before_pti, 4),
-                    "part_errors_px": errs, "worst_part_px": _max_error(errs), "fits": _fits(errs)}
+    row["no_pti"] = _scores(src, plain.image_before_pti, plain.psnr_before_pti, plain.ssim_before_pti)
+    row["pti"] = _scores(src, tuned.image, tuned.psnr, tuned.ssim)
     log.info("face %d: PSNR %.2f / %.2f dB (no PTI / PTI)", i, row["no_pti"]["psnr"], row["pti"]["psnr"])
     return row, _Tuned(tuned.ws, dict(tuned.weight_delta), tuned.image)
 
@@ -207,29 +219,26 @@ def _more_steps(G: Any, cfg_pti: Any, seed: int, i: int, row: dict[str, Any], tu
     "pti_first" and "more_steps" counts the presses. Each press's result is cached beside `cache`
     (its name + ".more<k>-" + a digest of the press's settings)."""
     from ..gan.projection import more_steps_config, project
-    from ..toy.gan_model import face_from_z
-    from ..toy.render import render
 
     if (when == "miss" and row["pti"]["fits"]) or cfg_pti.pti_steps <= 0:
         return row, tuned
     cfg = more_steps_config(cfg_pti)
-    z = np.random.default_rng([seed, i]).standard_normal(G.z_dim)
-    src, _ = render(face_from_z(z), G.img_resolution)
+    press_digest = _digest(cfg.to_dict())
+    src = None  # rendered only when a press is not in the cache
     first = row["pti"]
     for k in range(1, presses + 1):
-        path = None if cache is None else cache.with_name(f"{cache.stem}.more{k}-{_digest(cfg.to_dict())}.npz")
+        path = None if cache is None else cache.with_name(f"{cache.stem}.more{k}-{press_digest}.npz")
         hit = _load_projection(path) if path is not None else None
         if hit is not None:
             row, tuned = hit
         else:
             t0 = time.perf_counter()
+            src = _rendered_face(G, seed, i) if src is None else src
             init = types.SimpleNamespace(ws=tuned.ws, w=tuned.ws[:, 0], weight_delta=tuned.weight_delta)
             res = project(G, src, cfg, init=init, use_cache=False)
-            errs = part_errors(src, res.image)
             row = {**row, "pti_first": first, "more_steps": k,
                    "seconds_more_steps": round(row.get("seconds_more_steps", 0.0) + time.perf_counter() - t0, 2),
-                   "pti": {"psnr": round(res.psnr, 3), "ssim": round(res.ssim, 4), "part_errors_px": errs,
-                           "worst_part_px": _max_error(errs), "fits": _fits(errs)}}
+                   "pti": _scores(src, res.image, res.psnr, res.ssim)}
             tuned = _Tuned(res.ws, dict(res.weight_delta), res.image)
             if path is not None:
                 _save_projection(path, row, tuned)

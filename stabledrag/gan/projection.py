@@ -365,13 +365,18 @@ def model_fingerprint(G: Generator) -> str:
     import weakref
 
     h = hashlib.sha1(repr(sorted(G.config.to_dict().items())).encode())
-    for name, t in G.state_dict().items():
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    _hash_tensors(h, G.state_dict().items())
     key = h.hexdigest()
     _FINGERPRINTS[id(G)] = (weakref.ref(G), key)
     return key
+
+
+def _hash_tensors(h: Any, named: Any) -> None:
+    """Feed `(name, tensor)` pairs to the hash `h`: each name, shape and float32 bytes, in order."""
+    for name, t in named:
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
 
 
 def noise_buffers(G: Generator) -> dict[str, torch.Tensor]:
@@ -485,6 +490,13 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
+def _remember(key: tuple, result: "ProjectionResult") -> None:
+    """Cache `result` under `key`, forgetting the oldest entries beyond `CACHE_SIZE`."""
+    _CACHE[key] = result
+    while len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
+
+
 def cache_key(G: Generator, image: np.ndarray, config: ProjectionConfig) -> tuple:
     """`(model fingerprint, sha1 of the image's shape and bytes, config as sorted items)`."""
     img = np.ascontiguousarray(image, dtype=np.uint8)
@@ -529,9 +541,7 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
     if cfg.refine_passes > 0:
         result = _project_with_passes(G, arr, cfg, crop, progress, cancel, preview_every, init)
         if use_cache:
-            _CACHE[key] = result
-            while len(_CACHE) > CACHE_SIZE:
-                _CACHE.popitem(last=False)
+            _remember(key, result)
         return result
     dev = G.device
     target = image_to_tensor(arr, dev)
@@ -710,9 +720,7 @@ def project(G: Generator, image: Any, config: Optional[ProjectionConfig] = None,
         model_key=model_fingerprint(G),
     )
     if use_cache:
-        _CACHE[key] = result
-        while len(_CACHE) > CACHE_SIZE:
-            _CACHE.popitem(last=False)
+        _remember(key, result)
     return result
 
 
@@ -788,10 +796,8 @@ def _start_digest(init: Any) -> str:
     """SHA-1 of a start's W+ and weight delta (names, shapes, bytes): what a continued projection's
     cache entry depends on besides the image and settings (two "More steps" presses in a row start
     from the same latent but different deltas)."""
-    h = hashlib.sha1(init.ws.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    for name in sorted(init.weight_delta):
-        t = init.weight_delta[name].detach().to("cpu", torch.float32).contiguous()
-        h.update(name.encode() + str(tuple(t.shape)).encode() + t.numpy().tobytes())
+    h = hashlib.sha1()
+    _hash_tensors(h, [("ws", init.ws)] + sorted(init.weight_delta.items()))
     return h.hexdigest()
 
 
